@@ -1,0 +1,203 @@
+"""Logging setup: levels on standard error, the private debug log, and redaction of secrets."""
+
+from __future__ import annotations
+
+import logging
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vault import logsetup
+from vault.logsetup import SecretRedactor, debug_log_path, setup_logging
+
+SECRET = "hunter2-very-secret"
+
+
+@pytest.fixture(autouse=True)
+def clean_vault_logger() -> Iterator[None]:
+    logger = logging.getLogger("vault")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    for handler in list(logger.handlers):
+        if handler not in before[0]:
+            logger.removeHandler(handler)
+            handler.close()
+    logger.setLevel(before[1])
+    logger.propagate = before[2]
+
+
+def emit_all(name: str = "vault.test") -> None:
+    log = logging.getLogger(name)
+    log.debug("debug-line")
+    log.info("info-line")
+    log.warning("warning-line")
+    log.error("error-line")
+
+
+@pytest.mark.parametrize(
+    ("verbosity", "shown", "hidden"),
+    [
+        (-1, ["vault: error: error-line"], ["warning-line", "info-line", "debug-line"]),
+        (0, ["vault: warning: warning-line", "vault: error: error-line"], ["info-line", "debug-line"]),
+        (1, ["vault: info-line", "vault: warning: warning-line"], ["debug-line"]),
+        (2, ["vault: debug-line", "vault: info-line", "vault: error: error-line"], []),
+        (5, ["vault: debug-line"], []),
+    ],
+)
+def test_verbosity_levels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], verbosity: int, shown: list[str], hidden: list[str]
+) -> None:
+    setup_logging(verbosity, tmp_path / "debug.log", redactor=SecretRedactor())
+    emit_all()
+    out, err = capsys.readouterr()
+    assert out == ""  # never standard output
+    lines = err.splitlines()
+    for text in shown:
+        assert text in lines
+    for text in hidden:
+        assert text not in err
+
+
+def test_debug_log_gets_everything_with_private_modes(tmp_path: Path) -> None:
+    log_file = tmp_path / "state" / "vault" / "vault-debug.log"
+    setup_logging(-1, log_file, redactor=SecretRedactor())
+    emit_all()
+    text = log_file.read_text()
+    for word in ("debug-line", "info-line", "warning-line", "error-line"):
+        assert word in text
+    assert "DEBUG vault.test: debug-line" in text
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log_file.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(log_file.parent.parent.stat().st_mode) == 0o700
+
+
+def test_traceback_goes_to_the_file_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log_file = tmp_path / "debug.log"
+    setup_logging(2, log_file, redactor=SecretRedactor())
+    try:
+        raise RuntimeError("kaboom")
+    except RuntimeError:
+        logging.getLogger("vault.cli").exception("unexpected failure")
+    err = capsys.readouterr().err
+    assert err.strip() == "vault: error: unexpected failure"
+    assert "Traceback" not in err
+    text = log_file.read_text()
+    assert "Traceback (most recent call last)" in text
+    assert "RuntimeError: kaboom" in text
+
+
+def test_calling_setup_again_replaces_handlers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging(0, tmp_path / "a.log", redactor=SecretRedactor())
+    setup_logging(0, tmp_path / "b.log", redactor=SecretRedactor())
+    logging.getLogger("vault").warning("once")
+    assert capsys.readouterr().err.count("once") == 1
+    assert len(logging.getLogger("vault").handlers) == 2
+
+
+def test_secret_redacted_in_message_and_args(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    redactor = SecretRedactor()
+    redactor.add(SECRET.encode())
+    log_file = tmp_path / "debug.log"
+    setup_logging(2, log_file, redactor=redactor)
+    log = logging.getLogger("vault.keys")
+    log.warning("password %s was rejected", SECRET)
+    log.debug(f"inline {SECRET} in the message")
+    err = capsys.readouterr().err
+    text = log_file.read_text()
+    for output in (err, text):
+        assert SECRET not in output
+        assert "password *** was rejected" in output
+        assert "inline *** in the message" in output
+
+
+def test_secret_redacted_in_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    redactor = SecretRedactor()
+    redactor.add(SECRET.encode())
+    log_file = tmp_path / "debug.log"
+    setup_logging(0, log_file, redactor=redactor)
+    try:
+        raise ValueError(f"bad key material {SECRET}")
+    except ValueError:
+        logging.getLogger("vault.crypto").exception("unexpected")
+    capsys.readouterr()
+    text = log_file.read_text()
+    assert "Traceback" in text
+    assert "ValueError: bad key material ***" in text
+    assert SECRET not in text
+
+
+def test_secret_redacted_in_stack_info(tmp_path: Path) -> None:
+    redactor = SecretRedactor()
+    redactor.add(SECRET.encode())
+    log_file = tmp_path / "debug.log"
+    setup_logging(-1, log_file, redactor=redactor)
+
+    def f(unused: str) -> None:
+        logging.getLogger("vault.x").debug("here", stack_info=True)
+
+    f("hunter2-very-secret")  # the stack shows this source line, secret included
+    text = log_file.read_text()
+    assert "Stack (most recent call last)" in text
+    assert 'f("***")' in text
+    assert SECRET not in text
+
+
+def test_redactor_drops_nothing_and_ignores_empty() -> None:
+    redactor = SecretRedactor()
+    redactor.add(b"")
+    record = logging.LogRecord("vault", logging.INFO, __file__, 1, "a %s b", ("x",), None)
+    assert redactor.filter(record) is True
+    assert record.getMessage() == "a x b"
+    redactor.add(b"x")
+    redactor.add(b"x")
+    assert redactor.filter(record) is True
+    assert record.getMessage() == "a *** b"
+    assert "x" not in repr(redactor).replace("SecretRedactor", "")
+    assert redactor.redact("x y") == "*** y"
+    redactor.clear()
+    assert redactor.redact("x y") == "x y"
+
+
+def test_register_secret_uses_module_redactor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        logsetup.register_secret(SECRET.encode())
+        setup_logging(0, tmp_path / "debug.log")
+        logging.getLogger("vault").warning("got %s", SECRET)
+        assert capsys.readouterr().err.strip() == "vault: warning: got ***"
+    finally:
+        logsetup.REDACTOR.clear()
+
+
+def test_unwritable_debug_log_is_silent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a directory")
+    setup_logging(0, blocker / "sub" / "debug.log", redactor=SecretRedactor())
+    setup_logging(0, blocker / "debug.log", redactor=SecretRedactor())  # the open fails only at first record
+    logging.getLogger("vault").warning("still works")
+    logging.getLogger("vault").debug("goes nowhere")
+    err = capsys.readouterr().err
+    assert err.strip() == "vault: warning: still works"
+    assert "Logging error" not in err
+
+
+def test_debug_log_rotates(tmp_path: Path) -> None:
+    log_file = tmp_path / "debug.log"
+    setup_logging(-1, log_file, redactor=SecretRedactor())
+    log = logging.getLogger("vault.big")
+    chunk = "x" * 4000
+    for _ in range(700):  # about 2.8 MB
+        log.debug(chunk)
+    assert log_file.exists()
+    assert (tmp_path / "debug.log.1").exists() and (tmp_path / "debug.log.2").exists()
+    assert not (tmp_path / "debug.log.3").exists()
+    assert log_file.stat().st_size <= logsetup.DEBUG_LOG_MAX_BYTES
+    assert stat.S_IMODE((tmp_path / "debug.log.1").stat().st_mode) == 0o600
+
+
+def test_debug_log_path(tmp_path: Path) -> None:
+    assert debug_log_path(tmp_path) == tmp_path / "vault-debug.log"
+    default = debug_log_path()
+    assert default.name == "vault-debug.log"
+    assert default.parent.name == "vault"

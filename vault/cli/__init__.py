@@ -1,0 +1,196 @@
+"""The `vault` command line: parse, prompt, print, and map errors to exit codes in exactly one place.
+
+Commands live one group per module and only turn arguments into calls on the library. ``main()`` is the
+console script: expected failures (``VaultError``) print one ``vault: error:`` line and exit with their code;
+anything else is a bug, logged with its traceback to the debug log and reported in one line naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from typing import Annotated, NoReturn
+
+import click
+import typer
+
+from vault import __version__
+from vault.cli import _common
+from vault.cli._common import STATE, Settings
+
+log = logging.getLogger("vault.cli")
+
+HELP = """A secure, deduplicating, encrypted file vault.
+
+Start with `vault init`, then `vault put PATH` and `vault get NAME`. Passwords come from --password-file,
+--password-command, VAULT_PASSWORD or a prompt; scripts never get a prompt.
+"""
+
+# Locals in tracebacks hold passwords and keys: pretty tracebacks stay off (main() prints one line anyway).
+app = typer.Typer(
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vault {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    vault: Annotated[
+        str | None,
+        typer.Option("--vault", envvar="VAULT_PATH", help="Vault location: a directory or s3://BUCKET[/PREFIX]."),
+    ] = None,
+    password_file: Annotated[
+        str | None,
+        typer.Option("--password-file", help="Read the password from the first line of FILE.", metavar="FILE"),
+    ] = None,
+    password_command: Annotated[
+        str | None,
+        typer.Option("--password-command", help="Run CMD (no shell) and read the password from its output.",
+                     metavar="CMD"),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only errors and results.")] = False,
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail (-vv: debug).")] = 0,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, max=256, help="Worker threads (default: CPU count).")
+    ] = None,
+    retry_lock: Annotated[
+        float, typer.Option("--retry-lock", min=0, help="Seconds to wait for a lock before giving up.")
+    ] = 0.0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    from vault.logsetup import debug_log_path, setup_logging
+
+    env = _common.environ()
+    verbosity = -1 if quiet else verbose
+    setup_logging(verbosity, debug_log_path())
+    ctx.obj = Settings(
+        location=vault or _common.default_location(),
+        # The environment variables are read by vault.passwords (in contract order), not here.
+        password_file=password_file,
+        password_command=password_command,
+        verbosity=verbosity,
+        threads=threads or _common.env_int(env, "VAULT_THREADS"),
+        env=env,
+        retry_lock_s=retry_lock,
+    )
+    STATE.command = ctx.invoked_subcommand or ""
+
+
+def _register() -> None:
+    from vault.cli import catalog_cmds, data_cmds, init_cmd, key_cmds
+
+    init_cmd.register(app)
+    data_cmds.register(app)
+    catalog_cmds.register(app)
+    key_cmds.register(app)
+
+
+_register()
+
+
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so every ``finally`` (temporary files, locks) runs."""
+
+
+def _on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise Terminated()
+
+
+def _error(message: str, hint: str | None = None) -> None:
+    sys.stderr.write(f"vault: error: {message}\n")
+    if hint:
+        sys.stderr.write(f"vault: hint: {hint}\n")
+    sys.stderr.flush()
+
+
+def _record(code: int, started: float, error: str | None) -> None:
+    """One line in the per-vault operation log, for commands that touched a vault."""
+    if not STATE.location or not STATE.command:
+        return
+    from vault.oplog import OperationLog, OpRecord, utc_now_iso
+
+    outcome = {0: "success", 3: "partial", 130: "interrupted", 143: "interrupted"}.get(code, "error")
+    rec = OpRecord(
+        time=utc_now_iso(),
+        command=STATE.command,
+        outcome=outcome,
+        exit_code=code,
+        duration_s=round(time.monotonic() - started, 3),
+        bytes=STATE.bytes,
+        error=error,
+        location=STATE.location,
+        extra=STATE.extra,
+    )
+    log_dir = _common.environ().get("VAULT_LOG_DIR") or None
+    from pathlib import Path
+
+    OperationLog(STATE.location, Path(log_dir) if log_dir else None).append(rec, secrets=STATE.secrets)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line and return the exit code (never raises, never prints a traceback)."""
+    from vault.errors import VaultError
+
+    started = time.monotonic()
+    code, error = 0, None
+    try:
+        command = typer.main.get_command(app)
+        result = command.main(args=argv, prog_name="vault", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except VaultError as exc:
+        code, error = exc.exit_code, f"{type(exc).__name__}: {exc.message}"
+        _error(exc.message, exc.hint)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        code, error = 130, "interrupted"
+        _error("interrupted")
+    except click.ClickException as exc:
+        code, error = 2, f"UsageError: {exc.format_message()}"
+        _error(exc.format_message(), "see `vault --help` or `vault COMMAND --help`")
+    except KeyboardInterrupt:
+        code, error = 130, "interrupted"
+        _error("interrupted; temporary files were removed")
+    except Terminated:
+        code, error = 143, "terminated"
+        _error("terminated; temporary files were removed")
+    except BrokenPipeError:
+        code = 0
+    except Exception as exc:  # noqa: BLE001 - the one place bugs become exit 1
+        from vault.logsetup import debug_log_path
+
+        code, error = 1, f"{type(exc).__name__}: unexpected failure"
+        log.debug("unexpected failure", exc_info=True)
+        _error(f"unexpected failure ({type(exc).__name__}); details are in {debug_log_path()}",
+               "this is a bug in vault; please report it with that file")
+    try:
+        _record(code, started, error)
+    except Exception:  # noqa: BLE001, S110 - the log must never change the outcome
+        pass
+    return code
+
+
+def main() -> NoReturn:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    code = run(sys.argv[1:])
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+    sys.exit(code)

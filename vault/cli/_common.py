@@ -1,0 +1,152 @@
+"""What every command shares: the resolved settings, opening the vault, printing results.
+
+Heavy modules (cryptography, zstandard, argon2, boto3) are imported inside functions so that `vault --help`
+starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from vault.passwords import PasswordOptions
+    from vault.pipeline.runner import Pipeline
+    from vault.repo.repository import Repository
+    from vault.storage.base import Backend
+
+
+@dataclass
+class Settings:
+    """Resolved once in the root callback: defaults < environment < flags (style.md 2.5)."""
+
+    location: str
+    password_file: str | None
+    password_command: str | None
+    verbosity: int
+    threads: int | None
+    env: dict[str, str]
+    retry_lock_s: float = 0.0
+
+
+@dataclass
+class RunState:
+    """What the operation log records about this run; commands fill in what they know."""
+
+    command: str = ""
+    location: str | None = None
+    bytes: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+    secrets: list[bytes] = field(default_factory=list)
+
+
+STATE = RunState()
+
+
+def settings(ctx: typer.Context) -> Settings:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Settings)
+    return obj
+
+
+def password_options(s: Settings, new_password_file: str | None = None) -> PasswordOptions:
+    from vault.passwords import PasswordOptions
+
+    return PasswordOptions(
+        password_file=s.password_file,
+        password_command=s.password_command,
+        new_password_file=new_password_file,
+        env=s.env,
+        interactive=sys.stdin.isatty(),
+    )
+
+
+def backend_for(s: Settings) -> Backend:
+    from vault.storage import open_backend
+
+    STATE.location = s.location
+    return open_backend(s.location)
+
+
+def read_password(s: Settings) -> bytes:
+    from vault.logsetup import register_secret
+    from vault.passwords import read_password as _read, terminal_prompt
+
+    password = _read(password_options(s), prompt=terminal_prompt)
+    register_secret(password)
+    STATE.secrets.append(password)
+    return password
+
+
+def open_repo(s: Settings) -> Repository:
+    """Open the vault at the configured location with the configured password."""
+    from vault.repo.config import load_config
+    from vault.repo.repository import Repository
+
+    backend = backend_for(s)
+    load_config(backend)  # "no vault here" (exit 10) before asking for a password
+    return Repository.open(backend, read_password(s))
+
+
+@contextmanager
+def pipeline(s: Settings) -> Iterator[Pipeline]:
+    from vault.pipeline.runner import Pipeline
+
+    with Pipeline(s.threads) as p:
+        yield p
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def say(s: Settings, text: str) -> None:
+    """A human-readable result line on standard output (suppressed with -q)."""
+    if s.verbosity >= 0:
+        typer.echo(text)
+
+
+def note(text: str) -> None:
+    """A remark for people, on standard error."""
+    typer.echo(f"vault: {text}", err=True)
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def env_int(env: dict[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    from vault.errors import UsageError
+
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"{name} must be a whole number") from None
+    if value < 1:
+        raise UsageError(f"{name} must be at least 1")
+    return value
+
+
+def default_location() -> str:
+    from platformdirs import user_data_dir
+
+    return user_data_dir("vault", appauthor=False)
+
+
+def environ() -> dict[str, str]:
+    return dict(os.environ)

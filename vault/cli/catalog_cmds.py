@@ -1,0 +1,135 @@
+"""`vault ls`, `history`, `rm`, `info` and `log`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vault.cli import _common
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on standard output.")]
+
+
+def ls(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Item (or path inside one) to list.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List items, or what the latest version of an item holds.
+
+    Example: vault ls   |   vault ls photos/2020 --json
+    """
+    from vault.ops.items import list_contents, list_items
+
+    s = _common.settings(ctx)
+    repo = _common.open_repo(s)
+    if name is None:
+        items = list_items(repo)
+        if as_json:
+            _common.print_json(items)
+        for it in [] if as_json else items:
+            typer.echo(f"{it['name']}\t{it['type']}\t{_common.human_size(it['size'])}\t"
+                       f"{it['versions']} version(s)\t{it['updated']}")
+        return
+    entries = list_contents(repo, name)
+    if as_json:
+        _common.print_json(entries)
+        return
+    for e in entries:
+        suffix = f" -> {e['target']}" if e["type"] == "link" else ("/" if e["type"] == "dir" else "")
+        typer.echo(f"{e['mode']}\t{_common.human_size(e['size']):>10}\t{e['mtime']}\t{e['name']}{suffix}")
+
+
+def history(ctx: typer.Context, name: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> None:
+    """The versions of an item, oldest first.
+
+    Example: vault history notes.txt
+    """
+    from vault.ops.items import history as _history
+
+    s = _common.settings(ctx)
+    versions = _history(_common.open_repo(s), name)
+    if as_json:
+        _common.print_json(versions)
+        return
+    for v in versions:
+        typer.echo(f"{v['version']}\t{v['created']}\t{v['type']}\t{_common.human_size(v['size'])}\t"
+                   f"{v['files']} file(s)")
+
+
+def rm(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    version: Annotated[int | None, typer.Option("--version", min=1, help="Remove only this version.")] = None,
+) -> None:
+    """Remove an item, or one version of it. Space comes back with `vault prune`.
+
+    Example: vault rm old-notes.txt --version 2
+    """
+    from vault.ops.items import remove
+
+    s = _common.settings(ctx)
+    removed = remove(_common.open_repo(s), name, version)
+    _common.say(s, f"removed {len(removed)} version(s) of {name}; run `vault prune` to free space")
+
+
+def info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Format version, KDF parameters, counts, sizes, dedup and compression ratios.
+
+    Example: vault info --json
+    """
+    from vault.ops.items import info as _info
+
+    s = _common.settings(ctx)
+    doc = _info(_common.open_repo(s))
+    if as_json:
+        _common.print_json(doc)
+        return
+    k = doc["kdf"]
+    typer.echo(
+        f"location:        {doc['location']}\n"
+        f"format version:  {doc['format_version']}\n"
+        f"items:           {doc['items']}\n"
+        f"versions:        {doc['versions']}\n"
+        f"keys:            {doc['keys']}\n"
+        f"original size:   {_common.human_size(doc['original_bytes'])}\n"
+        f"stored size:     {_common.human_size(doc['stored_bytes'])}\n"
+        f"dedup ratio:     {doc['dedup_ratio']}\n"
+        f"compression:     {doc['compression_ratio']}\n"
+        f"key derivation:  argon2id, {k['memory_kib'] // 1024} MiB, t={k['time_cost']}, p={k['parallelism']}"
+    )
+
+
+def log_cmd(
+    ctx: typer.Context,
+    n: Annotated[int, typer.Option("-n", min=1, help="How many recent operations.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """The most recent operations on this vault from this machine.
+
+    Example: vault log -n 5
+    """
+    from pathlib import Path
+
+    from vault.oplog import OperationLog
+
+    s = _common.settings(ctx)
+    log_dir = s.env.get("VAULT_LOG_DIR") or None
+    records = OperationLog(s.location, Path(log_dir) if log_dir else None).read(n)
+    _common.STATE.location = None  # reading the log is not an operation on the vault
+    if as_json:
+        _common.print_json([r.to_json() for r in records])
+        return
+    for r in records:
+        size = _common.human_size(r.bytes) if r.bytes is not None else "-"
+        err = f"\t{r.error}" if r.error else ""
+        typer.echo(f"{r.time}\t{r.command}\t{r.outcome}\t{r.exit_code}\t{r.duration_s:.2f}s\t{size}{err}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ls")(ls)
+    app.command("history")(history)
+    app.command("rm")(rm)
+    app.command("info")(info)
+    app.command("log")(log_cmd)

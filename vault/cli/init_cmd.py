@@ -1,0 +1,60 @@
+"""`vault init`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vault.cli import _common
+
+
+def init(
+    ctx: typer.Context,
+    kdf_memory: Annotated[
+        int | None, typer.Option("--kdf-memory", metavar="MIB", help="Argon2id memory in MiB (default 64).")
+    ] = None,
+    kdf_time: Annotated[int | None, typer.Option("--kdf-time", metavar="N", help="Argon2id passes (default 3).")] = None,
+    kdf_parallelism: Annotated[
+        int | None, typer.Option("--kdf-parallelism", metavar="N", help="Argon2id lanes (default 4).")
+    ] = None,
+) -> None:
+    """Create a new vault at the location.
+
+    Example: vault --vault ~/backups/vault init
+    """
+    from vault.crypto import kdf
+    from vault.crypto.keys import POLICY_DEFAULT, POLICY_EXPLICIT
+    from vault.passwords import read_new_password, terminal_prompt
+    from vault.repo.repository import Repository
+
+    s = _common.settings(ctx)
+    defaults = kdf.current_defaults()
+    explicit = any(v is not None for v in (kdf_memory, kdf_time, kdf_parallelism))
+    params = kdf.KdfParams(
+        memory_kib=kdf_memory * 1024 if kdf_memory is not None else defaults.memory_kib,
+        time_cost=kdf_time if kdf_time is not None else defaults.time_cost,
+        parallelism=kdf_parallelism if kdf_parallelism is not None else defaults.parallelism,
+    )
+    for warning in kdf.validate_new(params):
+        _common.note(f"warning: {warning}")
+    backend = _common.backend_for(s)
+    from vault.repo.config import CONFIG_HANDLE
+
+    from vault.errors import ConflictError, ObjectNotFoundError
+
+    # Refuse before asking for a password: an existing vault is never touched.
+    if backend.exists_root():
+        try:
+            backend.stat(CONFIG_HANDLE)
+            raise ConflictError(f"a vault already exists at {backend.location}")
+        except ObjectNotFoundError:
+            pass
+    password = read_new_password(_common.password_options(s), prompt=terminal_prompt, for_init=True)
+    _common.STATE.secrets.append(password)
+    Repository.create(backend, password, params, POLICY_EXPLICIT if explicit else POLICY_DEFAULT)
+    _common.say(s, f"created vault at {backend.location}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)

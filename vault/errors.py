@@ -1,0 +1,98 @@
+"""The one exception hierarchy of vault.
+
+Every expected failure is a :class:`VaultError` subclass that carries the exit code fixed by
+``spec/cli.md``. Library code raises these and never exits; ``vault.cli.main`` maps them to exit codes
+in one place. Messages are one line, safe to print and log: they never contain a password, a key or
+plaintext (name objects with their short handle instead).
+"""
+
+from __future__ import annotations
+
+
+class VaultError(Exception):
+    """Base of every expected failure. ``exit_code`` follows the contract; ``hint`` is optional advice."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(VaultError):
+    """Bad arguments, a malformed name, conflicting options, an empty new password."""
+
+    exit_code = 2
+
+
+class PartialError(VaultError):
+    """``put`` finished but skipped some files."""
+
+    exit_code = 3
+
+
+class NotFoundError(VaultError):
+    """No such item, version, key or local path."""
+
+    exit_code = 4
+
+
+class VaultNotFoundError(VaultError):
+    """No vault at the location."""
+
+    exit_code = 10
+
+
+class VaultLockedError(VaultError):
+    """Another process holds a lock that this command needs."""
+
+    exit_code = 11
+
+
+class AuthenticationError(VaultError):
+    """Wrong password, no password source, or a failed password command."""
+
+    exit_code = 12
+
+
+class IntegrityError(VaultError):
+    """Stored data failed authentication, is missing, or is damaged."""
+
+    exit_code = 20
+
+
+class UnsupportedVersionError(VaultError):
+    """The vault or an object was written by a newer format than this program reads."""
+
+    exit_code = 21
+
+
+class StorageError(VaultError):
+    """A local file that can't be read or written, a full disk, unreachable storage."""
+
+    exit_code = 30
+
+
+class ObjectNotFoundError(StorageError):
+    """The storage has no object under that handle. Callers above the store usually turn this into
+    :class:`IntegrityError` (an object the vault needs is missing) or :class:`VaultNotFoundError`."""
+
+
+class TransientStorageError(StorageError):
+    """A failure that may pass if the same call is tried again (throttling, timeouts, 5xx)."""
+
+
+class ConflictError(VaultError):
+    """The vault or the destination exists already; removing the last key."""
+
+    exit_code = 40
+
+
+class Interrupted(VaultError):
+    """SIGINT arrived; raised after cleaning up."""
+
+    exit_code = 130

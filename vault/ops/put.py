@@ -1,0 +1,345 @@
+"""`vault put`: store files, directory trees and standard input as new item versions.
+
+Every file's chunks flow through one ordered pipeline (so many small files do not each pay a thread hop), the
+trees are built bottom-up once their files are stored, and the commit order is the design's invariant 7:
+packs, then index, then one version record per item, last.
+
+A file that can't be read is named through ``on_warning`` and skipped; the caller turns skips into exit 3.
+A file that changes while it is read is read again once; if it changes again it is stored as read and reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import stat
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from vault import format as fmt
+from vault.errors import NotFoundError, StorageError, UsageError
+from vault.excludes import Excluder
+from vault.names import check_name
+from vault.pipeline.chunker import Chunker
+from vault.pipeline.runner import Pipeline
+from vault.repo import catalog
+from vault.repo.repository import Repository
+from vault.repo.tree import Node, encode_tree
+from vault.repo.writer import BlobWriter
+
+log = logging.getLogger(__name__)
+
+Warn = Callable[[str], None]
+Progress = Callable[[int], None]
+
+
+@dataclass
+class PutResult:
+    name: str
+    version: int
+    type: str
+    files: int
+    bytes_read: int
+    bytes_added: int
+    skipped: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "type": self.type,
+            "files": self.files,
+            "bytes_read": self.bytes_read,
+            "bytes_added": self.bytes_added,
+            "skipped": self.skipped,
+        }
+
+
+@dataclass
+class _Read:
+    """One reading of a file. Results of the pipeline land here, behind the reader, so a second reading
+    (the file changed) never mixes with the first."""
+
+    content: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+@dataclass
+class _File:
+    """A regular file to read; filled in as its chunks are stored."""
+
+    path: str
+    display: str
+    st: os.stat_result
+    read: _Read = field(default_factory=_Read)
+    failed: bool = False
+    mtime_ns: int | None = None  # overrides st (standard input has no stat of its own)
+
+    @property
+    def size(self) -> int:
+        return self.read.size
+
+
+@dataclass
+class _Dir:
+    name: str
+    st: os.stat_result | None
+    children: list[_Dir | _File | Node] = field(default_factory=list)
+
+
+@dataclass
+class _Source:
+    """One item to store: its name and what it is made of."""
+
+    name: str
+    root: _Dir | _File | None = None  # None: the stream
+    stream: BinaryIO | None = None
+    stream_file: _File | None = None
+    skipped: list[str] = field(default_factory=list)
+    bytes_added: int = 0
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Putter:
+    def __init__(
+        self,
+        repo: Repository,
+        pipeline: Pipeline,
+        *,
+        level: int = 3,
+        excluder: Excluder | None = None,
+        on_warning: Warn | None = None,
+        on_progress: Progress | None = None,
+    ) -> None:
+        if not 0 <= level <= 22:
+            raise UsageError("--compression must be between 0 (off) and 22")
+        self.repo = repo
+        self.writer = BlobWriter(repo, pipeline, level)
+        self.chunker = Chunker(repo.key.chunker_seed)
+        self.excluder = excluder or Excluder([])
+        self.warn = on_warning or (lambda msg: log.warning("%s", msg))
+        self.progress = on_progress
+        self.bytes_read = 0
+
+    # -- scanning ----------------------------------------------------------------------------------------------
+    def _scan_dir(self, path: str, display: str, rel: str, src: _Source, st: os.stat_result | None) -> _Dir:
+        node = _Dir(os.path.basename(path.rstrip("/")) or path, st)
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            src.skipped.append(display)
+            self.warn(f"cannot read directory {display}: {exc.strerror}")
+            return node
+        for entry in entries:
+            child_rel = f"{rel}/{entry.name}" if rel else entry.name
+            child_display = os.path.join(display, entry.name)
+            try:
+                est = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                src.skipped.append(child_display)
+                self.warn(f"cannot stat {child_display}: {exc.strerror}")
+                continue
+            is_dir = stat.S_ISDIR(est.st_mode)
+            if self.excluder and self.excluder.excluded(child_rel, is_dir):
+                continue
+            if is_dir:
+                sub = self._scan_dir(entry.path, child_display, child_rel, src, est)
+                sub.name = entry.name
+                node.children.append(sub)
+            elif stat.S_ISREG(est.st_mode):
+                node.children.append(_File(entry.path, child_display, est))
+            elif stat.S_ISLNK(est.st_mode):
+                try:
+                    target = os.readlink(entry.path)
+                except OSError as exc:
+                    src.skipped.append(child_display)
+                    self.warn(f"cannot read link {child_display}: {exc.strerror}")
+                    continue
+                node.children.append(
+                    Node(entry.name, "link", stat.S_IMODE(est.st_mode), est.st_mtime_ns, target=target)
+                )
+            else:
+                self.warn(f"skipping {child_display}: not a regular file, directory or link")
+        return node
+
+    def add_path(self, path: str, name: str | None) -> _Source:
+        """Scan a local path (following it if it is itself a link, as `cp` does). NotFoundError if missing."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise NotFoundError(f"{path} does not exist") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from None
+        item = check_name(name if name is not None else os.path.basename(os.path.normpath(path)))
+        src = _Source(item)
+        if stat.S_ISDIR(st.st_mode):
+            src.root = self._scan_dir(path, path, "", src, st)
+        elif stat.S_ISREG(st.st_mode):
+            src.root = _File(path, path, st)
+        else:
+            raise UsageError(f"{path} is not a regular file or a directory")
+        return src
+
+    def add_stream(self, stream: BinaryIO, name: str) -> _Source:
+        """Standard input as a file item: mode 0600 (it may be a dump of anything), modified now."""
+        now_ns = time.time_ns()
+        st = os.stat_result((0o100600, 0, 0, 1, 0, 0, 0, now_ns // 10**9, now_ns // 10**9, now_ns // 10**9))
+        src = _Source(check_name(name), stream=stream)
+        src.stream_file = _File("-", "<stdin>", st, mtime_ns=now_ns)
+        return src
+
+    # -- storing -----------------------------------------------------------------------------------------------
+    def _files(self, node: _Dir | _File | Node | None) -> Iterator[_File]:
+        if isinstance(node, _File):
+            yield node
+        elif isinstance(node, _Dir):
+            for child in node.children:
+                yield from self._files(child)
+
+    def _read_file(self, f: _File, src: _Source) -> Iterator[tuple[_Read, _Source, bytes]]:
+        """Chunks of one file. Errors are reported and the file marked failed, never raised: a put of a tree
+        goes on past an unreadable file (restic's ErrorFunc)."""
+        for attempt in (1, 2):
+            f.read, f.failed = _Read(), False
+            read_bytes = 0
+            try:
+                fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0) * (f.path != "-"))
+            except OSError as exc:
+                f.failed = True
+                src.skipped.append(f.display)
+                self.warn(f"cannot read {f.display}: {exc.strerror}")
+                return
+            try:
+                with os.fdopen(fd, "rb", buffering=0) as fh:
+                    before = os.fstat(fh.fileno())
+                    for chunk in self.chunker.chunks(fh):
+                        read_bytes += len(chunk)
+                        yield f.read, src, chunk
+                    after = os.fstat(fh.fileno())
+            except OSError as exc:
+                f.failed = True
+                src.skipped.append(f.display)
+                self.warn(f"cannot read {f.display}: {exc.strerror}")
+                return
+            if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and after.st_size == read_bytes:
+                f.st = after
+                return
+            if attempt == 2:
+                f.st = after
+                src.skipped.append(f.display)
+                self.warn(f"{f.display} changed while it was read; stored as read, it may be inconsistent")
+
+    def _chunks(self, sources: list[_Source]) -> Iterator[tuple[_Read, _Source, bytes]]:
+        for src in sources:
+            if src.stream is not None and src.stream_file is not None:
+                try:
+                    for chunk in self.chunker.chunks(src.stream):
+                        yield src.stream_file.read, src, chunk
+                except OSError as exc:
+                    raise StorageError(f"cannot read standard input: {exc.strerror}") from None
+            for f in self._files(src.root):
+                yield from self._read_file(f, src)
+
+    def _store_data(self, sources: list[_Source]) -> None:
+        # Which reading each chunk in flight belongs to, in pipeline order.
+        owners: deque[tuple[_Read, _Source]] = deque()
+
+        def feed() -> Iterator[bytes]:
+            for read, src, chunk in self._chunks(sources):
+                owners.append((read, src))
+                yield chunk
+
+        for blob_id, length, added in self.writer.store(feed()):
+            read, src = owners.popleft()
+            read.content.append(blob_id)
+            read.size += length
+            src.bytes_added += added
+            self.bytes_read += length
+            if self.progress:
+                self.progress(length)
+
+    def _node(self, item: _Dir | _File | Node, name: str) -> Node | None:
+        if isinstance(item, Node):
+            return item
+        if isinstance(item, _File):
+            if item.failed:
+                return None
+            mtime = item.mtime_ns if item.mtime_ns is not None else item.st.st_mtime_ns
+            return Node(name, "file", stat.S_IMODE(item.st.st_mode), mtime, item.size,
+                        content=tuple(item.read.content))
+        children = []
+        for child in item.children:
+            child_name = os.path.basename(child.path) if isinstance(child, _File) else child.name
+            node = self._node(child, child_name)
+            if node is not None:
+                children.append(node)
+        subtree = self.writer.store_one(encode_tree(children), fmt.BlobType.TREE)
+        st = item.st
+        return Node(name, "dir", stat.S_IMODE(st.st_mode) if st else 0o755, st.st_mtime_ns if st else 0,
+                    subtree=subtree)
+
+    def commit(self, sources: list[_Source]) -> list[PutResult]:
+        """Store everything, then write one version record per source. Returns what was stored."""
+        if not sources:
+            return []
+        names = [s.name for s in sources]
+        if len(set(names)) != len(names):
+            raise UsageError("two paths of one put would be stored under the same item name; use separate puts")
+        self._store_data(sources)
+        roots: list[tuple[_Source, Node, int]] = []
+        for src in sources:
+            leaf = src.name.rsplit("/", 1)[-1]
+            top = src.stream_file if src.stream is not None else src.root
+            assert top is not None
+            root = self._node(top, leaf)
+            if root is None:  # the only file could not be read
+                continue
+            files = sum(1 for f in self._files(top) if not f.failed) if not isinstance(top, _File) else 1
+            roots.append((src, root, files))
+        tree_ids = [self.writer.store_one(encode_tree([root]), fmt.BlobType.TREE) for _, root, _ in roots]
+        self.writer.finish()  # packs and index durable before any record names them
+
+        existing: dict[str, int] = {}
+        for rec in self.repo.records():
+            existing[rec.item] = max(existing.get(rec.item, 0), rec.version)
+        results = []
+        for (src, root, files), tree_id in zip(roots, tree_ids, strict=True):
+            size = _tree_size(src.stream_file if src.stream is not None else src.root)
+            record = catalog.VersionRecord(
+                record_id=catalog.new_record_id(),
+                item=src.name,
+                version=existing.get(src.name, 0) + 1,
+                created=_now(),
+                type=root.type,
+                tree=tree_id,
+                size=size,
+                files=files,
+                bytes_added=src.bytes_added,
+                host=socket.gethostname(),
+            )
+            catalog.write_record(self.repo.backend, self.repo.key, self.repo.vault_id, record)
+            results.append(
+                PutResult(src.name, record.version, root.type, files, size, src.bytes_added, src.skipped)
+            )
+        stored = {id(r[0]) for r in roots}
+        for src in sources:
+            if id(src) not in stored:  # a single file that could not be read: nothing committed for it
+                results.append(PutResult(src.name, 0, "file", 0, 0, 0, src.skipped))
+        return results
+
+
+def _tree_size(node: _Dir | _File | Node | None) -> int:
+    if isinstance(node, _File):
+        return 0 if node.failed else node.size
+    if isinstance(node, _Dir):
+        return sum(_tree_size(c) for c in node.children)
+    return 0

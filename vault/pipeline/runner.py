@@ -1,0 +1,69 @@
+"""The bounded, ordered thread-pool runner every data path goes through.
+
+The main thread reads and feeds work; at most ``max_in_flight`` items are queued or running at once, so memory
+is bounded by the number of chunks in flight, never by a file's size. Results come back in input order. zstd,
+AES-GCM, BLAKE3 and argon2 release the GIL, so the workers really use both cores. On the first error every
+pending item is cancelled and the runner waits for the running ones before re-raising, so nothing keeps
+writing after a failure (restic's deferred cleanup does the same job).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_threads() -> int:
+    return os.cpu_count() or 1
+
+
+class Pipeline:
+    """Owns the pools. Use as a context manager; closing waits for every worker."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = max(1, threads or default_threads())
+        self.cpu = ThreadPoolExecutor(self.threads, thread_name_prefix="vault-cpu")
+        # Uploads and fsyncs block; keep them off the CPU pool so both cores stay busy meanwhile.
+        self.io = ThreadPoolExecutor(max(2, self.threads), thread_name_prefix="vault-io")
+        # Enough queued work to keep every worker fed while the main thread reads or writes.
+        self.max_in_flight = 2 * self.threads + 2
+
+    def ordered(
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        max_in_flight: int | None = None,
+        pool: ThreadPoolExecutor | None = None,
+    ) -> Iterator[R]:
+        """``map(fn, items)`` on the pool, in order, with at most ``max_in_flight`` outstanding."""
+        limit = max_in_flight or self.max_in_flight
+        executor = pool or self.cpu
+        window: deque[Future[R]] = deque()
+        try:
+            for item in items:
+                window.append(executor.submit(fn, item))
+                if len(window) >= limit:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            # Reached on success (empty), on an error, or when the consumer stops early.
+            for fut in window:
+                fut.cancel()
+            wait(window)
+
+    def close(self) -> None:
+        self.cpu.shutdown(wait=True, cancel_futures=True)
+        self.io.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,86 @@
+"""One blob's way into and out of a pack: compress (zstd, kept raw when not smaller), then seal.
+
+These are pure functions of their arguments plus a per-thread zstd context (python-zstandard's objects are not
+thread-safe), so the pipeline runs them on any worker thread. zstd, AES-GCM and BLAKE3 release the GIL.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import zstandard
+
+from vault import format as fmt
+from vault.crypto.keys import MasterKey
+from vault.errors import IntegrityError
+
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache: dict[int, zstandard.ZstdCompressor] = getattr(_local, "cctx", None) or {}
+    _local.cctx = cache
+    cctx = cache.get(level)
+    if cctx is None:
+        # write_content_size lets the reader check the size before allocating.
+        cctx = cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    return cctx
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor()
+    return dctx
+
+
+@dataclass(frozen=True, slots=True)
+class SealedBlob:
+    blob_id: bytes
+    blob_type: int
+    flags: int
+    raw_length: int
+    sealed: bytes  # nonce | ciphertext | tag
+
+
+def seal_blob(
+    key: MasterKey, vault_id: bytes, blob_type: int, blob_id: bytes, data: bytes | memoryview, level: int
+) -> SealedBlob:
+    """Compress (when ``level`` > 0 and it helps) and encrypt one blob whose id is already known."""
+    raw_length = len(data)
+    if raw_length > fmt.MAX_BLOB_RAW:
+        raise ValueError("blob too large")
+    flags = 0
+    payload: bytes | memoryview = data
+    if level > 0 and raw_length > 0:
+        packed = _compressor(level).compress(data)
+        if len(packed) < raw_length:
+            payload, flags = packed, fmt.FLAG_ZSTD
+    aad = fmt.blob_aad(vault_id, blob_type, flags, raw_length, blob_id)
+    return SealedBlob(blob_id, blob_type, flags, raw_length, key.data.seal(payload, aad))
+
+
+def open_blob(key: MasterKey, vault_id: bytes, entry: fmt.BlobEntry, sealed: bytes, what: str) -> bytes:
+    """Authenticate, decrypt and decompress one blob; the result is exactly ``entry.raw_length`` bytes.
+    Raises IntegrityError for anything altered, truncated or inconsistent."""
+    if len(sealed) != entry.length:
+        raise IntegrityError(f"{what} is truncated")
+    aad = fmt.blob_aad(vault_id, entry.blob_type, entry.flags, entry.raw_length, entry.blob_id)
+    payload = key.data.open(sealed, aad, what)
+    if entry.flags & fmt.FLAG_ZSTD:
+        try:
+            data = _decompressor().decompress(payload, max_output_size=entry.raw_length)
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"{what} does not decompress") from exc
+    else:
+        data = payload
+    if len(data) != entry.raw_length:
+        raise IntegrityError(f"{what} has the wrong length")
+    return data
+
+
+def verify_blob_id(key: MasterKey, data: bytes, entry: fmt.BlobEntry, what: str) -> None:
+    """Recompute the keyed hash (check --read-data): proves the plaintext is the one the id names."""
+    if key.blob_id(data) != entry.blob_id:
+        raise IntegrityError(f"{what} does not match its id")

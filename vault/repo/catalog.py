@@ -1,0 +1,92 @@
+"""Version records: one encrypted object per item version, written last by `put` to commit it.
+
+A record names its item, its version number and the root tree; the storage sees only a random object name
+and a size. Listing items means reading every record, so everything the user calls an item is derived here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from vault import format as fmt
+from vault.crypto.keys import MasterKey
+from vault.errors import IntegrityError
+from vault.repo.objects import open_object, seal_object
+from vault.storage.base import Backend, Handle, Kind
+
+RECORD_VERSION = 1
+MAX_RECORD_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    record_id: str  # object name
+    item: str
+    version: int
+    created: str  # ISO 8601 UTC
+    type: str  # "file" or "dir"
+    tree: bytes  # tree blob whose single node is the item's root
+    size: int  # original bytes
+    files: int
+    bytes_added: int
+    host: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": RECORD_VERSION,
+            "item": self.item,
+            "version": self.version,
+            "created": self.created,
+            "type": self.type,
+            "tree": self.tree.hex(),
+            "size": self.size,
+            "files": self.files,
+            "bytes_added": self.bytes_added,
+            "host": self.host,
+        }
+
+    @property
+    def handle(self) -> Handle:
+        return Handle(Kind.VERSIONS, self.record_id)
+
+
+def _parse(doc: dict[str, Any], record_id: str, what: str) -> VersionRecord:
+    v = doc.get("v")
+    if not isinstance(v, int):
+        raise IntegrityError(f"{what} has no version")
+    fmt.check_version(v, what)
+    item, created, vtype, host = doc.get("item"), doc.get("created"), doc.get("type"), doc.get("host")
+    if not (isinstance(item, str) and isinstance(created, str) and isinstance(host, str)):
+        raise IntegrityError(f"{what} is malformed")
+    if vtype not in ("file", "dir"):
+        raise IntegrityError(f"{what} has an unknown type")
+    nums = [doc.get(k) for k in ("version", "size", "files", "bytes_added")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in nums):
+        raise IntegrityError(f"{what} is malformed")
+    return VersionRecord(
+        record_id, item, nums[0], created, vtype, fmt.id_from_hex(doc.get("tree"), what),  # type: ignore[arg-type]
+        nums[1], nums[2], nums[3], host,  # type: ignore[arg-type]
+    )
+
+
+def load_records(backend: Backend, key: MasterKey, vault_id: bytes) -> list[VersionRecord]:
+    """Every version record, ordered by item, then version. Raises IntegrityError for a damaged record."""
+    records = []
+    for info in backend.list(Kind.VERSIONS):
+        what = f"version record {info.handle}"
+        if info.size > MAX_RECORD_SIZE:
+            raise IntegrityError(f"{what} is too large")
+        plain = open_object(key.meta, vault_id, info.handle, fmt.ObjectType.VERSION, backend.load(info.handle))
+        records.append(_parse(fmt.decode_json_object(plain, what), info.handle.name, what))
+    return sorted(records, key=lambda r: (r.item, r.version, r.created, r.record_id))
+
+
+def write_record(backend: Backend, key: MasterKey, vault_id: bytes, record: VersionRecord) -> None:
+    payload = fmt.encode_json(record.to_json())
+    backend.save(record.handle, seal_object(key.meta, vault_id, record.handle, fmt.ObjectType.VERSION, payload))
+
+
+def new_record_id() -> str:
+    return os.urandom(fmt.ID_SIZE).hex()

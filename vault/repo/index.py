@@ -1,0 +1,85 @@
+"""The index: which pack holds which blob. Its authoritative copy is the set of encrypted index objects.
+
+Each `put` writes one index object for the packs it wrote, after those packs are durable and before its
+version record (design invariant 7). Loading merges every index object; a blob listed twice (two concurrent
+puts stored the same chunk) resolves to either copy, both valid.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from vault import format as fmt
+from vault.crypto.keys import MasterKey
+from vault.errors import IntegrityError
+from vault.repo.objects import open_object, seal_object
+from vault.storage.base import Backend, Handle, Kind
+
+
+@dataclass(frozen=True, slots=True)
+class BlobLocation:
+    pack_id: bytes
+    entry: fmt.BlobEntry
+
+    @property
+    def pack_handle(self) -> Handle:
+        return Handle(Kind.DATA, self.pack_id.hex())
+
+
+class Index:
+    """In-memory map of blob id → location. Thread-safe for concurrent lookups and additions."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[bytes, BlobLocation] = {}
+        self._lock = threading.Lock()
+        self.index_names: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._blobs)
+
+    def __contains__(self, blob_id: bytes) -> bool:
+        return blob_id in self._blobs
+
+    def get(self, blob_id: bytes) -> BlobLocation | None:
+        return self._blobs.get(blob_id)
+
+    def add_pack(self, pack_id: bytes, entries: Iterable[fmt.BlobEntry]) -> None:
+        with self._lock:
+            for e in entries:
+                self._blobs.setdefault(e.blob_id, BlobLocation(pack_id, e))
+
+    def locations(self) -> list[BlobLocation]:
+        with self._lock:
+            return list(self._blobs.values())
+
+    def packs(self) -> dict[bytes, list[fmt.BlobEntry]]:
+        out: dict[bytes, list[fmt.BlobEntry]] = {}
+        for loc in self.locations():
+            out.setdefault(loc.pack_id, []).append(loc.entry)
+        return out
+
+
+def load_index(backend: Backend, key: MasterKey, vault_id: bytes) -> Index:
+    """Read and merge every index object. Raises IntegrityError for a damaged one."""
+    index = Index()
+    for info in backend.list(Kind.INDEX):
+        if info.size > fmt.MAX_METADATA_RAW:
+            raise IntegrityError(f"index object {info.handle} is too large")
+        plain = open_object(key.meta, vault_id, info.handle, fmt.ObjectType.INDEX, backend.load(info.handle))
+        for pack_id, entries in fmt.decode_index(plain, f"index object {info.handle}"):
+            index.add_pack(pack_id, entries)
+        index.index_names.append(info.handle.name)
+    return index
+
+
+def write_index(
+    backend: Backend, key: MasterKey, vault_id: bytes, packs: Sequence[tuple[bytes, Sequence[fmt.BlobEntry]]]
+) -> Handle:
+    """Write one index object for ``packs``; returns its handle. Call only once the packs are durable."""
+    handle = Handle(Kind.INDEX, os.urandom(fmt.ID_SIZE).hex())
+    payload = fmt.encode_index(packs)
+    backend.save(handle, seal_object(key.meta, vault_id, handle, fmt.ObjectType.INDEX, payload))
+    return handle

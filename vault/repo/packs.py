@@ -1,0 +1,71 @@
+"""Packs: many sealed blobs in one object of about 16 MiB, with an encrypted header listing them.
+
+``"VLTP" | version | blob... | sealed header | u32 header length``. The header lets `repair` rebuild the index
+from packs alone (restic's pack format works the same way). Pack names are 32 random bytes in hex.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from vault import format as fmt
+from vault.crypto.keys import MasterKey
+from vault.errors import IntegrityError
+from vault.repo.blobs import SealedBlob
+from vault.storage.base import Backend, Handle, Kind
+
+
+class PackBuilder:
+    """Accumulates sealed blobs in memory until the pack is full. Not thread-safe: one owner."""
+
+    def __init__(self) -> None:
+        self.pack_id = os.urandom(fmt.ID_SIZE)
+        self._parts: list[bytes] = [fmt.PACK_PREAMBLE]
+        self.size = fmt.PACK_PREAMBLE_SIZE
+        self.entries: list[fmt.BlobEntry] = []
+
+    @property
+    def name(self) -> str:
+        return self.pack_id.hex()
+
+    def add(self, blob: SealedBlob) -> fmt.BlobEntry:
+        entry = fmt.BlobEntry(
+            blob.blob_id, blob.blob_type, blob.flags, self.size, len(blob.sealed), blob.raw_length
+        )
+        self._parts.append(blob.sealed)
+        self.size += len(blob.sealed)
+        self.entries.append(entry)
+        return entry
+
+    def full(self) -> bool:
+        return self.size >= fmt.PACK_TARGET_SIZE
+
+    def finish(self, key: MasterKey, vault_id: bytes) -> bytes:
+        """The whole pack's bytes, header and trailer included."""
+        header = key.meta.seal(fmt.encode_entries(self.entries), fmt.pack_header_aad(vault_id, self.name))
+        self._parts.append(header)
+        self._parts.append(struct.pack("<I", len(header)))
+        data = b"".join(self._parts)
+        self._parts = []
+        return data
+
+
+def read_pack_header(backend: Backend, key: MasterKey, vault_id: bytes, name: str) -> tuple[list[fmt.BlobEntry], int]:
+    """Read and authenticate a pack's header from the end of the pack; returns its entries and the pack size.
+    Raises IntegrityError (also for a missing pack: the vault needs it) or StorageError."""
+    handle = Handle(Kind.DATA, name)
+    what = f"pack {handle}"
+    size = backend.stat(handle).size
+    if size < fmt.PACK_PREAMBLE_SIZE + fmt.PACK_TRAILER_SIZE + fmt.AEAD_OVERHEAD:
+        raise IntegrityError(f"{what} is truncated")
+    fmt.parse_pack_preamble(backend.load(handle, 0, fmt.PACK_PREAMBLE_SIZE), what)
+    hlen = fmt.parse_pack_trailer(backend.load(handle, size - 4, 4), size, what)
+    header_start = size - 4 - hlen
+    sealed = backend.load(handle, header_start, hlen)
+    plain = key.meta.open(sealed, fmt.pack_header_aad(vault_id, name), f"header of {what}")
+    entries, end = fmt.decode_entries(plain, 0, f"header of {what}")
+    if end != len(plain):
+        raise IntegrityError(f"header of {what} has trailing bytes")
+    fmt.check_pack_entries(entries, header_start, what)
+    return entries, size

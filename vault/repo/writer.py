@@ -1,0 +1,115 @@
+"""The write side of the data path: dedup, compress and seal on the CPU pool, pack in order, upload packs on
+the I/O pool, and at the end write the index for the new packs. Used by one `put` at a time."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+
+from vault import format as fmt
+from vault.pipeline.runner import Pipeline
+from vault.repo.blobs import SealedBlob, seal_blob
+from vault.repo.index import write_index
+from vault.repo.packs import PackBuilder
+from vault.repo.repository import Repository
+from vault.storage.base import Handle, Kind
+
+MAX_UPLOADS_IN_FLIGHT = 2  # packs being written at once; each holds ~16 MiB
+
+
+class BlobWriter:
+    def __init__(self, repo: Repository, pipeline: Pipeline, level: int) -> None:
+        self.repo = repo
+        self.pipeline = pipeline
+        self.level = level
+        self.bytes_added = 0
+        self.blobs_added = 0
+        self._claimed: set[bytes] = set()
+        self._lock = threading.Lock()
+        self._builder = PackBuilder()
+        self._uploads: deque[tuple[Future[None], bytes, list[fmt.BlobEntry]]] = deque()
+        self._written: list[tuple[bytes, list[fmt.BlobEntry]]] = []
+        self._checkpoints: list[Handle] = []
+
+    # -- runs on worker threads --------------------------------------------------------------------------------
+    def _encode(self, item: tuple[int, bytes]) -> tuple[bytes, int, SealedBlob | None]:
+        blob_type, data = item
+        blob_id = self.repo.key.blob_id(data)
+        with self._lock:
+            if blob_id in self._claimed or blob_id in self.repo.index:
+                return blob_id, len(data), None
+            self._claimed.add(blob_id)
+        return blob_id, len(data), seal_blob(self.repo.key, self.repo.vault_id, blob_type, blob_id, data, self.level)
+
+    # -- main thread -------------------------------------------------------------------------------------------
+    def store(
+        self, chunks: Iterable[bytes], blob_type: int = fmt.BlobType.DATA
+    ) -> Iterator[tuple[bytes, int, int]]:
+        """Store chunks in order, deduplicated; yields ``(blob_id, raw_length, bytes_added)`` for each."""
+        for blob_id, length, sealed in self.pipeline.ordered(self._encode, ((blob_type, c) for c in chunks)):
+            added = 0
+            if sealed is not None:
+                self._add(sealed)
+                added = len(sealed.sealed)
+            yield blob_id, length, added
+
+    def store_one(self, data: bytes, blob_type: int) -> bytes:
+        blob_id, _, sealed = self._encode((blob_type, data))
+        if sealed is not None:
+            self._add(sealed)
+        return blob_id
+
+    def _add(self, blob: SealedBlob) -> None:
+        self._builder.add(blob)
+        self.bytes_added += len(blob.sealed)
+        self.blobs_added += 1
+        if self._builder.full():
+            self._flush_pack()
+
+    def _flush_pack(self) -> None:
+        builder, self._builder = self._builder, PackBuilder()
+        if not builder.entries:
+            return
+        data = builder.finish(self.repo.key, self.repo.vault_id)
+        handle = Handle(Kind.DATA, builder.name)
+        fut = self.pipeline.io.submit(self.repo.backend.save, handle, data)
+        self._uploads.append((fut, builder.pack_id, builder.entries))
+        while len(self._uploads) > MAX_UPLOADS_IN_FLIGHT:
+            self._complete_one()
+
+    def _complete_one(self) -> None:
+        fut, pack_id, entries = self._uploads.popleft()
+        fut.result()  # re-raises the upload's StorageError
+        # Checkpoint: index each pack as soon as it is durable, so a rerun after a crash finds and reuses
+        # its blobs instead of storing them again. finish() folds the checkpoints into one index object.
+        self._checkpoints.append(write_index(self.repo.backend, self.repo.key, self.repo.vault_id, [(pack_id, entries)]))
+        self.repo.index.add_pack(pack_id, entries)
+        self._written.append((pack_id, entries))
+
+    def finish(self) -> None:
+        """Write the last pack, wait for every upload, then make sure the index covers the new packs. Only after
+        this returns may a version record refer to the new blobs (design invariant 7)."""
+        self._flush_pack()
+        while self._uploads:
+            self._complete_one()
+        if len(self._checkpoints) > 1:
+            write_index(self.repo.backend, self.repo.key, self.repo.vault_id, self._written)
+            # The merged object is durable; the checkpoints now say nothing it doesn't.
+            for handle in self._checkpoints:
+                self.repo.backend.remove(handle)
+        self._checkpoints = []
+        self._written = []
+
+    def abort(self) -> None:
+        """Wait for the uploads in flight so nothing writes after the command ends. Packs already indexed by a
+        checkpoint are reused by a rerun; anything else is unreferenced data that `prune` sweeps."""
+        for fut, _, _ in self._uploads:
+            fut.cancel()
+        for fut, _, _ in self._uploads:
+            try:
+                fut.result()
+            except Exception:  # noqa: S110 - already failing; the first error is the one reported
+                pass
+        self._uploads.clear()

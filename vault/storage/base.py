@@ -1,0 +1,87 @@
+"""The storage contract: a flat store of immutable named objects, grouped by kind.
+
+Everything above this module speaks only to :class:`Backend`; nothing there knows whether the objects live
+in a local directory or an S3 bucket. Object names are lowercase hex strings chosen by the caller (random or
+keyed-hash ids), so the store never sees an item name, a file name or a size other than the object's own.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Kind(enum.Enum):
+    """The namespaces of the store, like restic's FileType.
+
+    ``CONFIG`` holds a single object named ``config``; every other kind holds objects with lowercase hex
+    names (see :func:`vault.storage.object_key` for the layout).
+    """
+
+    CONFIG = "config"
+    KEYS = "keys"
+    DATA = "data"
+    INDEX = "index"
+    VERSIONS = "versions"
+    LOCKS = "locks"
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    """Names one object. ``str()`` is short and safe to log (restic's Handle.String)."""
+
+    kind: Kind
+    name: str
+
+    def __str__(self) -> str:
+        return f"<{self.kind.value}/{self.name[:10]}>"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    handle: Handle
+    size: int
+
+
+class Backend(Protocol):
+    """A store of whole objects. Implementations are safe to call from several threads at once.
+
+    Errors: a missing object raises ``ObjectNotFoundError``; a failure worth retrying raises
+    ``TransientStorageError``; any other I/O failure raises ``StorageError``. Nothing else escapes.
+    """
+
+    location: str  # printable, with any credentials stripped
+
+    def exists_root(self) -> bool:
+        """True when the location itself exists (a directory, a bucket); says nothing about a vault."""
+        ...
+
+    def create_root(self) -> None:
+        """Create the location (directory with mode 0700, or bucket) if missing. Idempotent."""
+        ...
+
+    def save(self, h: Handle, data: bytes | bytearray | memoryview) -> None:
+        """Store ``data`` under ``h`` atomically: afterwards readers see the whole object or, if this
+        raised, whatever was there before (nothing, for a new name). Durable when it returns (fsync).
+        Saving over an existing name replaces it atomically (used only for key slots and locks)."""
+        ...
+
+    def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
+        """Return ``length`` bytes from ``offset`` (to the end when ``length`` is None). Returns fewer
+        bytes only when the object is shorter; the caller checks lengths."""
+        ...
+
+    def stat(self, h: Handle) -> ObjectInfo:
+        """Size of the object; ``ObjectNotFoundError`` when missing."""
+        ...
+
+    def list(self, kind: Kind) -> Iterator[ObjectInfo]:
+        """Every object of ``kind``, in no particular order. Objects saved or removed while the
+        iteration runs may or may not appear. Temporary files of interrupted saves never appear."""
+        ...
+
+    def remove(self, h: Handle) -> None:
+        """Delete an object; ``ObjectNotFoundError`` when missing."""
+        ...

@@ -85,8 +85,9 @@ def closed_port() -> int:
     return port
 
 
+# Headers that belong to one hop; "expect" too: the proxy has already answered 100-continue itself.
 _HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "expect"}
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "expect"},
 )
 
 Rule = Callable[[str, str], bool]
@@ -157,7 +158,7 @@ class FaultProxy:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as botocore's pool expects
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
             def _relay(self) -> None:

@@ -74,7 +74,11 @@ class Excluder:
                 raise UsageError(f"exclude pattern {raw!r} matches nothing")
             anchored = "/" in pat
             pat = pat.lstrip("/")
-            self._rules.append(_Rule(re.compile(_translate(pat) + r"\Z", re.DOTALL), dir_only, anchored))
+            try:
+                regex = re.compile(_translate(pat) + r"\Z", re.DOTALL)
+            except re.error as exc:  # e.g. a character range like [z-a]
+                raise UsageError(f"exclude pattern {raw!r} is malformed: {exc.msg}") from None
+            self._rules.append(_Rule(regex, dir_only, anchored))
 
     def __bool__(self) -> bool:
         return bool(self._rules)

@@ -275,6 +275,9 @@ def id_from_hex(text: object, what: str) -> bytes:
     if not isinstance(text, str) or len(text) != 2 * ID_SIZE:
         raise IntegrityError(f"{what} holds a malformed id")
     try:
-        return bytes.fromhex(text)
+        raw = bytes.fromhex(text)
     except ValueError as exc:
         raise IntegrityError(f"{what} holds a malformed id") from exc
+    if len(raw) != ID_SIZE:  # fromhex skips whitespace, so 64 characters may hold fewer bytes
+        raise IntegrityError(f"{what} holds a malformed id")
+    return raw

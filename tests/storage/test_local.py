@@ -201,14 +201,16 @@ def test_unreadable_object_is_a_storage_error_not_a_missing_one(
     assert not isinstance(info.value, ObjectNotFoundError)
 
 
-def test_unreadable_directory_fails_the_listing(backend: LocalBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_directory_fails_the_listing(
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend.save(Handle(Kind.KEYS, "abcd"), b"x")
 
     def denied(path: Any) -> Any:
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(os, "scandir", denied)
-    with pytest.raises(StorageError, match="cannot list .*Permission denied"):
+    with pytest.raises(StorageError, match=r"cannot list .*Permission denied"):
         list(backend.list(Kind.KEYS))
 
 

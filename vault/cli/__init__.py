@@ -13,7 +13,6 @@ import sys
 import time
 from typing import Annotated, NoReturn
 
-import click
 import typer
 
 from vault import __version__
@@ -93,11 +92,13 @@ def root(
 
 
 def _register() -> None:
-    from vault.cli import catalog_cmds, data_cmds, init_cmd, key_cmds
+    from vault.cli import catalog_cmds, data_cmds, init_cmd, key_cmds, maintenance_cmds
 
+    # The order `vault --help` lists them in: the order a new user needs them.
     init_cmd.register(app)
     data_cmds.register(app)
     catalog_cmds.register(app)
+    maintenance_cmds.register(app)
     key_cmds.register(app)
 
 
@@ -143,6 +144,27 @@ def _record(code: int, started: float, error: str | None) -> None:
     OperationLog(STATE.location, Path(log_dir) if log_dir else None).append(rec, secrets=STATE.secrets)
 
 
+def _click_kind(exc: BaseException) -> str | None:
+    """Which click exception family ``exc`` belongs to. typer >= 0.29 vendors click (``typer._click``), older
+    releases use click itself; both name their classes alike, so match by name within those packages."""
+    for cls in type(exc).__mro__:
+        if cls.__module__.split(".")[0] in ("click", "typer") and cls.__name__ in ("Exit", "Abort", "ClickException"):
+            return cls.__name__
+    return None
+
+
+def _unexpected(exc: BaseException) -> tuple[int, str]:
+    """A bug: the traceback goes to the debug log only; the user gets one line naming that log."""
+    from vault.logsetup import debug_log_path
+
+    log.debug("unexpected failure", exc_info=exc)
+    _error(
+        f"unexpected failure ({type(exc).__name__}); details are in {debug_log_path()}",
+        "this is a bug in vault; please report it with that file",
+    )
+    return 1, f"{type(exc).__name__}: unexpected failure"
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line and return the exit code (never raises, never prints a traceback)."""
     from vault.errors import VaultError
@@ -156,14 +178,6 @@ def run(argv: list[str] | None = None) -> int:
     except VaultError as exc:
         code, error = exc.exit_code, f"{type(exc).__name__}: {exc.message}"
         _error(exc.message, exc.hint)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.exceptions.Abort:
-        code, error = 130, "interrupted"
-        _error("interrupted")
-    except click.ClickException as exc:
-        code, error = 2, f"UsageError: {exc.format_message()}"
-        _error(exc.format_message(), "see `vault --help` or `vault COMMAND --help`")
     except KeyboardInterrupt:
         code, error = 130, "interrupted"
         _error("interrupted; temporary files were removed")
@@ -173,12 +187,24 @@ def run(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         code = 0
     except Exception as exc:  # noqa: BLE001 - the one place bugs become exit 1
-        from vault.logsetup import debug_log_path
-
-        code, error = 1, f"{type(exc).__name__}: unexpected failure"
-        log.debug("unexpected failure", exc_info=True)
-        _error(f"unexpected failure ({type(exc).__name__}); details are in {debug_log_path()}",
-               "this is a bug in vault; please report it with that file")
+        kind = _click_kind(exc)
+        if kind == "Exit":
+            code = int(getattr(exc, "exit_code", 0) or 0)
+        elif kind == "Abort":
+            code, error = 130, "interrupted"
+            _error("interrupted")
+        elif kind == "ClickException":
+            message = exc.format_message()  # type: ignore[attr-defined]
+            code, error = 2, f"UsageError: {message}"
+            _error(message, "see `vault --help` or `vault COMMAND --help`")
+        else:
+            code, error = _unexpected(exc)
+    for cleanup in reversed(STATE.cleanups):
+        try:
+            cleanup()
+        except Exception:  # noqa: BLE001 - releasing a lock must not hide the command's outcome
+            log.debug("cleanup failed", exc_info=True)
+    STATE.cleanups.clear()
     try:
         _record(code, started, error)
     except Exception:  # noqa: BLE001, S110 - the log must never change the outcome

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,13 @@ class RunState:
     bytes: int | None = None
     extra: dict[str, object] = field(default_factory=dict)
     secrets: list[bytes] = field(default_factory=list)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def recovery(self, action: str) -> None:
+        """Note a recovery action (a stale lock broken, orphans removed) for the operation log."""
+        actions = self.extra.setdefault("recovery", [])
+        assert isinstance(actions, list)
+        actions.append(action)
 
 
 STATE = RunState()
@@ -85,14 +92,27 @@ def read_password(s: Settings) -> bytes:
     return password
 
 
-def open_repo(s: Settings) -> Repository:
-    """Open the vault at the configured location with the configured password."""
+def open_repo(s: Settings, lock: str | None = None) -> Repository:
+    """Open the vault at the configured location with the configured password, and take a ``"shared"`` or
+    ``"exclusive"`` lock for the rest of the command (released by ``vault.cli.run`` whatever happens)."""
     from vault.repo.config import load_config
     from vault.repo.repository import Repository
 
     backend = backend_for(s)
     load_config(backend)  # "no vault here" (exit 10) before asking for a password
-    return Repository.open(backend, read_password(s))
+    repo = Repository.open(backend, read_password(s))
+    if lock is not None:
+        from vault.repo.locks import acquire
+
+        held = acquire(
+            repo,
+            exclusive=lock == "exclusive",
+            command=STATE.command,
+            wait_s=s.retry_lock_s,
+            on_stale=lambda info: STATE.recovery(f"removed stale {info.describe()}"),
+        )
+        STATE.cleanups.append(held.release)
+    return repo
 
 
 @contextmanager

@@ -70,7 +70,7 @@ def rm(
     from vault.ops.items import remove
 
     s = _common.settings(ctx)
-    removed = remove(_common.open_repo(s), name, version)
+    removed = remove(_common.open_repo(s, lock="exclusive"), name, version)
     _common.say(s, f"removed {len(removed)} version(s) of {name}; run `vault prune` to free space")
 
 

@@ -46,7 +46,7 @@ def put(
     for p in paths:  # a missing PATH is exit 4 before any password is asked for
         if p != "-" and not os.path.lexists(p):
             raise NotFoundError(f"{p} does not exist")
-    repo = _common.open_repo(s)
+    repo = _common.open_repo(s, lock="shared")
     with _common.pipeline(s) as pipe:
         putter = Putter(repo, pipe, level=compression, excluder=excluder,
                         on_warning=lambda msg: _common.note(f"warning: {msg}"))
@@ -88,7 +88,7 @@ def get(
     from vault.ops.get import Restorer, destination, resolve
 
     s = _common.settings(ctx)
-    repo = _common.open_repo(s)
+    repo = _common.open_repo(s, lock="shared")
     record, node, _ = resolve(repo, name, version)
     with _common.pipeline(s) as pipe:
         restorer = Restorer(repo, pipe)

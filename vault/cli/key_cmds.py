@@ -36,7 +36,7 @@ def passwd(ctx: typer.Context, new_password_file: NewPwOpt = None) -> None:
     Example: vault passwd --new-password-file ~/.vault-new-pw
     """
     s = _common.settings(ctx)
-    repo = _common.open_repo(s)
+    repo = _common.open_repo(s, lock="exclusive")
     new = _new_password(s, new_password_file)
     repo.keys.replace(repo.slot, repo.key, new, _params_for_new_slot(repo))  # type: ignore[arg-type]
     _common.say(s, f"password of key {repo.slot.slot_id} changed")
@@ -49,7 +49,7 @@ def key_add(ctx: typer.Context, new_password_file: NewPwOpt = None) -> None:
     Example: VAULT_NEW_PASSWORD=... vault key add
     """
     s = _common.settings(ctx)
-    repo = _common.open_repo(s)
+    repo = _common.open_repo(s, lock="exclusive")
     new = _new_password(s, new_password_file)
     slot = repo.keys.add(repo.key, new, _params_for_new_slot(repo), repo.slot.policy)  # type: ignore[arg-type]
     _common.say(s, f"added key {slot.slot_id}")
@@ -84,7 +84,7 @@ def key_remove(ctx: typer.Context, key_id: Annotated[str, typer.Argument(metavar
     Example: vault key remove 3fa2c81b04d1e2f3
     """
     s = _common.settings(ctx)
-    repo = _common.open_repo(s)
+    repo = _common.open_repo(s, lock="exclusive")
     repo.keys.remove(key_id)
     _common.say(s, f"removed key {key_id}")
 

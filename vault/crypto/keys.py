@@ -166,7 +166,7 @@ def parse_slot(raw: bytes, name: str) -> KeySlot:
     if len(raw) > MAX_SLOT_SIZE:
         raise IntegrityError(f"{what} is too large")
     doc = fmt.decode_json_object(raw, what)
-    if not isinstance(doc.get("version"), int):
+    if not isinstance(doc.get("version"), int) or isinstance(doc.get("version"), bool):
         raise IntegrityError(f"{what} has no version")
     fmt.check_version(doc["version"], what)
     kdf_doc = doc.get("kdf")
@@ -178,6 +178,8 @@ def parse_slot(raw: bytes, name: str) -> KeySlot:
         raise IntegrityError(f"{what} has malformed fields")
     if fields["id"] != name or fields["policy"] not in (POLICY_DEFAULT, POLICY_EXPLICIT):
         raise IntegrityError(f"{what} does not match its name or has an unknown policy")
+    if not str(fields["hash"]).isascii():  # argon2-cffi's verify raises UnicodeEncodeError for these
+        raise IntegrityError(f"{what} holds a malformed password hash")
     wrapped = kdf.unb64(doc.get("wrapped_key"), what, fmt.NONCE_SIZE + fmt.KEY_SIZE + fmt.TAG_SIZE)
     return KeySlot(
         slot_id=str(fields["id"]),

@@ -70,6 +70,11 @@ def open_blob(key: MasterKey, vault_id: bytes, entry: fmt.BlobEntry, sealed: byt
     payload = key.data.open(sealed, aad, what)
     if entry.flags & fmt.FLAG_ZSTD:
         try:
+            # python-zstandard ignores max_output_size when the frame declares its content size and allocates
+            # whatever the frame claims, so check the declared size against the entry first.
+            declared = zstandard.frame_content_size(payload)
+            if declared not in (-1, entry.raw_length):
+                raise IntegrityError(f"{what} has the wrong length")
             data = _decompressor().decompress(payload, max_output_size=entry.raw_length)
         except zstandard.ZstdError as exc:
             raise IntegrityError(f"{what} does not decompress") from exc

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from vault import format as fmt
 from vault.crypto.keys import MasterKey
-from vault.errors import IntegrityError
+from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.objects import open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind
 
@@ -32,6 +33,7 @@ class VersionRecord:
     files: int
     bytes_added: int
     host: str
+    damaged: tuple[str, ...] = ()  # set by `repair` when data this version needs is lost
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,7 +47,7 @@ class VersionRecord:
             "files": self.files,
             "bytes_added": self.bytes_added,
             "host": self.host,
-        }
+        } | ({"damaged": list(self.damaged)} if self.damaged else {})
 
     @property
     def handle(self) -> Handle:
@@ -54,7 +56,7 @@ class VersionRecord:
 
 def _parse(doc: dict[str, Any], record_id: str, what: str) -> VersionRecord:
     v = doc.get("v")
-    if not isinstance(v, int):
+    if not isinstance(v, int) or isinstance(v, bool):
         raise IntegrityError(f"{what} has no version")
     fmt.check_version(v, what)
     item, created, vtype, host = doc.get("item"), doc.get("created"), doc.get("type"), doc.get("host")
@@ -65,21 +67,42 @@ def _parse(doc: dict[str, Any], record_id: str, what: str) -> VersionRecord:
     nums = [doc.get(k) for k in ("version", "size", "files", "bytes_added")]
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in nums):
         raise IntegrityError(f"{what} is malformed")
+    damaged = doc.get("damaged", [])
+    if not isinstance(damaged, list) or not all(isinstance(d, str) for d in damaged):
+        raise IntegrityError(f"{what} is malformed")
     return VersionRecord(
         record_id, item, nums[0], created, vtype, fmt.id_from_hex(doc.get("tree"), what),  # type: ignore[arg-type]
-        nums[1], nums[2], nums[3], host,  # type: ignore[arg-type]
+        nums[1], nums[2], nums[3], host, tuple(damaged),  # type: ignore[arg-type]
     )
 
 
-def load_records(backend: Backend, key: MasterKey, vault_id: bytes) -> list[VersionRecord]:
-    """Every version record, ordered by item, then version. Raises IntegrityError for a damaged record."""
+def load_record(backend: Backend, key: MasterKey, vault_id: bytes, handle: Handle) -> VersionRecord:
+    what = f"version record {handle}"
+    raw = backend.load(handle, 0, MAX_RECORD_SIZE + 1)
+    if len(raw) > MAX_RECORD_SIZE:
+        raise IntegrityError(f"{what} is too large")
+    plain = open_object(key.meta, vault_id, handle, fmt.ObjectType.VERSION, raw)
+    return _parse(fmt.decode_json_object(plain, what), handle.name, what)
+
+
+def load_records(
+    backend: Backend,
+    key: MasterKey,
+    vault_id: bytes,
+    on_error: Callable[[Handle, IntegrityError], None] | None = None,
+) -> list[VersionRecord]:
+    """Every version record, ordered by item, then version. A damaged record raises IntegrityError, or, when
+    ``on_error`` is given (check, repair), is reported to it and skipped."""
     records = []
     for info in backend.list(Kind.VERSIONS):
-        what = f"version record {info.handle}"
-        if info.size > MAX_RECORD_SIZE:
-            raise IntegrityError(f"{what} is too large")
-        plain = open_object(key.meta, vault_id, info.handle, fmt.ObjectType.VERSION, backend.load(info.handle))
-        records.append(_parse(fmt.decode_json_object(plain, what), info.handle.name, what))
+        try:
+            records.append(load_record(backend, key, vault_id, info.handle))
+        except ObjectNotFoundError:
+            continue  # removed (rm, forget) between listing and reading
+        except IntegrityError as exc:
+            if on_error is None:
+                raise
+            on_error(info.handle, exc)
     return sorted(records, key=lambda r: (r.item, r.version, r.created, r.record_id))
 
 

@@ -64,4 +64,6 @@ def load_config(backend: Backend) -> VaultConfig:
         vault_id = bytes.fromhex(vid)
     except ValueError as exc:
         raise IntegrityError("the vault config is malformed") from exc
+    if len(vault_id) != fmt.VAULT_ID_SIZE:  # fromhex skips whitespace
+        raise IntegrityError("the vault config is malformed")
     return VaultConfig(version, vault_id, created)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from vault import format as fmt
 from vault.crypto.keys import MasterKey
-from vault.errors import IntegrityError
+from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.objects import open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind
 
@@ -62,14 +62,30 @@ class Index:
         return out
 
 
-def load_index(backend: Backend, key: MasterKey, vault_id: bytes) -> Index:
-    """Read and merge every index object. Raises IntegrityError for a damaged one."""
+def load_index(
+    backend: Backend,
+    key: MasterKey,
+    vault_id: bytes,
+    on_error: Callable[[Handle, IntegrityError], None] | None = None,
+) -> Index:
+    """Read and merge every index object. A damaged one raises IntegrityError, or, when ``on_error`` is given
+    (check, repair), is reported to it and skipped."""
     index = Index()
     for info in backend.list(Kind.INDEX):
-        if info.size > fmt.MAX_METADATA_RAW:
-            raise IntegrityError(f"index object {info.handle} is too large")
-        plain = open_object(key.meta, vault_id, info.handle, fmt.ObjectType.INDEX, backend.load(info.handle))
-        for pack_id, entries in fmt.decode_index(plain, f"index object {info.handle}"):
+        try:
+            if info.size > fmt.MAX_METADATA_RAW:
+                raise IntegrityError(f"index object {info.handle} is too large")
+            raw = backend.load(info.handle)
+            plain = open_object(key.meta, vault_id, info.handle, fmt.ObjectType.INDEX, raw)
+            packs = fmt.decode_index(plain, f"index object {info.handle}")
+        except ObjectNotFoundError:
+            continue  # merged away by a concurrent put's finish(); its entries are in the merged object
+        except IntegrityError as exc:
+            if on_error is None:
+                raise
+            on_error(info.handle, exc)
+            continue
+        for pack_id, entries in packs:
             index.add_pack(pack_id, entries)
         index.index_names.append(info.handle.name)
     return index

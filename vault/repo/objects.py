@@ -28,6 +28,9 @@ def open_object(aead: Aead, vault_id: bytes, handle: Handle, obj_type: int, raw:
     body = aead.open(memoryview(raw)[fmt.OBJECT_PREFIX_SIZE :], fmt.object_aad(prefix, vault_id, handle.name), what)
     try:
         # Authenticated bytes, but still cap the output: a bug elsewhere must not become a huge allocation.
+        # max_output_size only applies to frames without a declared content size, so check that one too.
+        if zstandard.frame_content_size(body) > fmt.MAX_METADATA_RAW:
+            raise IntegrityError(f"{what} is too large")
         return zstandard.ZstdDecompressor().decompress(body, max_output_size=fmt.MAX_METADATA_RAW)
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"{what} does not decompress") from exc

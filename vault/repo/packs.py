@@ -11,7 +11,7 @@ import struct
 
 from vault import format as fmt
 from vault.crypto.keys import MasterKey
-from vault.errors import IntegrityError
+from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.blobs import SealedBlob
 from vault.storage.base import Backend, Handle, Kind
 
@@ -56,7 +56,10 @@ def read_pack_header(backend: Backend, key: MasterKey, vault_id: bytes, name: st
     Raises IntegrityError (also for a missing pack: the vault needs it) or StorageError."""
     handle = Handle(Kind.DATA, name)
     what = f"pack {handle}"
-    size = backend.stat(handle).size
+    try:
+        size = backend.stat(handle).size
+    except ObjectNotFoundError:
+        raise IntegrityError(f"{what} is missing; run `vault check`") from None
     if size < fmt.PACK_PREAMBLE_SIZE + fmt.PACK_TRAILER_SIZE + fmt.AEAD_OVERHEAD:
         raise IntegrityError(f"{what} is truncated")
     fmt.parse_pack_preamble(backend.load(handle, 0, fmt.PACK_PREAMBLE_SIZE), what)

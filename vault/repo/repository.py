@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 from vault import format as fmt
@@ -26,6 +27,7 @@ class Repository:
     key: MasterKey
     slot: KeySlot
     _index: Index | None = field(default=None, repr=False)
+    _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def vault_id(self) -> bytes:
@@ -75,6 +77,13 @@ class Repository:
 
     def locate(self, blob_id: bytes, blob_type: int) -> BlobLocation:
         loc = self.index.get(blob_id)
+        if loc is None and self._index is not None:
+            # A concurrent put may have merged its checkpoint index objects between our listing and our
+            # reads; the version we are reading was committed after its index, so a fresh read finds it.
+            with self._reload_lock:
+                if self.index.get(blob_id) is None:
+                    self._index = load_index(self.backend, self.key, self.vault_id)
+            loc = self.index.get(blob_id)
         if loc is None or loc.entry.blob_type != blob_type:
             raise IntegrityError(f"blob {blob_id.hex()[:10]} is missing from the index; run `vault check`")
         return loc

@@ -65,7 +65,7 @@ def decode_tree(raw: bytes, what: str) -> list[Node]:
     """Parse and check a tree. Raises IntegrityError for anything malformed or unsafe."""
     doc = fmt.decode_json_object(raw, what)
     v = doc.get("v")
-    if not isinstance(v, int):
+    if not isinstance(v, int) or isinstance(v, bool):
         raise IntegrityError(f"{what} has no version")
     fmt.check_version(v, what)
     items = doc.get("nodes")

@@ -67,6 +67,9 @@ class S3Backend:
     can't be configured (e.g. an unknown ``AWS_PROFILE``).
     """
 
+    list_page_size = 1000
+    """Keys per ``list_objects_v2`` page (S3's maximum; tests lower it to exercise paging)."""
+
     def __init__(self, bucket: str, prefix: str = "") -> None:
         try:
             import boto3.session
@@ -79,7 +82,9 @@ class S3Backend:
         self.location: str = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._exc: Any = botocore.exceptions
         config = botocore.config.Config(
-            retries={"max_attempts": 1, "mode": "standard"},  # RetryingBackend owns retries
+            # One attempt per call: RetryingBackend owns retries. (botocore's "max_attempts" counts
+            # retries, not attempts, so {"max_attempts": 1} would still try twice.)
+            retries={"total_max_attempts": 1, "mode": "standard"},
             connect_timeout=5,
             read_timeout=30,
             max_pool_connections=32,
@@ -198,7 +203,9 @@ class S3Backend:
         start = self._key_prefix(kind)
         paginator = self._client.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+            for page in paginator.paginate(
+                Bucket=self.bucket, Prefix=start, PaginationConfig={"PageSize": self.list_page_size}
+            ):
                 for obj in page.get("Contents", ()):
                     name = _name_from_key(kind, obj["Key"][len(start) :])
                     if name is not None:

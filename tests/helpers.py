@@ -1,0 +1,197 @@
+"""Helpers shared by the command-line and integration tests (tests/cli, tests/integration).
+
+Nothing here imports vault: these tests drive the installed entry point, and only a few reach into the
+library to find where a blob lives (the tamper tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+CHUNK_MIN = 256 * 1024  # spec: chunks of roughly 256 KiB min, 1 MiB average, 4 MiB max
+CHUNK_MAX = 4 * MiB
+
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+_WORDS = (
+    b"the quick brown fox jumps over a lazy dog while vault stores every chunk once and encrypts it "
+    b"backup restore archive compress dedup version item tree pack index record key slot password "
+    b"alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma"
+).split()
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def random_bytes(size: int, seed: int = 0) -> bytes:
+    """Deterministic incompressible bytes."""
+    return random.Random(seed).randbytes(size)
+
+
+def text_bytes(size: int, seed: int = 0) -> bytes:
+    """Deterministic, compressible, text-like bytes (words and newlines)."""
+    rng = random.Random(seed)
+    vocab = [w + (b"\n" if i % 11 == 0 else b" ") for i, w in enumerate(_WORDS)]
+    # 256 random choices made once, then indexed by random bytes: fast, and not a repeating pattern.
+    table = [rng.choice(vocab) for _ in range(256)]
+    out = bytearray()
+    while len(out) < size:
+        out += b"".join(table[b] for b in rng.randbytes(8192))
+    return bytes(out[:size])
+
+
+def write_file(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(MiB):
+            h.update(block)
+    return h.hexdigest()
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, str]]:
+    """Every entry under ``root``: relative path -> (kind, sha256 or link target). Used to prove that a
+    directory is byte-identical before and after a command."""
+    out: dict[str, tuple[str, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = ("link", os.readlink(p))
+            elif p.is_dir():
+                out[rel] = ("dir", oct(p.stat().st_mode))
+            else:
+                out[rel] = ("file", sha256_file(p))
+    return out
+
+
+def vault_files(vault_dir: Path) -> list[Path]:
+    return sorted(p for p in vault_dir.rglob("*") if p.is_file())
+
+
+def objects(vault_dir: Path, kind: str) -> list[Path]:
+    """The stored objects of one kind: ``data`` (packs), ``index``, ``versions``, ``keys``, ``config``."""
+    if kind == "config":
+        return [vault_dir / "config"]
+    return sorted(p for p in (vault_dir / kind).rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def flip_byte(path: Path, offset: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
+    i = len(data) // 2 if offset is None else offset
+    data[i] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path, keep: int | None = None) -> None:
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size // 2 if keep is None else keep)
+
+
+def swap(a: Path, b: Path) -> None:
+    da, db = a.read_bytes(), b.read_bytes()
+    a.write_bytes(db)
+    b.write_bytes(da)
+
+
+def copy_vault(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+def assert_error(result: Any, code: int, contains: str | None = None) -> None:
+    """``result`` failed with ``code`` and the contract's standard error: one ``vault: error: ...`` line,
+    maybe followed by ``vault: hint: ...``, every line starting with ``vault: ``, no traceback."""
+    err = result.err
+    assert result.code == code, (result.code, code, err)
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines, "no error message on standard error"
+    errors = [i for i, ln in enumerate(lines) if ln.startswith("vault: error: ")]
+    assert len(errors) == 1, err
+    assert len(lines[errors[0]]) > len("vault: error: ") + 3, err
+    for ln in lines[errors[0] + 1 :]:
+        assert ln.startswith("vault: hint: "), err
+    for ln in lines:
+        assert ln.startswith("vault: "), err
+    if contains is not None:
+        assert contains in err, err
+
+
+def parse_json(result: Any) -> Any:
+    """Standard output holds exactly one JSON document (and only that)."""
+    assert result.code == 0, (result.code, result.err)
+    text = result.out.decode("utf-8")
+    return json.loads(text)  # raises on anything but one document (json.loads rejects trailing data)
+
+
+# ------------------------------------------------------------------------------------ unreadable files
+
+
+_CAPS_PREFIX = ["setpriv", "--inh-caps=-all", "--bounding-set=-all"]
+
+
+def unreadable_prefix(path: Path) -> list[str] | None:
+    """A command prefix under which ``path`` (already chmod 000) can't be read, or None if there is none.
+
+    Not root: chmod 000 is enough (empty prefix). Root: drop every capability with setpriv (DAC override
+    included), so the file's mode applies to uid 0 too, while the vault dir and $HOME (owned by root) stay
+    writable. The prefix is proven to deny the read before it is returned.
+    """
+    probe = ["python3", "-c", f"open({str(path)!r}, 'rb')"]
+    if os.geteuid() != 0:
+        prefix: list[str] = []
+    elif shutil.which("setpriv"):
+        prefix = list(_CAPS_PREFIX)
+    else:
+        return None
+    done = subprocess.run([*prefix, *probe], capture_output=True)
+    return prefix if done.returncode != 0 else None
+
+
+# ---------------------------------------------------------------------------------------------- secrets
+
+
+def secret_variants(secret: str) -> list[bytes]:
+    """The raw bytes, case variants, and base64 at every alignment (minus the edge characters that depend on
+    neighbouring bytes) of ``secret``."""
+    raw = secret.encode()
+    out = {raw, raw.lower(), raw.upper(), secret.swapcase().encode()}
+    for pad in range(3):
+        for enc in (base64.b64encode, base64.urlsafe_b64encode):
+            b64 = enc(b"\0" * pad + raw).rstrip(b"=")
+            # Drop the characters that mix padding or following bytes into the encoding.
+            core = b64[(pad * 4 + 2) // 3 + 1 : -2]
+            if len(core) >= 8:
+                out.add(core)
+    return sorted(out)
+
+
+def find_in_files(paths: list[Path], needles: list[bytes]) -> list[tuple[str, bytes]]:
+    hits = []
+    for p in paths:
+        data = p.read_bytes()
+        for n in needles:
+            if n in data:
+                hits.append((str(p), n))
+    return hits

@@ -1,0 +1,129 @@
+"""`vault check`, `repair`, `forget` and `prune`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vault.cli import _common
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on standard output.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")]
+
+
+def check(
+    ctx: typer.Context,
+    read_data: Annotated[bool, typer.Option("--read-data", help="Also read and verify every stored byte.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the vault: structure, and with --read-data every stored byte.
+
+    Example: vault check --read-data
+    """
+    from vault.errors import IntegrityError
+    from vault.ops.check import check as _check
+
+    s = _common.settings(ctx)
+    repo = _common.open_repo(s, lock="shared")
+    with _common.pipeline(s) as pipe:
+        report = _check(repo, pipe, read_data)
+    _common.STATE.bytes = report.bytes_read
+    if as_json:
+        _common.print_json(report.to_json())
+    else:
+        for line in report.problems:
+            typer.echo(f"problem: {line}")
+        for line in report.known_damaged + report.notes:
+            _common.note(line)
+        if report.ok:
+            what = f", {report.blobs_read} blobs read and verified" if read_data else ""
+            _common.say(s, f"no problems found: {report.versions} version(s), {report.packs} pack(s){what}")
+    if not report.ok:
+        raise IntegrityError(
+            f"check found {len(report.problems)} problem(s)", hint="`vault repair` rebuilds what can be rebuilt"
+        )
+
+
+def repair(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Rebuild the index from the packs, remove leftovers, mark versions that lost data as damaged.
+
+    Example: vault repair
+    """
+    from vault.ops.repair import repair as _repair
+
+    s = _common.settings(ctx)
+    repo = _common.open_repo(s, lock="exclusive")
+    with _common.pipeline(s) as pipe:
+        report = _repair(repo, pipe)
+    for action in report.actions:
+        _common.STATE.recovery(action)
+    if as_json:
+        _common.print_json(report.to_json())
+        return
+    for action in report.actions:
+        _common.say(s, action)
+    for label in report.damaged_versions:
+        _common.say(s, f"damaged: {label}")
+
+
+def forget(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(help="Items (default: all).")] = None,
+    keep_last: Annotated[int, typer.Option("--keep-last", metavar="N", min=0, help="Keep the N newest.")] = 0,
+    keep_daily: Annotated[int, typer.Option("--keep-daily", metavar="N", min=0)] = 0,
+    keep_weekly: Annotated[int, typer.Option("--keep-weekly", metavar="N", min=0)] = 0,
+    keep_monthly: Annotated[int, typer.Option("--keep-monthly", metavar="N", min=0)] = 0,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Drop the versions the policy does not keep, per item. Space comes back with `vault prune`.
+
+    Example: vault forget --keep-last 3 --keep-daily 7 --keep-weekly 4 --keep-monthly 12
+    """
+    from vault.ops.retention import Policy
+    from vault.ops.retention import forget as _forget
+
+    s = _common.settings(ctx)
+    policy = Policy(keep_last, keep_daily, keep_weekly, keep_monthly)
+    policy.check()
+    repo = _common.open_repo(s, lock=None if dry_run else "exclusive")
+    report = _forget(repo, list(names or []), policy, dry_run)
+    if as_json:
+        _common.print_json(report.entries)
+        return
+    for e in report.entries:
+        why = f" ({', '.join(e['reasons'])})" if e["reasons"] else ""
+        typer.echo(f"{e['action']}\t{e['name']}\tversion {e['version']}\t{e['created']}{why}")
+    verb = "would drop" if dry_run else "dropped"
+    _common.say(s, f"{verb} {report.dropped} version(s); run `vault prune` to free space")
+
+
+def prune(ctx: typer.Context, dry_run: DryRunOpt = False, as_json: JsonOpt = False) -> None:
+    """Delete stored data that no version references, and report the bytes freed.
+
+    Example: vault prune --dry-run
+    """
+    from vault.ops.retention import prune as _prune
+
+    s = _common.settings(ctx)
+    repo = _common.open_repo(s, lock="exclusive")
+    with _common.pipeline(s) as pipe:
+        report = _prune(repo, pipe, dry_run)
+    if as_json:
+        _common.print_json(report.to_json())
+        return
+    verb = "would free" if dry_run else "freed"
+    _common.say(
+        s,
+        f"{verb} {_common.human_size(report.bytes_freed)} ({report.bytes_freed} bytes): "
+        f"{report.packs_deleted} pack(s) deleted, {report.packs_repacked} repacked, "
+        f"{report.blobs_dropped} unreferenced blob(s)",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("forget")(forget)
+    app.command("prune")(prune)
+    app.command("check")(check)
+    app.command("repair")(repair)

@@ -1,0 +1,223 @@
+"""`vault forget` (which versions a policy keeps) and `vault prune` (free the space nothing references).
+
+forget follows restic's policy semantics, per item: ``keep_last`` keeps the N newest versions; ``keep_daily``
+keeps the newest version of each of the N most recent days that have one (likewise ISO weeks and months). A
+version kept by any rule is kept.
+
+prune runs under the exclusive lock. Packs with no referenced blob are deleted; packs whose referenced bytes
+are under REPACK_THRESHOLD of the pack are repacked: their live blobs are copied, still sealed, into new packs
+(a blob's AAD binds its id, type and vault, not its pack, so it needs no re-encryption). The order keeps a crash
+harmless: new packs, then the new index, then old index objects go, then old packs go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from vault import format as fmt
+from vault.errors import NotFoundError, ObjectNotFoundError, UsageError
+from vault.names import check_name
+from vault.pipeline.runner import Pipeline
+from vault.repo.blobs import SealedBlob, open_blob
+from vault.repo.catalog import VersionRecord
+from vault.repo.index import write_index
+from vault.repo.packs import PackBuilder
+from vault.repo.repository import Repository
+from vault.repo.walk import collect
+from vault.storage.base import Handle, Kind
+
+REPACK_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Policy:
+    last: int = 0
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+
+    def check(self) -> None:
+        if min(self.last, self.daily, self.weekly, self.monthly) < 0:
+            raise UsageError("--keep-* values can't be negative")
+        if not any((self.last, self.daily, self.weekly, self.monthly)):
+            raise UsageError("the policy keeps nothing; give --keep-last N (N >= 1), or use `vault rm`")
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def apply_policy(versions: list[VersionRecord], policy: Policy) -> dict[str, list[str]]:
+    """record id → reasons it is kept (empty list: dropped). ``versions`` are one item's, any order."""
+    newest_first = sorted(versions, key=lambda r: (r.created, r.version), reverse=True)
+    reasons: dict[str, list[str]] = {r.record_id: [] for r in versions}
+    for r in newest_first[: policy.last]:
+        reasons[r.record_id].append("last")
+    buckets: list[tuple[str, int, Callable[[datetime], Any]]] = [
+        ("daily", policy.daily, lambda t: t.date()),
+        ("weekly", policy.weekly, lambda t: t.isocalendar()[:2]),
+        ("monthly", policy.monthly, lambda t: (t.year, t.month)),
+    ]
+    for label, count, key in buckets:
+        seen: set[Any] = set()
+        for r in newest_first:
+            if len(seen) >= count:
+                break
+            bucket = key(_parse_time(r.created))
+            if bucket not in seen:
+                seen.add(bucket)
+                reasons[r.record_id].append(label)
+    return reasons
+
+
+@dataclass
+class ForgetReport:
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def dropped(self) -> int:
+        return sum(1 for e in self.entries if e["action"] == "drop")
+
+
+def forget(repo: Repository, names: list[str], policy: Policy, dry_run: bool) -> ForgetReport:
+    policy.check()
+    records = repo.records()
+    by_item: dict[str, list[VersionRecord]] = {}
+    for r in records:
+        by_item.setdefault(r.item, []).append(r)
+    for name in names:
+        check_name(name)
+        if name not in by_item:
+            raise NotFoundError(f"no item named {name!r}")
+    report = ForgetReport()
+    for item in sorted(names or by_item):
+        versions = by_item[item]
+        reasons = apply_policy(versions, policy)
+        for r in sorted(versions, key=lambda x: x.version):
+            keep = bool(reasons[r.record_id])
+            report.entries.append(
+                {"name": item, "version": r.version, "created": r.created,
+                 "action": "keep" if keep else "drop", "reasons": reasons[r.record_id]}
+            )
+            if not keep and not dry_run:
+                with contextlib.suppress(ObjectNotFoundError):
+                    repo.backend.remove(r.handle)
+    return report
+
+
+@dataclass
+class PruneReport:
+    packs_deleted: int = 0
+    packs_repacked: int = 0
+    packs_written: int = 0
+    bytes_deleted: int = 0
+    bytes_written: int = 0
+    blobs_kept: int = 0
+    blobs_dropped: int = 0
+    dry_run: bool = False
+
+    @property
+    def bytes_freed(self) -> int:
+        return self.bytes_deleted - self.bytes_written
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dry_run": self.dry_run,
+            "packs_deleted": self.packs_deleted,
+            "packs_repacked": self.packs_repacked,
+            "packs_written": self.packs_written,
+            "blobs_kept": self.blobs_kept,
+            "blobs_dropped": self.blobs_dropped,
+            "bytes_freed": self.bytes_freed,
+        }
+
+
+def prune(repo: Repository, pipeline: Pipeline, dry_run: bool) -> PruneReport:
+    report = PruneReport(dry_run=dry_run)
+    backend = repo.backend
+    records = repo.records()
+    refs = collect(repo, records)
+    needed = refs.all
+    sizes = {o.handle.name: o.size for o in backend.list(Kind.DATA)}
+    packs = repo.index.packs()
+
+    keep: list[tuple[bytes, list[fmt.BlobEntry]]] = []
+    repack: list[tuple[bytes, list[fmt.BlobEntry]]] = []
+    delete: list[bytes] = []
+    for pack_id, entries in packs.items():
+        if pack_id.hex() not in sizes:
+            continue  # indexed but missing: `check` reports it, nothing to free
+        live = [e for e in entries if e.blob_id in needed]
+        live_bytes = sum(e.length for e in live)
+        report.blobs_kept += len(live)
+        report.blobs_dropped += len(entries) - len(live)
+        if not live:
+            delete.append(pack_id)
+        elif live_bytes < REPACK_THRESHOLD * sizes[pack_id.hex()]:
+            repack.append((pack_id, live))
+        else:
+            keep.append((pack_id, entries))
+    indexed = {p.hex() for p in packs}
+    orphans = [bytes.fromhex(n) for n in sizes if n not in indexed]  # from interrupted puts
+
+    report.packs_deleted = len(delete) + len(orphans)
+    report.packs_repacked = len(repack)
+    report.bytes_deleted = sum(sizes[p.hex()] for p in delete + orphans + [p for p, _ in repack])
+    if dry_run:
+        report.bytes_written = sum(sum(e.length for e in live) for _, live in repack)
+        return report
+
+    written = _repack(repo, pipeline, repack, report)
+    if delete or repack or orphans or len(repo.index.index_names) > 1:
+        old_index = [o.handle for o in backend.list(Kind.INDEX)]
+        write_index(backend, repo.key, repo.vault_id, keep + written)
+        for h in old_index:
+            with contextlib.suppress(ObjectNotFoundError):
+                backend.remove(h)
+    for pack_id in delete + orphans + [p for p, _ in repack]:
+        with contextlib.suppress(ObjectNotFoundError):
+            backend.remove(Handle(Kind.DATA, pack_id.hex()))
+    return report
+
+
+def _repack(
+    repo: Repository, pipeline: Pipeline, repack: list[tuple[bytes, list[fmt.BlobEntry]]], report: PruneReport
+) -> list[tuple[bytes, list[fmt.BlobEntry]]]:
+    """Copy live sealed blobs into new packs; returns the new packs' index entries."""
+    written: list[tuple[bytes, list[fmt.BlobEntry]]] = []
+    builder = PackBuilder()
+    seen: set[bytes] = set()
+
+    def flush() -> None:
+        nonlocal builder
+        if builder.entries:
+            data = builder.finish(repo.key, repo.vault_id)
+            repo.backend.save(Handle(Kind.DATA, builder.name), data)
+            written.append((builder.pack_id, builder.entries))
+            report.packs_written += 1
+            report.bytes_written += len(data)
+        builder = PackBuilder()
+
+    def load(item: tuple[bytes, list[fmt.BlobEntry]]) -> tuple[list[fmt.BlobEntry], bytes]:
+        pack_id, live = item
+        handle = Handle(Kind.DATA, pack_id.hex())
+        data = repo.backend.load(handle)
+        for e in live:  # never spread a damaged blob into a new pack: verify before copying
+            open_blob(repo.key, repo.vault_id, e, data[e.offset : e.offset + e.length], f"blob in pack {handle}")
+        return live, data
+
+    for live, data in pipeline.ordered(load, repack, max_in_flight=2, pool=pipeline.io):
+        for e in live:
+            if e.blob_id in seen:
+                continue
+            seen.add(e.blob_id)
+            sealed = data[e.offset : e.offset + e.length]
+            builder.add(SealedBlob(e.blob_id, e.blob_type, e.flags, e.raw_length, sealed))
+            if builder.full():
+                flush()
+    flush()
+    return written

@@ -1,0 +1,192 @@
+"""Locks as encrypted objects in ``locks/``, as restic does: many shared holders, or one exclusive holder.
+
+`put`, `get` and `check` take a shared lock (content addressing makes concurrent writers safe); `rm`,
+`forget`, `prune`, `repair` and key changes take an exclusive one. Acquiring writes our lock object first, then
+looks at the others, so two processes that race both see each other and at least one backs off.
+
+A holder rewrites its lock every REFRESH_S seconds. A lock is stale when its process is gone (same host: the
+pid no longer exists) or, from another host, when it was not refreshed for STALE_S seconds. Stale locks are
+removed, and each removal is reported to the caller for the operation log.
+
+Lock objects are encrypted and bound to their names like every other object: the storage learns nothing from
+them, and nobody without a key can plant one that we would honour or break.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from vault import format as fmt
+from vault.errors import IntegrityError, ObjectNotFoundError, VaultError, VaultLockedError
+from vault.repo.objects import open_object, seal_object
+from vault.repo.repository import Repository
+from vault.storage.base import Handle, Kind
+
+log = logging.getLogger(__name__)
+
+REFRESH_S = 60.0
+STALE_S = 300.0
+POLL_S = 0.5
+LOCK_OBJECT_TYPE = 3
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    name: str
+    exclusive: bool
+    host: str
+    pid: int
+    time: float  # last refresh, seconds since the epoch
+    command: str
+
+    def describe(self) -> str:
+        when = datetime.fromtimestamp(self.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        kind = "exclusive" if self.exclusive else "shared"
+        return f"{kind} lock held by `vault {self.command}` (pid {self.pid} on {self.host}, refreshed {when})"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale(info: LockInfo, now: float | None = None) -> bool:
+    now = time.time() if now is None else now
+    if info.host == socket.gethostname():
+        return not _pid_alive(info.pid)
+    return now - info.time > STALE_S
+
+
+class Lock:
+    """A held lock. Release it with ``release()`` or use it as a context manager."""
+
+    def __init__(self, repo: Repository, exclusive: bool, command: str) -> None:
+        self.repo = repo
+        self.exclusive = exclusive
+        self.command = command
+        self.handle = Handle(Kind.LOCKS, secrets.token_hex(fmt.ID_SIZE))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _write(self) -> None:
+        doc = {
+            "exclusive": self.exclusive,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "time": time.time(),
+            "command": self.command,
+        }
+        raw = seal_object(self.repo.key.meta, self.repo.vault_id, self.handle, LOCK_OBJECT_TYPE, fmt.encode_json(doc))
+        self.repo.backend.save(self.handle, raw)
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(REFRESH_S):
+            try:
+                self._write()
+            except VaultError as exc:  # the next refresh may work; holders elsewhere judge by age
+                log.warning("could not refresh the lock: %s", exc)
+
+    def start_refreshing(self) -> None:
+        self._thread = threading.Thread(target=self._refresh_loop, name="vault-lock-refresh", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with contextlib.suppress(VaultError):
+            self.repo.backend.remove(self.handle)
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def read_lock(repo: Repository, handle: Handle) -> LockInfo:
+    what = f"lock {handle}"
+    plain = open_object(repo.key.meta, repo.vault_id, handle, LOCK_OBJECT_TYPE, repo.backend.load(handle, 0, 65536))
+    doc = fmt.decode_json_object(plain, what)
+    exclusive, host, pid, t, command = (doc.get(k) for k in ("exclusive", "host", "pid", "time", "command"))
+    if not (
+        isinstance(exclusive, bool)
+        and isinstance(host, str)
+        and isinstance(pid, int)
+        and isinstance(t, int | float)
+        and isinstance(command, str)
+    ):
+        raise IntegrityError(f"{what} is malformed")
+    return LockInfo(handle.name, exclusive, host, pid, float(t), command)
+
+
+def acquire(
+    repo: Repository,
+    *,
+    exclusive: bool,
+    command: str,
+    wait_s: float = 0.0,
+    on_stale: Callable[[LockInfo], None] | None = None,
+) -> Lock:
+    """Take a lock, waiting up to ``wait_s`` seconds for conflicting holders. Raises VaultLockedError (exit 11)
+    naming the holder. Stale locks in the way are removed and reported through ``on_stale``."""
+    lock = Lock(repo, exclusive, command)
+    deadline = time.monotonic() + wait_s
+    while True:
+        lock._write()
+        blocker = _first_conflict(repo, lock, on_stale)
+        if blocker is None:
+            lock.start_refreshing()
+            return lock
+        with contextlib.suppress(VaultError):
+            repo.backend.remove(lock.handle)
+        if time.monotonic() >= deadline:
+            raise VaultLockedError(
+                f"the vault is locked: {blocker.describe()}",
+                hint="wait for it to finish, or retry with --retry-lock SECONDS",
+            )
+        # Jitter, so two exclusive lockers that keep seeing each other stop colliding.
+        time.sleep(POLL_S + secrets.randbelow(500) / 1000)
+
+
+def _first_conflict(
+    repo: Repository, mine: Lock, on_stale: Callable[[LockInfo], None] | None
+) -> LockInfo | None:
+    for obj in repo.backend.list(Kind.LOCKS):
+        if obj.handle.name == mine.handle.name:
+            continue
+        try:
+            info = read_lock(repo, obj.handle)
+        except ObjectNotFoundError:
+            continue  # released while we looked
+        except IntegrityError:
+            # Every real holder shares our master key, and saves are atomic, so a lock that fails
+            # authentication was never written by vault: it protects nothing and would block forever.
+            with contextlib.suppress(ObjectNotFoundError):
+                repo.backend.remove(obj.handle)
+            log.warning("removed a damaged lock object %s", obj.handle)
+            continue
+        if is_stale(info):
+            with contextlib.suppress(ObjectNotFoundError):
+                repo.backend.remove(obj.handle)
+            log.warning("removed a stale %s", info.describe())
+            if on_stale:
+                on_stale(info)
+            continue
+        if mine.exclusive or info.exclusive:
+            return info
+    return None

@@ -9,10 +9,8 @@ through the command line: explicit ``init --kdf-*`` options), never from a produ
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,18 +19,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
+from support import CHEAP, CHEAP_INIT_ARGS, PASSWORD, Result, VaultCli  # noqa: E402
+
 from vault.crypto import kdf  # noqa: E402
 
-CHEAP = kdf.KdfParams(memory_kib=8 * 1024, time_cost=1, parallelism=1)
-# What the command line gets for the same purpose (init warns that 8 MiB is below OWASP's minimum).
-CHEAP_INIT_ARGS = ["--kdf-memory", "8", "--kdf-time", "1", "--kdf-parallelism", "1"]
-PASSWORD = "correct horse battery staple"
-
-
-def _vault_exe() -> list[str]:
-    exe = Path(sys.executable).with_name("vault")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "vault"]
-
+__all__ = ["CHEAP", "CHEAP_INIT_ARGS", "PASSWORD", "Result", "VaultCli"]
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -53,57 +44,6 @@ def cheap_kdf(monkeypatch: pytest.MonkeyPatch) -> kdf.KdfParams:
     """Lower the in-process KDF defaults for this test (restic's test-only setter, argon2's CHEAPEST)."""
     monkeypatch.setattr(kdf, "DEFAULT_PARAMS", CHEAP)
     return CHEAP
-
-
-@dataclass
-class Result:
-    code: int
-    out: bytes
-    err: str
-
-    @property
-    def stdout(self) -> str:
-        return self.out.decode("utf-8", "replace")
-
-
-class VaultCli:
-    """Runs the installed `vault` entry point as a child process, as users and their scripts do."""
-
-    def __init__(self, vault_path: Path, env: dict[str, str]) -> None:
-        self.vault_path = vault_path
-        self.env = env
-        self.exe = _vault_exe()
-
-    def __call__(
-        self,
-        *args: str,
-        input: bytes | None = None,
-        env: dict[str, str] | None = None,
-        timeout: float = 120,
-        check: int | None = None,
-        cwd: Path | None = None,
-    ) -> Result:
-        full_env = dict(self.env)
-        full_env.update(env or {})
-        for k, v in list(full_env.items()):
-            if v is None:  # type: ignore[comparison-overlap]
-                del full_env[k]
-        proc = subprocess.run(
-            [*self.exe, *args],
-            input=input if input is not None else b"",
-            capture_output=True,
-            env=full_env,
-            timeout=timeout,
-            cwd=cwd,
-        )
-        result = Result(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
-        assert "Traceback" not in result.err, result.err
-        if check is not None:
-            assert result.code == check, (args, result.code, result.err)
-        return result
-
-    def init(self, *extra: str) -> Result:
-        return self("init", *CHEAP_INIT_ARGS, *extra, check=0)
 
 
 @pytest.fixture

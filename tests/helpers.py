@@ -14,8 +14,15 @@ import random
 import re
 import shutil
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+# The same values as tests/conftest.py (not imported from there: several conftest.py files share that module
+# name, so `from conftest import ...` depends on which one pytest loaded last).
+PASSWORD = "correct horse battery staple"
+CHEAP_INIT_ARGS = ["--kdf-memory", "8", "--kdf-time", "1", "--kdf-parallelism", "1"]
 
 MiB = 1024 * 1024
 CHUNK_MIN = 256 * 1024  # spec: chunks of roughly 256 KiB min, 1 MiB average, 4 MiB max
@@ -31,6 +38,11 @@ _WORDS = (
 
 
 # ----------------------------------------------------------------------------------------------- data
+
+
+def vault_exe() -> list[str]:
+    exe = Path(sys.executable).with_name("vault")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "vault"]
 
 
 def random_bytes(size: int, seed: int = 0) -> bytes:
@@ -195,3 +207,42 @@ def find_in_files(paths: list[Path], needles: list[bytes]) -> list[tuple[str, by
             if n in data:
                 hits.append((str(p), n))
     return hits
+
+
+# ----------------------------------------------------------------------------------- tamper tests' vault
+
+
+SECOND_PASSWORD = "second password for the tamper tests"
+
+
+@dataclass
+class Template:
+    vault_dir: Path
+    sources: Path
+    key_ids: dict[str, str]  # password -> key id
+
+
+@dataclass
+class ChunkPlace:
+    pack: Path
+    offset: int  # of the sealed blob in the pack
+    length: int  # sealed length
+    raw_length: int  # plaintext length
+
+
+def chunk_places(vault_dir: Path, name: str, password: str = PASSWORD) -> list[ChunkPlace]:
+    """Where the chunks of file ``name`` (an item or a path inside one; latest version) are, in order."""
+    from vault import format as fmt
+    from vault.ops.get import resolve
+    from vault.repo.repository import Repository
+    from vault.storage.local import LocalBackend
+
+    repo = Repository.open(LocalBackend(vault_dir), password.encode(), rehash=False)
+    _, node, _ = resolve(repo, name, None)
+    places = []
+    for blob_id in node.content:
+        loc = repo.locate(blob_id, fmt.BlobType.DATA)
+        h = loc.pack_handle.name
+        places.append(ChunkPlace(vault_dir / "data" / h[:2] / h, loc.entry.offset, loc.entry.length,
+                                 loc.entry.raw_length))
+    return places

@@ -1,6 +1,6 @@
 """``python -m vault``."""
 
-from vault.cli import main
+from vault._entry import main
 
 if __name__ == "__main__":
     main()

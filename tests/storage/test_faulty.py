@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,14 +68,14 @@ def test_fail_any_method(method: str) -> None:
     store = FaultyBackend(MemoryBackend())
     store.save(h("aa01"), b"x")
     store.fail(method, StorageError("boom"))
-    call = {
+    calls: dict[str, Callable[[], object]] = {
         "exists_root": store.exists_root,
         "create_root": store.create_root,
         "stat": lambda: store.stat(h("aa01")),
         "remove": lambda: store.remove(h("aa01")),
-    }[method]
+    }
     with pytest.raises(StorageError, match="boom"):
-        call()
+        calls[method]()
 
 
 def test_fail_list_mid_iteration() -> None:

@@ -25,7 +25,9 @@ class TestRetryingContract(BackendContract):
 
 
 def transient() -> TransientStorageError:
-    return TransientStorageError("cannot write <data/ab01> in memory: SlowDown: Please reduce your request rate")
+    return TransientStorageError(
+        "cannot write <data/ab01> in memory: SlowDown: Please reduce your request rate"
+    )
 
 
 def wrapped(attempts: int = 5) -> tuple[RetryingBackend, FaultyBackend, list[float]]:

@@ -87,8 +87,17 @@ def test_list_skips_foreign_keys(s3_env: str) -> None:
     backend.save(Handle(Kind.DATA, "ab12"), b"d")
     backend.save(Handle(Kind.KEYS, "abcd"), b"k")
     client = boto3.client("s3")
-    for key in ["p/data/ab/notes.txt", "p/data/ab/cd34", "p/data/abc/abcd", "p/data/stray", "p/keys/ABCD",
-                "p/keys/sub/abcd", "p/keysx/abcd", "data/ab/ab99", "p/configx"]:
+    for key in [
+        "p/data/ab/notes.txt",
+        "p/data/ab/cd34",
+        "p/data/abc/abcd",
+        "p/data/stray",
+        "p/keys/ABCD",
+        "p/keys/sub/abcd",
+        "p/keysx/abcd",
+        "data/ab/ab99",
+        "p/configx",
+    ]:
         client.put_object(Bucket=backend.bucket, Key=key, Body=b"")
     assert {i.handle.name for i in backend.list(Kind.DATA)} == {"ab12"}
     assert {i.handle.name for i in backend.list(Kind.KEYS)} == {"abcd"}

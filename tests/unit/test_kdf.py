@@ -65,7 +65,7 @@ def test_validate_new_accepts_the_ceilings() -> None:
     kdf.validate_new(kdf.KdfParams(kdf.MAX_MEMORY_KIB, kdf.MAX_TIME_COST, kdf.MAX_PARALLELISM))
 
 
-# -- check_untrusted: parameters read from storage ------------------------------------------------------------
+# -- check_untrusted: parameters read from storage -----------------------------------------------------------
 def test_check_untrusted_round_trips_to_json() -> None:
     p = kdf.KdfParams(64 * MIB, 3, 4)
     assert kdf.check_untrusted(p.to_json(), "slot") == p
@@ -165,7 +165,7 @@ def test_unb64() -> None:
         kdf.unb64(kdf.b64(b"\0" * 15), "x", 16)
 
 
-# -- argon2 never runs for refused parameters ------------------------------------------------------------------
+# -- argon2 never runs for refused parameters ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def slot() -> tuple[bytes, bytes]:
     """A valid slot (built with argon2 before it is forbidden) and its vault id."""
@@ -212,8 +212,6 @@ def test_refused_parameters_never_reach_argon2(
         keys.parse_slot(json.dumps(doc).encode(), doc["id"])
     with pytest.raises(IntegrityError):
         keys.KeyStore(backend, vault_id).unlock(PASSWORD)
-
-
 
 
 def test_the_argon2_guard_bites(slot: tuple[bytes, bytes], no_argon2: None) -> None:

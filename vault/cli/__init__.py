@@ -175,6 +175,9 @@ def run(argv: list[str] | None = None) -> int:
         command = typer.main.get_command(app)
         result = command.main(args=argv, prog_name="vault", standalone_mode=False)
         code = result if isinstance(result, int) else 0
+        if code == 130:  # typer turns KeyboardInterrupt into Exit(130) before we see it
+            error = "interrupted"
+            _error("interrupted; temporary files were removed")
     except VaultError as exc:
         code, error = exc.exit_code, f"{type(exc).__name__}: {exc.message}"
         _error(exc.message, exc.hint)
@@ -186,6 +189,8 @@ def run(argv: list[str] | None = None) -> int:
         _error("terminated; temporary files were removed")
     except BrokenPipeError:
         code = 0
+    except SystemExit as exc:  # typer exits on EPIPE writing to a closed pipe
+        code = exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:  # noqa: BLE001 - the one place bugs become exit 1
         kind = _click_kind(exc)
         if kind == "Exit":
@@ -215,6 +220,9 @@ def run(argv: list[str] | None = None) -> int:
 def main() -> NoReturn:
     signal.signal(signal.SIGTERM, _on_sigterm)
     code = run(sys.argv[1:])
+    # The outcome is decided and recorded: a late Ctrl-C must not turn it into a traceback at shutdown.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         sys.stdout.flush()
     except (BrokenPipeError, ValueError):

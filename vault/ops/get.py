@@ -191,7 +191,7 @@ class Restorer:
                         os.close(sub)
             except (IntegrityError, ConflictError) as exc:
                 result.failed.append(child_path)
-                log.error("not restored: %s: %s", child_path, exc)
+                log.warning("not restored: %s: %s", child_path, exc)  # the one error line comes last
             except OSError as exc:
                 raise StorageError(f"cannot restore {child_path}: {exc.strerror}") from None
 

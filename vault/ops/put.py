@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from vault import format as fmt
-from vault.errors import NotFoundError, StorageError, UsageError
+from vault.errors import NotFoundError, StorageError, UsageError, VaultError
 from vault.excludes import Excluder
 from vault.names import check_name
 from vault.pipeline.chunker import Chunker
@@ -47,9 +47,11 @@ class PutResult:
     bytes_read: int
     bytes_added: int
     skipped: list[str] = field(default_factory=list)
+    size: int = 0  # original bytes of the version (unchanged files count though they were not read)
 
     def to_json(self) -> dict[str, object]:
         return {
+            "size": self.size,
             "name": self.name,
             "version": self.version,
             "type": self.type,
@@ -79,6 +81,7 @@ class _File:
     read: _Read = field(default_factory=_Read)
     failed: bool = False
     mtime_ns: int | None = None  # overrides st (standard input has no stat of its own)
+    reused: Node | None = None  # unchanged since the previous version: its chunks are reused unread
 
     @property
     def size(self) -> int:
@@ -102,6 +105,7 @@ class _Source:
     stream_file: _File | None = None
     skipped: list[str] = field(default_factory=list)
     bytes_added: int = 0
+    bytes_read: int = 0
 
 
 def _now() -> str:
@@ -128,10 +132,36 @@ class Putter:
         self.warn = on_warning or (lambda msg: log.warning("%s", msg))
         self.progress = on_progress
         self.bytes_read = 0
+        self._records: list[catalog.VersionRecord] | None = None
 
     # -- scanning ----------------------------------------------------------------------------------------------
-    def _scan_dir(self, path: str, display: str, rel: str, src: _Source, st: os.stat_result | None) -> _Dir:
+    def _parent_nodes(self, tree_id: bytes | None) -> dict[str, Node]:
+        """The previous version's entries of one directory; empty when there is none or it can't be read
+        (then every file is simply read again)."""
+        if tree_id is None:
+            return {}
+        try:
+            return {n.name: n for n in self.repo.load_tree(tree_id)}
+        except VaultError as exc:
+            log.info("not using the previous version of a directory: %s", exc)
+            return {}
+
+    def _unchanged(self, st: os.stat_result, old: Node | None) -> Node | None:
+        """``old`` when the file looks untouched since it was stored and all its chunks are still indexed."""
+        if (
+            old is None
+            or old.type != "file"
+            or (old.size, old.mtime_ns, old.inode, old.ctime_ns) != (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+            or not all(c in self.repo.index for c in old.content)
+        ):
+            return None
+        return old
+
+    def _scan_dir(
+        self, path: str, display: str, rel: str, src: _Source, st: os.stat_result | None, parent: bytes | None
+    ) -> _Dir:
         node = _Dir(os.path.basename(path.rstrip("/")) or path, st)
+        previous = self._parent_nodes(parent)
         try:
             with os.scandir(path) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -151,12 +181,14 @@ class Putter:
             is_dir = stat.S_ISDIR(est.st_mode)
             if self.excluder and self.excluder.excluded(child_rel, is_dir):
                 continue
+            old = previous.get(entry.name)
             if is_dir:
-                sub = self._scan_dir(entry.path, child_display, child_rel, src, est)
+                old_tree = old.subtree if old is not None and old.type == "dir" else None
+                sub = self._scan_dir(entry.path, child_display, child_rel, src, est, old_tree)
                 sub.name = entry.name
                 node.children.append(sub)
             elif stat.S_ISREG(est.st_mode):
-                node.children.append(_File(entry.path, child_display, est))
+                node.children.append(_File(entry.path, child_display, est, reused=self._unchanged(est, old)))
             elif stat.S_ISLNK(est.st_mode):
                 try:
                     target = os.readlink(entry.path)
@@ -171,6 +203,19 @@ class Putter:
                 self.warn(f"skipping {child_display}: not a regular file, directory or link")
         return node
 
+    def _previous_root(self, item: str) -> Node | None:
+        """The root node of the item's latest undamaged version: the parent an incremental put compares with."""
+        if self._records is None:
+            self._records = self.repo.records()
+        candidates = [r for r in self._records if r.item == item and not r.damaged]
+        if not candidates:
+            return None
+        try:
+            return self.repo.root_node(candidates[-1])
+        except VaultError as exc:
+            log.info("not using the previous version of %s: %s", item, exc)
+            return None
+
     def add_path(self, path: str, name: str | None) -> _Source:
         """Scan a local path (following it if it is itself a link, as `cp` does). NotFoundError if missing."""
         try:
@@ -181,10 +226,12 @@ class Putter:
             raise StorageError(f"cannot read {path}: {exc.strerror}") from None
         item = check_name(name if name is not None else os.path.basename(os.path.normpath(path)))
         src = _Source(item)
+        parent = self._previous_root(item)
         if stat.S_ISDIR(st.st_mode):
-            src.root = self._scan_dir(path, path, "", src, st)
+            old_tree = parent.subtree if parent is not None and parent.type == "dir" else None
+            src.root = self._scan_dir(path, path, "", src, st, old_tree)
         elif stat.S_ISREG(st.st_mode):
-            src.root = _File(path, path, st)
+            src.root = _File(path, path, st, reused=self._unchanged(st, parent))
         else:
             raise UsageError(f"{path} is not a regular file or a directory")
         return src
@@ -247,7 +294,8 @@ class Putter:
                 except OSError as exc:
                     raise StorageError(f"cannot read standard input: {exc.strerror}") from None
             for f in self._files(src.root):
-                yield from self._read_file(f, src)
+                if f.reused is None:
+                    yield from self._read_file(f, src)
 
     def _store_data(self, sources: list[_Source]) -> None:
         # Which reading each chunk in flight belongs to, in pipeline order.
@@ -263,6 +311,7 @@ class Putter:
             read.content.append(blob_id)
             read.size += length
             src.bytes_added += added
+            src.bytes_read += length
             self.bytes_read += length
             if self.progress:
                 self.progress(length)
@@ -273,9 +322,15 @@ class Putter:
         if isinstance(item, _File):
             if item.failed:
                 return None
-            mtime = item.mtime_ns if item.mtime_ns is not None else item.st.st_mtime_ns
-            return Node(name, "file", stat.S_IMODE(item.st.st_mode), mtime, item.size,
-                        content=tuple(item.read.content))
+            st = item.st
+            mtime = item.mtime_ns if item.mtime_ns is not None else st.st_mtime_ns
+            size, content = (
+                (item.reused.size, item.reused.content) if item.reused is not None
+                else (item.size, tuple(item.read.content))
+            )
+            stream = item.mtime_ns is not None  # standard input: no inode or ctime to compare next time
+            return Node(name, "file", stat.S_IMODE(st.st_mode), mtime, size, content=content,
+                        inode=0 if stream else st.st_ino, ctime_ns=0 if stream else st.st_ctime_ns)
         children = []
         for child in item.children:
             child_name = os.path.basename(child.path) if isinstance(child, _File) else child.name
@@ -287,8 +342,19 @@ class Putter:
         return Node(name, "dir", stat.S_IMODE(st.st_mode) if st else 0o755, st.st_mtime_ns if st else 0,
                     subtree=subtree)
 
-    def commit(self, sources: list[_Source]) -> list[PutResult]:
-        """Store everything, then write one version record per source. Returns what was stored."""
+    def bytes_to_read(self, sources: list[_Source]) -> int | None:
+        """What the data stage will read (unchanged files excluded); None when a stream is involved."""
+        if any(src.stream is not None for src in sources):
+            return None
+        return sum(f.st.st_size for src in sources for f in self._files(src.root) if f.reused is None)
+
+    def commit(
+        self, sources: list[_Source], before_commit: Callable[[], None] | None = None
+    ) -> list[PutResult]:
+        """Store everything, then write one version record per source. Returns what was stored.
+
+        ``before_commit`` runs once the data is durable and before any record is written: raising there
+        commits nothing (used to check the exit status of --stdin-from-command)."""
         if not sources:
             return []
         names = [s.name for s in sources]
@@ -307,9 +373,11 @@ class Putter:
             roots.append((src, root, files))
         tree_ids = [self.writer.store_one(encode_tree([root]), fmt.BlobType.TREE) for _, root, _ in roots]
         self.writer.finish()  # packs and index durable before any record names them
+        if before_commit is not None:
+            before_commit()
 
         existing: dict[str, int] = {}
-        for rec in self.repo.records():
+        for rec in self.repo.records():  # read again: another put may have committed meanwhile
             existing[rec.item] = max(existing.get(rec.item, 0), rec.version)
         results = []
         for (src, root, files), tree_id in zip(roots, tree_ids, strict=True):
@@ -326,9 +394,9 @@ class Putter:
                 bytes_added=src.bytes_added,
                 host=socket.gethostname(),
             )
-            catalog.write_record(self.repo.backend, self.repo.key, self.repo.vault_id, record)
+            record = catalog.commit_record(self.repo.backend, self.repo.key, self.repo.vault_id, record)
             results.append(
-                PutResult(src.name, record.version, root.type, files, size, src.bytes_added, src.skipped)
+                PutResult(src.name, record.version, root.type, files, src.bytes_read, src.bytes_added, src.skipped, size)
             )
         stored = {id(r[0]) for r in roots}
         for src in sources:
@@ -339,6 +407,8 @@ class Putter:
 
 def _tree_size(node: _Dir | _File | Node | None) -> int:
     if isinstance(node, _File):
+        if node.reused is not None:
+            return node.reused.size
         return 0 if node.failed else node.size
     if isinstance(node, _Dir):
         return sum(_tree_size(c) for c in node.children)

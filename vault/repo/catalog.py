@@ -6,7 +6,11 @@ and a size. Listing items means reading every record, so everything the user cal
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
+import secrets
+import time
 from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
@@ -113,3 +117,27 @@ def write_record(backend: Backend, key: MasterKey, vault_id: bytes, record: Vers
 
 def new_record_id() -> str:
     return os.urandom(fmt.ID_SIZE).hex()
+
+
+def commit_record(backend: Backend, key: MasterKey, vault_id: bytes, record: VersionRecord) -> VersionRecord:
+    """Write a version record, then make sure no other record of the item holds the same number.
+
+    Two puts of one item at the same time may both pick ``max + 1``. After writing, we look again; if another
+    record has our number we move ours to a fresh ``max + 1`` (write the new record, then delete ours). Both
+    racers may move, which leaves a gap in the numbers but never two versions with one number once both have
+    returned; random pauses break repeated ties.
+    """
+    write_record(backend, key, vault_id, record)
+    for _ in range(8):
+        mine = [r for r in load_records(backend, key, vault_id) if r.item == record.item]
+        if not any(r.version == record.version and r.record_id != record.record_id for r in mine):
+            return record
+        time.sleep(secrets.randbelow(200) / 1000)
+        moved = dataclasses.replace(
+            record, record_id=new_record_id(), version=max(r.version for r in mine) + 1
+        )
+        write_record(backend, key, vault_id, moved)
+        with contextlib.suppress(ObjectNotFoundError):
+            backend.remove(record.handle)
+        record = moved
+    return record

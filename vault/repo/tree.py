@@ -30,6 +30,10 @@ class Node:
     content: tuple[bytes, ...] = ()  # file: chunk ids in order
     subtree: bytes | None = None  # dir: id of its tree blob
     target: str = ""  # link: its target, restored verbatim
+    # file: the inode and change time it had when stored; the next put compares them (with size and
+    # mtime) to decide whether the file changed, as restic's parent-snapshot check does.
+    inode: int = 0
+    ctime_ns: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -37,6 +41,8 @@ class Node:
         if self.type == "file":
             doc["size"] = self.size
             doc["content"] = [c.hex() for c in self.content]
+            doc["inode"] = self.inode
+            doc["ctime_ns"] = self.ctime_ns
         elif self.type == "dir":
             doc["subtree"] = self.subtree.hex() if self.subtree else None
         else:
@@ -91,7 +97,11 @@ def decode_tree(raw: bytes, what: str) -> list[Node]:
             if not isinstance(content, list):
                 raise IntegrityError(f"{what} has a file without content")
             ids = tuple(fmt.id_from_hex(c, what) for c in content)
-            nodes.append(Node(name, "file", mode, mtime, _int(item, "size", what), content=ids))
+            inode = _int(item, "inode", what) if "inode" in item else 0
+            ctime = _int(item, "ctime_ns", what, -(2**63), 2**63) if "ctime_ns" in item else 0
+            nodes.append(
+                Node(name, "file", mode, mtime, _int(item, "size", what), content=ids, inode=inode, ctime_ns=ctime)
+            )
         elif ntype == "dir":
             nodes.append(Node(name, "dir", mode, mtime, subtree=fmt.id_from_hex(item.get("subtree"), what)))
         else:

@@ -29,7 +29,7 @@ class BlobWriter:
         self._claimed: set[bytes] = set()
         self._lock = threading.Lock()
         self._builder = PackBuilder()
-        self._uploads: deque[tuple[Future[None], bytes, list[fmt.BlobEntry]]] = deque()
+        self._uploads: deque[tuple[Future[Handle], bytes, list[fmt.BlobEntry]]] = deque()
         self._written: list[tuple[bytes, list[fmt.BlobEntry]]] = []
         self._checkpoints: list[Handle] = []
 
@@ -73,18 +73,21 @@ class BlobWriter:
         if not builder.entries:
             return
         data = builder.finish(self.repo.key, self.repo.vault_id)
-        handle = Handle(Kind.DATA, builder.name)
-        fut = self.pipeline.io.submit(self.repo.backend.save, handle, data)
+        fut = self.pipeline.io.submit(self._upload, builder.pack_id, builder.entries, data)
         self._uploads.append((fut, builder.pack_id, builder.entries))
         while len(self._uploads) > MAX_UPLOADS_IN_FLIGHT:
             self._complete_one()
 
+    def _upload(self, pack_id: bytes, entries: list[fmt.BlobEntry], data: bytes) -> Handle:
+        """On the I/O pool: store the pack, then at once a one-pack index object for it (a checkpoint), so
+        a rerun after a crash finds and reuses its blobs. finish() folds the checkpoints into one object."""
+        backend, key, vault_id = self.repo.backend, self.repo.key, self.repo.vault_id
+        backend.save(Handle(Kind.DATA, pack_id.hex()), data)
+        return write_index(backend, key, vault_id, [(pack_id, entries)])
+
     def _complete_one(self) -> None:
         fut, pack_id, entries = self._uploads.popleft()
-        fut.result()  # re-raises the upload's StorageError
-        # Checkpoint: index each pack as soon as it is durable, so a rerun after a crash finds and reuses
-        # its blobs instead of storing them again. finish() folds the checkpoints into one index object.
-        self._checkpoints.append(write_index(self.repo.backend, self.repo.key, self.repo.vault_id, [(pack_id, entries)]))
+        self._checkpoints.append(fut.result())  # re-raises the upload's StorageError
         self.repo.index.add_pack(pack_id, entries)
         self._written.append((pack_id, entries))
 

@@ -90,6 +90,8 @@ class LocalBackend:
         Creates missing directories below the root (never the root itself: a missing root usually means
         an unmounted disk, and writing into the mount point would hide that). Raises ``StorageError`` on
         any failure, after removing the temporary file; whatever was stored under ``h`` before is intact.
+        (One exception: when only the final directory fsync fails, the new object is already in place
+        but may not survive a crash, and the error is still raised.)
         """
         path = self.path_of(h)
         view = memoryview(data).cast("B")

@@ -1,0 +1,173 @@
+"""Killed, interrupted and concurrent processes: the vault stays valid and nothing is lost.
+
+These run the real `vault` entry point as child processes and really kill them (SIGKILL, SIGINT, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from support import VaultCli
+
+
+def _spawn(cli: VaultCli, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*cli.exe, *args], env=cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def _data_bytes(vault_dir: Path) -> int:
+    return sum(p.stat().st_size for p in (vault_dir / "data").rglob("*") if p.is_file())
+
+
+def _wait_for(pred, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def _temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if ".tmp" in p.name]
+
+
+@pytest.fixture
+def big_file(tmp_path: Path) -> Path:
+    path = tmp_path / "big.bin"
+    with path.open("wb") as f:
+        for _ in range(12):
+            f.write(os.urandom(8 << 20))  # 96 MiB, incompressible: six packs
+    return path
+
+
+def test_sigkill_mid_put_leaves_valid_vault_and_rerun_reuses_data(vault, vault_dir: Path, big_file: Path,
+                                                                   tmp_path: Path) -> None:
+    first = tmp_path / "first.txt"
+    first.write_bytes(b"an earlier version that must survive\n" * 1000)
+    vault("put", str(first), check=0)
+
+    size = big_file.stat().st_size
+    proc = _spawn(vault, "--threads", "2", "put", str(big_file))
+    # Kill once about 90% of the file is stored as packs.
+    _wait_for(lambda: _data_bytes(vault_dir) >= 0.9 * size or proc.poll() is not None)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    check = vault("check", "--read-data")
+    assert check.code == 0, check.err
+    listing = json.loads(vault("ls", "--json", check=0).out)
+    assert [i["name"] for i in listing if i["name"] == "big.bin"] in ([], ["big.bin"])
+    out = tmp_path / "out"
+    out.mkdir()
+    vault("get", "first.txt", "-o", str(out), check=0)
+    assert (out / "first.txt").read_bytes() == first.read_bytes()
+
+    # The rerun reuses every pack that was durable at the kill: what it adds is at most what was not yet
+    # in a finished pack (the pack being filled, 16 MiB, and the chunks in flight).
+    rerun = json.loads(vault("put", str(big_file), "--json", check=0).out)
+    assert rerun[0]["bytes_added"] < 0.1 * size + 24 * 2**20, rerun
+    vault("get", "big.bin", "-o", str(out), check=0)
+    assert (out / "big.bin").read_bytes() == big_file.read_bytes()
+
+
+@pytest.mark.slow
+def test_rerun_after_kill_at_90_percent_of_1gib_writes_under_15_percent(vault, vault_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    path = tmp_path / "huge.bin"
+    with path.open("wb") as f:
+        for _ in range(128):
+            f.write(os.urandom(8 << 20))
+    size = path.stat().st_size
+    proc = _spawn(vault, "put", str(path))
+    _wait_for(lambda: _data_bytes(vault_dir) >= 0.9 * size or proc.poll() is not None, timeout=300)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rerun = json.loads(vault("put", str(path), "--json", timeout=600, check=0).out)
+    assert rerun[0]["bytes_added"] < 0.15 * size, rerun
+    vault("check", "--read-data", timeout=600, check=0)
+
+
+def test_stale_lock_of_killed_process_is_broken_and_logged(vault, vault_dir: Path, big_file: Path) -> None:
+    proc = _spawn(vault, "put", str(big_file))
+    _wait_for(lambda: any((vault_dir / "locks").iterdir()) if (vault_dir / "locks").exists() else False)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert any((vault_dir / "locks").iterdir())
+    vault("prune", check=0)
+    assert not any((vault_dir / "locks").iterdir())
+    log = json.loads(vault("log", "--json", check=0).out)
+    prune = [r for r in log if r["command"] == "prune"][-1]
+    assert any("stale" in a for a in prune["extra"]["recovery"]), prune
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_put_cleans_up(vault, vault_dir: Path, big_file: Path, sig: int, code: int) -> None:
+    proc = _spawn(vault, "put", str(big_file))
+    _wait_for(lambda: _data_bytes(vault_dir) > 0 if (vault_dir / "data").exists() else False)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert b"Traceback" not in err
+    assert err.decode().startswith("vault: error:")
+    assert _temp_files(vault_dir) == []
+    assert not any((vault_dir / "locks").iterdir())
+    vault("check", check=0)
+    log = json.loads(vault("log", "--json", check=0).out)
+    assert [r for r in log if r["command"] == "put"][-1]["outcome"] == "interrupted"
+
+
+def test_interrupted_get_leaves_no_file(vault, big_file: Path, tmp_path: Path) -> None:
+    vault("put", str(big_file), check=0)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = _spawn(vault, "get", "big.bin", "-o", str(out))
+    _wait_for(lambda: any(out.iterdir()) or proc.poll() is not None)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.fail("get finished before the signal; make the file bigger")
+    assert proc.returncode == 130
+    assert list(out.iterdir()) == []
+
+
+def test_concurrent_puts_and_reads(vault, tmp_path: Path, big_file: Path) -> None:
+    small = []
+    for i in range(3):
+        p = tmp_path / f"f{i}.txt"
+        p.write_bytes(os.urandom(100_000) + f"file {i}".encode())
+        small.append(p)
+    vault("put", str(small[0]), check=0)
+    writers = [_spawn(vault, "put", str(big_file))] + [_spawn(vault, "put", str(p), "--name", "same") for p in small]
+    # Readers work while puts run; exclusive commands wait or exit 11.
+    assert vault("ls").code == 0
+    assert vault("get", "f0.txt", "-o", "-").out == small[0].read_bytes()
+    assert vault("check").code == 0
+    busy = vault("prune")
+    assert busy.code in (0, 11), busy.err
+    for w in writers:
+        _, err = w.communicate(timeout=120)
+        assert w.returncode == 0, err
+    history = json.loads(vault("history", "same", "--json", check=0).out)
+    numbers = [h["version"] for h in history]
+    assert len(numbers) == 3 and len(set(numbers)) == 3, numbers
+    vault("check", "--read-data", check=0)
+
+
+def test_exclusive_lock_blocks_and_retry_lock_waits(vault, vault_dir: Path, big_file: Path) -> None:
+    proc = _spawn(vault, "put", str(big_file))
+    _wait_for(lambda: any((vault_dir / "locks").iterdir()) if (vault_dir / "locks").exists() else False)
+    busy = vault("rm", "nothing-here")
+    if proc.poll() is None:
+        assert busy.code == 11, busy.err
+        assert "locked" in busy.err
+    waited = vault("--retry-lock", "120", "forget", "--keep-last", "5")
+    assert waited.code == 0, waited.err
+    proc.wait(timeout=120)
+    assert proc.returncode == 0

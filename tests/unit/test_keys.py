@@ -1,0 +1,390 @@
+"""Key slots and the master key: wrapping, unlocking, tampering, rehashing, removal, subkeys."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import argon2
+import pytest
+from argon2 import PasswordHasher, Type
+
+from vault import format as fmt
+from vault.crypto import kdf, keys
+from vault.crypto.aead import Aead
+from vault.errors import AuthenticationError, ConflictError, IntegrityError, NotFoundError
+from vault.storage.base import Handle, Kind
+from vault.storage.memory import MemoryBackend
+
+PASSWORD = b"correct horse battery staple"
+VAULT_ID = bytes(range(16))
+OTHER_VAULT_ID = bytes(range(1, 17))
+VECTORS = Path(__file__).resolve().parent.parent / "vectors"
+
+
+@pytest.fixture
+def master() -> keys.MasterKey:
+    return keys.MasterKey(bytes(range(32)), VAULT_ID)
+
+
+@pytest.fixture
+def store(cheap_kdf: kdf.KdfParams, master: keys.MasterKey) -> keys.KeyStore:
+    ks = keys.KeyStore(MemoryBackend(), VAULT_ID)
+    ks.add(master, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
+    return ks
+
+
+def only_slot(ks: keys.KeyStore) -> tuple[Handle, dict[str, Any]]:
+    [info] = list(ks.backend.list(Kind.KEYS))
+    return info.handle, json.loads(ks.backend.load(info.handle))
+
+
+def rewrite(ks: keys.KeyStore, handle: Handle, doc: dict[str, Any]) -> None:
+    ks.backend.save(handle, json.dumps(doc).encode())
+
+
+# -- slots ---------------------------------------------------------------------------------------------------
+def test_build_parse_round_trip(cheap_kdf: kdf.KdfParams, master: keys.MasterKey) -> None:
+    slot, raw = keys.build_slot(master, VAULT_ID, PASSWORD, cheap_kdf, keys.POLICY_EXPLICIT)
+    parsed = keys.parse_slot(raw, slot.slot_id)
+    assert parsed == slot
+    assert parsed.params == cheap_kdf
+    assert parsed.policy == keys.POLICY_EXPLICIT
+    assert len(parsed.salt) == fmt.SALT_SIZE
+    assert parsed.phc_hash.startswith("$argon2id$")
+    # The master key is stored only wrapped; the password only as a one-way hash.
+    assert master.raw.hex() not in raw.decode() and PASSWORD.decode() not in raw.decode()
+    assert keys.unwrap(parsed, VAULT_ID, PASSWORD).raw == master.raw
+
+
+def test_parse_slot_checks_its_name(cheap_kdf: kdf.KdfParams, master: keys.MasterKey) -> None:
+    _, raw = keys.build_slot(master, VAULT_ID, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
+    with pytest.raises(IntegrityError):
+        keys.parse_slot(raw, "0" * 16)
+
+
+def test_public_info_holds_no_secret(cheap_kdf: kdf.KdfParams, master: keys.MasterKey) -> None:
+    slot, _ = keys.build_slot(master, VAULT_ID, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
+    info = json.dumps(slot.public_info())
+    assert slot.phc_hash not in info and kdf.b64(slot.wrapped) not in info
+    assert json.loads(info)["kdf"] == {"memory_kib": 8192, "time_cost": 1, "parallelism": 1}
+
+
+def test_unlock_with_the_right_password(store: keys.KeyStore, master: keys.MasterKey) -> None:
+    key, slot = store.unlock(PASSWORD)
+    assert key.raw == master.raw
+    assert slot.slot_id == only_slot(store)[0].name
+
+
+@pytest.mark.parametrize("password", [b"Tr0ub4dor&3", PASSWORD + b" ", PASSWORD.upper()])
+def test_wrong_password_is_authentication_error(store: keys.KeyStore, password: bytes) -> None:
+    with pytest.raises(AuthenticationError) as info:
+        store.unlock(password)
+    assert info.value.exit_code == 12
+    assert password.decode() not in str(info.value)
+
+
+def test_empty_password_is_refused(store: keys.KeyStore) -> None:
+    with pytest.raises(AuthenticationError):
+        store.unlock(b"")
+
+
+def test_no_slot_at_all_is_authentication_error() -> None:
+    with pytest.raises(AuthenticationError):
+        keys.KeyStore(MemoryBackend(), VAULT_ID).unlock(PASSWORD)
+
+
+def test_any_of_several_passwords_unlocks(store: keys.KeyStore, master: keys.MasterKey) -> None:
+    second = store.add(master, b"second password", kdf.current_defaults(), keys.POLICY_DEFAULT)
+    key, slot = store.unlock(b"second password")
+    assert key.raw == master.raw and slot.slot_id == second.slot_id
+    assert store.unlock(PASSWORD)[0].raw == master.raw
+    assert store.slots()[-1].slot_id == second.slot_id  # oldest first
+
+
+@pytest.mark.parametrize("index", [0, 5, fmt.NONCE_SIZE, fmt.NONCE_SIZE + 10, -1])
+def test_flipped_byte_in_wrapped_key_is_integrity_error(store: keys.KeyStore, index: int) -> None:
+    handle, doc = only_slot(store)
+    wrapped = bytearray(kdf.unb64(doc["wrapped_key"], "t"))
+    wrapped[index] ^= 0x40
+    doc["wrapped_key"] = kdf.b64(bytes(wrapped))
+    rewrite(store, handle, doc)
+    with pytest.raises(IntegrityError) as info:
+        store.unlock(PASSWORD)
+    assert info.value.exit_code == 20
+
+
+def test_slot_from_another_vault_does_not_open(cheap_kdf: kdf.KdfParams) -> None:
+    other_master = keys.MasterKey(bytes(32), OTHER_VAULT_ID)
+    foreign = keys.KeyStore(MemoryBackend(), OTHER_VAULT_ID)
+    slot = foreign.add(other_master, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
+    ours = keys.KeyStore(MemoryBackend(), VAULT_ID)
+    ours.save_slot(foreign.backend.load(Handle(Kind.KEYS, slot.slot_id)), slot.slot_id)
+    with pytest.raises(IntegrityError):
+        ours.unlock(PASSWORD)
+    with pytest.raises(IntegrityError):
+        keys.unwrap(slot, VAULT_ID, PASSWORD)
+
+
+@pytest.mark.parametrize("field", ["salt", "policy", "memory_kib"])
+def test_edited_slot_fields_fail_the_wrap(
+    store: keys.KeyStore, field: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wrap's associated data binds salt, policy and parameters: editing any of them is detected."""
+    handle, doc = only_slot(store)
+    if field == "salt":
+        doc["kdf"]["salt"] = kdf.b64(bytes(16))
+    elif field == "policy":
+        doc["policy"] = keys.POLICY_EXPLICIT
+    else:
+        # A within-bounds change, with a matching hash so the PHC check passes: the wrap must still fail.
+        doc["kdf"]["memory_kib"] = 9 * 1024
+        doc["hash"] = keys._hasher(kdf.KdfParams(9 * 1024, 1, 1)).hash(PASSWORD)
+    rewrite(store, handle, doc)
+    with pytest.raises(IntegrityError):
+        store.unlock(PASSWORD)
+
+
+def test_absurd_kdf_params_fail_before_argon2(store: keys.KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    handle, doc = only_slot(store)
+    doc["kdf"]["memory_kib"] = 1 << 40
+    rewrite(store, handle, doc)
+
+    def boom(*a: object, **k: object) -> None:
+        pytest.fail("argon2 ran on tampered parameters")
+
+    monkeypatch.setattr(kdf, "derive_key", boom)
+    monkeypatch.setattr(keys, "_hasher", boom)
+    monkeypatch.setattr(argon2.PasswordHasher, "verify", boom)
+    with pytest.raises(IntegrityError) as info:
+        store.unlock(PASSWORD)
+    assert info.value.exit_code == 20
+
+
+def test_phc_params_not_matching_slot_params(store: keys.KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    handle, doc = only_slot(store)
+    # A genuine hash of the right password, but made with other (higher) costs than the slot states.
+    doc["hash"] = PasswordHasher(time_cost=2, memory_cost=16 * 1024, parallelism=1, type=Type.ID).hash(
+        PASSWORD
+    )
+    rewrite(store, handle, doc)
+
+    def boom(*a: object, **k: object) -> None:
+        pytest.fail("argon2 ran for a hash whose parameters differ from the slot's")
+
+    monkeypatch.setattr(argon2.PasswordHasher, "verify", boom)
+    monkeypatch.setattr(kdf, "derive_key", boom)
+    with pytest.raises(IntegrityError):
+        store.unlock(PASSWORD)
+
+
+@pytest.mark.parametrize(
+    "bad_hash",
+    [
+        "",
+        "not a hash",
+        "$argon2i$v=19$m=8192,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNo",
+        "$argon2id$v=19$m=8192,t=1,p=1$ééééééééééé$aGFzaGhhc2hoYXNoaGFzaA",
+        "$argon2id$v=19$m=٨١٩٢,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNo",
+        "$argon2id$v=19$m=8192,t=1,p=1$$",
+        "$argon2id$v=19$m=8192,t=1,p=1$!!$!!",
+    ],
+)
+def test_malformed_phc_hash_is_integrity_error(store: keys.KeyStore, bad_hash: str) -> None:
+    handle, doc = only_slot(store)
+    doc["hash"] = bad_hash
+    rewrite(store, handle, doc)
+    with pytest.raises(IntegrityError):
+        store.unlock(PASSWORD)
+
+
+def test_one_damaged_slot_does_not_lock_out_the_others(store: keys.KeyStore, master: keys.MasterKey) -> None:
+    store.save_slot(b"{not json", "00" * 8)
+    assert store.unlock(PASSWORD)[0].raw == master.raw
+    with pytest.raises(AuthenticationError) as info:
+        store.unlock(b"wrong")
+    assert info.value.hint and "damaged" in info.value.hint
+
+
+def test_all_slots_damaged_is_integrity_error() -> None:
+    ks = keys.KeyStore(MemoryBackend(), VAULT_ID)
+    ks.save_slot(b"[]", "00" * 8)
+    ks.save_slot(b"x" * (keys.MAX_SLOT_SIZE + 1), "11" * 8)
+    with pytest.raises(IntegrityError):
+        ks.unlock(PASSWORD)
+    with pytest.raises(IntegrityError):
+        ks.slots()
+
+
+# -- rehash --------------------------------------------------------------------------------------------------
+STRONGER = kdf.KdfParams(16 * 1024, 1, 1)
+
+
+def test_rehash_if_weak_rewraps_a_default_slot(
+    store: keys.KeyStore,
+    master: keys.MasterKey,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key, slot = store.unlock(PASSWORD)
+    monkeypatch.setattr(kdf, "DEFAULT_PARAMS", STRONGER)
+    with caplog.at_level(logging.DEBUG):
+        new = store.rehash_if_weak(slot, key, PASSWORD)
+    assert new.slot_id == slot.slot_id
+    assert new.params == STRONGER and new.policy == keys.POLICY_DEFAULT
+    assert new.salt != slot.salt and new.wrapped != slot.wrapped
+    [stored] = store.slots()
+    assert stored.slot_id == slot.slot_id and stored.params == STRONGER
+    key2, slot2 = store.unlock(PASSWORD)
+    assert key2.raw == master.raw and slot2.slot_id == slot.slot_id
+    assert PASSWORD.decode() not in caplog.text
+    # Already strong enough: nothing is rewritten.
+    before = store.backend.load(Handle(Kind.KEYS, slot.slot_id))
+    assert store.rehash_if_weak(slot2, key2, PASSWORD) is slot2
+    assert store.backend.load(Handle(Kind.KEYS, slot.slot_id)) == before
+
+
+def test_rehash_leaves_an_explicit_slot_alone(
+    cheap_kdf: kdf.KdfParams, master: keys.MasterKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ks = keys.KeyStore(MemoryBackend(), VAULT_ID)
+    ks.add(master, PASSWORD, cheap_kdf, keys.POLICY_EXPLICIT)
+    key, slot = ks.unlock(PASSWORD)
+    before = list(ks.backend.list(Kind.KEYS))
+    raw_before = ks.backend.load(before[0].handle)
+    monkeypatch.setattr(kdf, "DEFAULT_PARAMS", STRONGER)
+    assert ks.rehash_if_weak(slot, key, PASSWORD) is slot
+    assert ks.backend.load(before[0].handle) == raw_before
+    assert ks.slots()[0].params == cheap_kdf
+
+
+def test_replace_keeps_id_and_policy(store: keys.KeyStore, master: keys.MasterKey) -> None:
+    key, slot = store.unlock(PASSWORD)
+    new = store.replace(slot, key, b"new password", kdf.current_defaults())
+    assert new.slot_id == slot.slot_id and new.policy == slot.policy
+    with pytest.raises(AuthenticationError):
+        store.unlock(PASSWORD)
+    assert store.unlock(b"new password")[0].raw == master.raw
+
+
+# -- removal -------------------------------------------------------------------------------------------------
+def test_remove_last_slot_is_conflict(store: keys.KeyStore) -> None:
+    handle, _ = only_slot(store)
+    with pytest.raises(ConflictError) as info:
+        store.remove(handle.name)
+    assert info.value.exit_code == 40
+    assert len(store.slots()) == 1
+
+
+def test_remove_unknown_slot_is_not_found(store: keys.KeyStore) -> None:
+    with pytest.raises(NotFoundError) as info:
+        store.remove("ff" * 8)
+    assert info.value.exit_code == 4
+
+
+def test_remove_one_of_two(store: keys.KeyStore, master: keys.MasterKey) -> None:
+    first, _ = only_slot(store)
+    store.add(master, b"other", kdf.current_defaults(), keys.POLICY_DEFAULT)
+    store.remove(first.name)
+    assert len(store.slots()) == 1
+    with pytest.raises(AuthenticationError):
+        store.unlock(PASSWORD)
+    assert store.unlock(b"other")[0].raw == master.raw
+
+
+# -- the master key and its subkeys --------------------------------------------------------------------------
+def test_master_key_repr_hides_the_bytes(master: keys.MasterKey) -> None:
+    for text in (repr(master), str(master), f"{master!r}"):
+        assert master.raw.hex() not in text and repr(master.raw) not in text
+        assert "hidden" in text
+
+
+def test_master_key_must_be_32_bytes() -> None:
+    with pytest.raises(ValueError):
+        keys.MasterKey(bytes(31), VAULT_ID)
+
+
+def test_subkeys_differ_per_label_and_per_vault(master: keys.MasterKey) -> None:
+    subkeys = {
+        label: master._derive(VAULT_ID, label)
+        for label in (fmt.LABEL_DATA, fmt.LABEL_META, fmt.LABEL_ID, fmt.LABEL_CHUNKER)
+    }
+    assert len(set(subkeys.values())) == 4
+    assert master.raw not in subkeys.values()
+    other = keys.MasterKey(master.raw, OTHER_VAULT_ID)
+    for label, sub in subkeys.items():
+        assert other._derive(OTHER_VAULT_ID, label) != sub
+    assert other.chunker_seed != master.chunker_seed
+    assert other.blob_id(b"data") != master.blob_id(b"data")
+    # data and meta keys really are different keys
+    sealed = master.data.seal(b"x", b"aad")
+    with pytest.raises(IntegrityError):
+        master.meta.open(sealed, b"aad", "x")
+    with pytest.raises(IntegrityError):
+        other.data.open(sealed, b"aad", "x")
+
+
+def test_blob_id_is_keyed(master: keys.MasterKey) -> None:
+    other = keys.MasterKey(bytes(32), VAULT_ID)
+    data = b"the same chunk"
+    assert master.blob_id(data) == master.blob_id(memoryview(data))
+    assert len(master.blob_id(data)) == fmt.ID_SIZE
+    assert master.blob_id(data) != other.blob_id(data)
+    import hashlib
+
+    import blake3
+
+    assert master.blob_id(data) not in (blake3.blake3(data).digest(), hashlib.sha256(data).digest())
+
+
+def test_chunker_seed_is_odd_and_63_bits(master: keys.MasterKey) -> None:
+    assert master.chunker_seed & 1 and 0 < master.chunker_seed < 2**63
+
+
+def test_subkey_known_answers() -> None:
+    v = json.loads((VECTORS / "keys.json").read_text())
+    master = keys.MasterKey(bytes.fromhex(v["master_key"]), bytes.fromhex(v["vault_id"]))
+    vid = bytes.fromhex(v["vault_id"])
+    assert master._derive(vid, fmt.LABEL_DATA).hex() == v["data_key"]
+    assert master._derive(vid, fmt.LABEL_META).hex() == v["meta_key"]
+    assert master._derive(vid, fmt.LABEL_ID).hex() == v["id_key"]
+    assert master.chunker_seed == v["chunker_seed"]
+    chunk = bytes.fromhex(v["chunk"])
+    blob_id = master.blob_id(chunk)
+    assert blob_id.hex() == v["blob_id"]
+    aad = fmt.blob_aad(vid, fmt.BlobType.DATA, 0, len(chunk), blob_id)
+    assert aad.hex() == v["blob_aad"]
+    assert master.data._seal_with(bytes.fromhex(v["blob_nonce"]), chunk, aad).hex() == v["blob_sealed"]
+    assert Aead(bytes.fromhex(v["data_key"])).open(bytes.fromhex(v["blob_sealed"]), aad, "v") == chunk
+    assert fmt.pack_header_aad(vid, v["pack_name"]).hex() == v["pack_header_aad"]
+    prefix = fmt.object_prefix(fmt.ObjectType.INDEX)
+    assert fmt.object_aad(prefix, vid, v["object_name"]).hex() == v["object_aad_index"]
+
+
+def test_new_master_keys_are_random() -> None:
+    assert keys.new_master_key(VAULT_ID).raw != keys.new_master_key(VAULT_ID).raw
+
+
+def test_slot_parse_accepts_only_known_policies(cheap_kdf: kdf.KdfParams, master: keys.MasterKey) -> None:
+    slot, raw = keys.build_slot(master, VAULT_ID, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
+    doc = json.loads(raw)
+    for bad in ("sometimes", None, 1):
+        doc["policy"] = bad
+        with pytest.raises(IntegrityError):
+            keys.parse_slot(json.dumps(doc).encode(), slot.slot_id)
+
+
+def test_slot_version_newer_is_unsupported(cheap_kdf: kdf.KdfParams, master: keys.MasterKey) -> None:
+    from vault.errors import UnsupportedVersionError
+
+    slot, raw = keys.build_slot(master, VAULT_ID, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
+    doc = json.loads(raw)
+    doc["version"] = 2
+    with pytest.raises(UnsupportedVersionError):
+        keys.parse_slot(json.dumps(doc).encode(), slot.slot_id)
+    for bad in (True, "1", None, 0):
+        doc["version"] = bad
+        with pytest.raises(IntegrityError):
+            keys.parse_slot(json.dumps(doc).encode(), slot.slot_id)

@@ -216,6 +216,10 @@ def _cpu_work(p: Pipeline, block: bytes, n: int) -> float:
     return elapsed
 
 
+# Marked slow: a wall-clock speedup needs an idle second core, and on this two-core VM a concurrent test run
+# (load average 4-6) pulled it down to 0.9-1.25x in 4 of 9 runs. test_zstd_and_aes_gcm_release_the_gil below
+# guards the same regression in every default run, in a way that load can't spoil.
+@pytest.mark.slow
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
 def test_two_threads_beat_one_for_zstd_and_aes_gcm() -> None:
     """spec/design.md: cryptography < 50.0.2 held the GIL in AEAD calls and quietly serialized the pool. zstd

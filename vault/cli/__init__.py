@@ -171,6 +171,7 @@ def run(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     code, error = 0, None
+    STATE.reset()
     try:
         command = typer.main.get_command(app)
         result = command.main(args=argv, prog_name="vault", standalone_mode=False)

@@ -47,6 +47,11 @@ class RunState:
     secrets: list[bytes] = field(default_factory=list)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
+    def reset(self) -> None:
+        """Start a new run (the library can run several commands in one process, as tests do)."""
+        self.command, self.location, self.bytes = "", None, None
+        self.extra, self.secrets, self.cleanups = {}, [], []
+
     def recovery(self, action: str) -> None:
         """Note a recovery action (a stale lock broken, orphans removed) for the operation log."""
         actions = self.extra.setdefault("recovery", [])

@@ -131,6 +131,12 @@ class FaultyBackend:
 
     # -- Backend -------------------------------------------------------------------------------------
 
+    def __getattr__(self, name: str) -> object:
+        # Extras beyond the Protocol (LocalBackend.cleanup_temporary, used by repair) pass through.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def exists_root(self) -> bool:
         self._enter("exists_root", None, None)
         return self.inner.exists_root()

@@ -60,6 +60,12 @@ class RetryingBackend:
         ceiling = min(self.max_delay, self.base_delay * (2.0**retry))
         return random.uniform(ceiling / 2, ceiling)
 
+    def __getattr__(self, name: str) -> object:
+        # Extras beyond the Protocol (LocalBackend.cleanup_temporary, used by repair) pass through.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def exists_root(self) -> bool:
         return self._call("check", self.location, self.inner.exists_root)
 

@@ -47,6 +47,9 @@ _TRANSIENT_CODES = frozenset(
 )
 _TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
+_ENDPOINT_HINT = "is the S3 endpoint up and reachable? check AWS_ENDPOINT_URL and the network"
+_CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 _SIGNED_QUERY = re.compile(r"(?i)(X-Amz-(?:Credential|Signature|Security-Token)=)[^&\s\"']+")
 _ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
@@ -250,9 +253,12 @@ class S3Backend:
                 raise TransientStorageError(text) from None
             raise StorageError(text) from None
         text = f"cannot {action} {where}: {redact(str(e))}"
+        if isinstance(e, self._exc.NoCredentialsError | self._exc.PartialCredentialsError):
+            raise StorageError(text, hint=_CREDENTIALS_HINT) from None
         transient = (self._exc.ConnectionError, self._exc.HTTPClientError, self._exc.IncompleteReadError)
         if isinstance(e, transient):
-            raise TransientStorageError(text) from None
+            hint = _ENDPOINT_HINT if isinstance(e, self._exc.ConnectionError) else None
+            raise TransientStorageError(text, hint=hint) from None
         raise StorageError(text) from None
 
 

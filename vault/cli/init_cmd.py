@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -17,6 +18,11 @@ def init(
     kdf_time: Annotated[int | None, typer.Option("--kdf-time", metavar="N", help="Argon2id passes (default 3).")] = None,
     kdf_parallelism: Annotated[
         int | None, typer.Option("--kdf-parallelism", metavar="N", help="Argon2id lanes (default 4).")
+    ] = None,
+    recovery_key: Annotated[
+        str | None,
+        typer.Option("--recovery-key", metavar="FILE",
+                     help="Also write a recovery key to FILE (0600): it opens the vault if every password is lost."),
     ] = None,
 ) -> None:
     """Create a new vault at the location.
@@ -52,8 +58,15 @@ def init(
             pass
     password = read_new_password(_common.password_options(s), prompt=terminal_prompt, for_init=True)
     _common.STATE.secrets.append(password)
-    Repository.create(backend, password, params, POLICY_EXPLICIT if explicit else POLICY_DEFAULT)
+    if recovery_key is not None and os.path.lexists(recovery_key):
+        raise ConflictError(f"{recovery_key} exists already; the recovery key is never written over a file")
+    repo = Repository.create(backend, password, params, POLICY_EXPLICIT if explicit else POLICY_DEFAULT)
     _common.say(s, f"created vault at {backend.location}")
+    if recovery_key is not None:
+        from vault.cli.key_cmds import add_recovery_key
+
+        slot_id = add_recovery_key(repo, recovery_key)
+        _common.say(s, f"added recovery key {slot_id}, written to {recovery_key}: print it, keep it offline")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vault.cli import _common
+
+if TYPE_CHECKING:
+    from vault.crypto.kdf import KdfParams
+    from vault.crypto.keys import KeySlot
+    from vault.repo.repository import Repository
+
+
+def build_recovery_slot(repo: Repository, key: str) -> tuple[KeySlot, bytes]:
+    from vault.crypto.keys import POLICY_RECOVERY, RECOVERY_PARAMS, build_slot
+
+    return build_slot(repo.key, repo.vault_id, key.encode("ascii"), RECOVERY_PARAMS, POLICY_RECOVERY)
 
 key_app = typer.Typer(help="Several passwords for one vault.", no_args_is_help=True)
 NewPwOpt = Annotated[
@@ -22,12 +33,27 @@ def _new_password(s: _common.Settings, new_password_file: str | None) -> bytes:
     return pw
 
 
-def _params_for_new_slot(repo: object) -> object:
+def _new_slot_settings(repo: Repository) -> tuple[KdfParams, str]:
+    """A new password slot keeps the parameters the user chose at init, or follows the defaults."""
     from vault.crypto import kdf
-    from vault.crypto.keys import POLICY_EXPLICIT
+    from vault.crypto.keys import POLICY_DEFAULT, POLICY_EXPLICIT
 
-    slot = repo.slot  # type: ignore[attr-defined]
-    return slot.params if slot.policy == POLICY_EXPLICIT else kdf.current_defaults()
+    if repo.slot.policy == POLICY_EXPLICIT:
+        return repo.slot.params, POLICY_EXPLICIT
+    return kdf.current_defaults(), POLICY_DEFAULT
+
+
+def add_recovery_key(repo: Repository, path: str) -> str:
+    """Write a new recovery key to ``path`` and its slot to the vault; returns the slot id."""
+    from vault.crypto import recovery
+
+    key = recovery.generate()
+    slot, raw = build_recovery_slot(repo, key)
+    # The file first: a slot whose key was never written down would be useless.
+    recovery.write_key_file(path, key, repo.backend.location, slot.created)
+    _common.STATE.secrets.append(key.encode())
+    repo.keys.save_slot(raw, slot.slot_id)
+    return slot.slot_id
 
 
 def passwd(ctx: typer.Context, new_password_file: NewPwOpt = None) -> None:
@@ -38,20 +64,39 @@ def passwd(ctx: typer.Context, new_password_file: NewPwOpt = None) -> None:
     s = _common.settings(ctx)
     repo = _common.open_repo(s, lock="exclusive")
     new = _new_password(s, new_password_file)
-    repo.keys.replace(repo.slot, repo.key, new, _params_for_new_slot(repo))  # type: ignore[arg-type]
+    from vault.crypto.keys import POLICY_RECOVERY
+    from vault.errors import UsageError
+
+    if repo.slot.policy == POLICY_RECOVERY:
+        raise UsageError("the vault was opened with a recovery key, which has no password to change",
+                         hint="add a password with `vault key add`; the recovery key keeps working")
+    params, _ = _new_slot_settings(repo)
+    repo.keys.replace(repo.slot, repo.key, new, params)
     _common.say(s, f"password of key {repo.slot.slot_id} changed")
 
 
 @key_app.command("add")
-def key_add(ctx: typer.Context, new_password_file: NewPwOpt = None) -> None:
-    """Add another password that opens this vault.
+def key_add(
+    ctx: typer.Context,
+    new_password_file: NewPwOpt = None,
+    recovery_file: Annotated[
+        str | None,
+        typer.Option("--recovery", metavar="FILE", help="Add a recovery key instead, written to FILE (0600)."),
+    ] = None,
+) -> None:
+    """Add another password (or a recovery key) that opens this vault.
 
-    Example: VAULT_NEW_PASSWORD=... vault key add
+    Example: VAULT_NEW_PASSWORD=... vault key add   |   vault key add --recovery ~/vault-recovery.txt
     """
     s = _common.settings(ctx)
     repo = _common.open_repo(s, lock="exclusive")
+    if recovery_file is not None:
+        slot_id = add_recovery_key(repo, recovery_file)
+        _common.say(s, f"added recovery key {slot_id}, written to {recovery_file}: print it, keep it offline")
+        return
     new = _new_password(s, new_password_file)
-    slot = repo.keys.add(repo.key, new, _params_for_new_slot(repo), repo.slot.policy)  # type: ignore[arg-type]
+    params, policy = _new_slot_settings(repo)
+    slot = repo.keys.add(repo.key, new, params, policy)
     _common.say(s, f"added key {slot.slot_id}")
 
 
@@ -73,8 +118,8 @@ def key_list(
     for r in rows:
         mark = "*" if r["current"] else " "
         k = r["kdf"]
-        typer.echo(f"{mark} {r['id']}\t{r['created']}\t{r['host']}\targon2id {k['memory_kib'] // 1024} MiB "
-                   f"t={k['time_cost']} p={k['parallelism']}")
+        typer.echo(f"{mark} {r['id']}\t{r['type']}\t{r['created']}\t{r['host']}\t"
+                   f"argon2id {k['memory_kib'] // 1024} MiB t={k['time_cost']} p={k['parallelism']}")
 
 
 @key_app.command("remove")

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from vault import format as fmt
 from vault.crypto import kdf
+from vault.crypto import recovery
 from vault.crypto.aead import Aead
 from vault.errors import (
     AuthenticationError,
@@ -46,6 +47,9 @@ SLOT_VERSION = 1
 MAX_SLOT_SIZE = 64 * 1024
 POLICY_DEFAULT = "default"  # follows the program's defaults: rewrapped when they grow
 POLICY_EXPLICIT = "explicit"  # chosen by the user at init: kept as chosen
+POLICY_RECOVERY = "recovery"  # a recovery key's slot: minimum cost, never rewrapped (see crypto/recovery.py)
+POLICIES = (POLICY_DEFAULT, POLICY_EXPLICIT, POLICY_RECOVERY)
+RECOVERY_PARAMS = kdf.KdfParams(kdf.HARD_MIN_MEMORY_KIB, 1, 1)
 
 
 class MasterKey:
@@ -96,6 +100,7 @@ class KeySlot:
             "id": self.slot_id,
             "created": self.created,
             "host": self.host,
+            "type": "recovery" if self.policy == POLICY_RECOVERY else "password",
             "kdf": {
                 "memory_kib": self.params.memory_kib,
                 "time_cost": self.params.time_cost,
@@ -176,7 +181,7 @@ def parse_slot(raw: bytes, name: str) -> KeySlot:
     fields = {k: doc.get(k) for k in ("id", "created", "host", "policy", "hash")}
     if not all(isinstance(v, str) and len(v) < 1024 for v in fields.values()):
         raise IntegrityError(f"{what} has malformed fields")
-    if fields["id"] != name or fields["policy"] not in (POLICY_DEFAULT, POLICY_EXPLICIT):
+    if fields["id"] != name or fields["policy"] not in POLICIES:
         raise IntegrityError(f"{what} does not match its name or has an unknown policy")
     if not str(fields["hash"]).isascii():  # argon2-cffi's verify raises UnicodeEncodeError for these
         raise IntegrityError(f"{what} holds a malformed password hash")
@@ -245,6 +250,8 @@ class KeyStore:
         the slot that verifies the password fails to unwrap (it was altered), or when every slot is damaged."""
         if not password:
             raise AuthenticationError("the password is empty")
+        # A recovery key typed with other grouping or case still opens its slot.
+        password = recovery.normalize(password) or password
         damaged: list[IntegrityError] = []
         mismatched = 0
         slot_list: list[KeySlot] = []

@@ -21,7 +21,7 @@ FORMAT_VERSION = 1
 FORMAT_VERSION_MIN = 1
 FORMAT_VERSION_MAX = 1
 
-# -- sizes -----------------------------------------------------------------------------------------------------
+# -- sizes ---------------------------------------------------------------------------------------------------
 KEY_SIZE = 32  # AES-256-GCM keys, BLAKE3 keys, master key
 NONCE_SIZE = 12  # AES-GCM's 96-bit nonce, random per encryption
 TAG_SIZE = 16
@@ -43,13 +43,13 @@ MAX_METADATA_RAW = 256 * 1024 * 1024
 # A pack's header can't list more blobs than this (16 MiB packs of tiny blobs stay far below it).
 MAX_PACK_ENTRIES = 1_000_000
 
-# -- HKDF labels: one subkey per purpose, derived from the master key ------------------------------------------
+# -- HKDF labels: one subkey per purpose, derived from the master key ----------------------------------------
 LABEL_DATA = b"vault/v1/data"  # AEAD key for blobs
 LABEL_META = b"vault/v1/meta"  # AEAD key for pack headers, index objects and version records
 LABEL_ID = b"vault/v1/id"  # BLAKE3 key for blob ids
 LABEL_CHUNKER = b"vault/v1/chunker"  # seed of the FastCDC gear table
 
-# -- magics (4 bytes) and AAD prefixes -------------------------------------------------------------------------
+# -- magics (4 bytes) and AAD prefixes -----------------------------------------------------------------------
 PACK_MAGIC = b"VLTP"
 OBJECT_MAGIC = b"VLTO"
 AAD_BLOB = b"vault/blob"
@@ -87,7 +87,7 @@ def check_version(version: int, what: str) -> None:
         raise IntegrityError(f"{what} has an invalid format version {version}")
 
 
-# -- blob entries (pack headers and index objects share this record) -------------------------------------------
+# -- blob entries (pack headers and index objects share this record) -----------------------------------------
 # id(32) | type(1) | flags(1) | offset u32 | length u32 (encrypted length in the pack) | raw_length u32
 _ENTRY = struct.Struct("<32sBBIII")
 ENTRY_SIZE = _ENTRY.size
@@ -141,7 +141,7 @@ def decode_entries(buf: bytes | memoryview, pos: int, what: str) -> tuple[list[B
     return entries, pos
 
 
-# -- packs ---------------------------------------------------------------------------------------------------------
+# -- packs ---------------------------------------------------------------------------------------------------
 # PACK_MAGIC(4) | version(1) | blob... | encrypted header | header_length u32 LE (length of the encrypted header)
 PACK_PREAMBLE = PACK_MAGIC + bytes([FORMAT_VERSION])
 PACK_PREAMBLE_SIZE = len(PACK_PREAMBLE)
@@ -178,7 +178,7 @@ def parse_pack_trailer(trailer: bytes, pack_size: int, what: str) -> int:
     """Length of the encrypted header, checked against the pack's size."""
     if len(trailer) != PACK_TRAILER_SIZE:
         raise IntegrityError(f"{what} is truncated")
-    (hlen,) = struct.unpack("<I", trailer)
+    hlen = int(struct.unpack("<I", trailer)[0])
     if hlen < AEAD_OVERHEAD + 4 or hlen > MAX_PACK_HEADER or hlen > pack_size - PACK_PREAMBLE_SIZE - 4:
         raise IntegrityError(f"{what} has an invalid header length")
     return hlen
@@ -193,7 +193,7 @@ def check_pack_entries(entries: Iterable[BlobEntry], header_start: int, what: st
         end = e.offset + e.length
 
 
-# -- standalone encrypted objects (index, version records) -----------------------------------------------------
+# -- standalone encrypted objects (index, version records) ---------------------------------------------------
 # OBJECT_MAGIC(4) | version(1) | type(1) | nonce(12) | ciphertext | tag(16)
 OBJECT_PREFIX_SIZE = 6
 
@@ -217,7 +217,7 @@ def parse_object_prefix(buf: bytes, expected_type: int, what: str) -> bytes:
     return bytes(buf[:OBJECT_PREFIX_SIZE])
 
 
-# -- index objects ---------------------------------------------------------------------------------------------
+# -- index objects -------------------------------------------------------------------------------------------
 # u32 pack count; per pack: pack id (32 raw bytes) followed by encode_entries()
 
 
@@ -246,7 +246,7 @@ def decode_index(buf: bytes, what: str) -> list[tuple[bytes, list[BlobEntry]]]:
     return packs
 
 
-# -- JSON documents (trees, version records, key slots, config) ------------------------------------------------
+# -- JSON documents (trees, version records, key slots, config) ----------------------------------------------
 
 
 def encode_json(doc: Any) -> bytes:

@@ -7,6 +7,7 @@ anything else is a bug, logged with its traceback to the debug log and reported 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -133,7 +134,7 @@ def _record(code: int, started: float, error: str | None) -> None:
         outcome=outcome,
         exit_code=code,
         duration_s=round(time.monotonic() - started, 3),
-        bytes=STATE.bytes,
+        bytes=STATE.nbytes,
         error=error,
         location=STATE.location,
         extra=STATE.extra,
@@ -192,7 +193,7 @@ def run(argv: list[str] | None = None) -> int:
         code = 0
     except SystemExit as exc:  # typer exits on EPIPE writing to a closed pipe
         code = exc.code if isinstance(exc.code, int) else 1
-    except Exception as exc:  # noqa: BLE001 - the one place bugs become exit 1
+    except Exception as exc:  # the one place bugs become exit 1
         kind = _click_kind(exc)
         if kind == "Exit":
             code = int(getattr(exc, "exit_code", 0) or 0)
@@ -208,13 +209,11 @@ def run(argv: list[str] | None = None) -> int:
     for cleanup in reversed(STATE.cleanups):
         try:
             cleanup()
-        except Exception:  # noqa: BLE001 - releasing a lock must not hide the command's outcome
+        except Exception:  # releasing a lock must not hide the outcome
             log.debug("cleanup failed", exc_info=True)
     STATE.cleanups.clear()
-    try:
+    with contextlib.suppress(Exception):  # the log must never change the outcome
         _record(code, started, error)
-    except Exception:  # noqa: BLE001, S110 - the log must never change the outcome
-        pass
     return code
 
 
@@ -224,8 +223,6 @@ def main() -> NoReturn:
     # The outcome is decided and recorded: a late Ctrl-C must not turn it into a traceback at shutdown.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
+    with contextlib.suppress(BrokenPipeError, ValueError):
         sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
-        pass
     sys.exit(code)

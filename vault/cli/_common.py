@@ -42,14 +42,14 @@ class RunState:
 
     command: str = ""
     location: str | None = None
-    bytes: int | None = None
+    nbytes: int | None = None
     extra: dict[str, object] = field(default_factory=dict)
     secrets: list[bytes] = field(default_factory=list)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     def reset(self) -> None:
         """Start a new run (the library can run several commands in one process, as tests do)."""
-        self.command, self.location, self.bytes = "", None, None
+        self.command, self.location, self.nbytes = "", None, None
         self.extra, self.secrets, self.cleanups = {}, [], []
 
     def recovery(self, action: str) -> None:
@@ -89,7 +89,8 @@ def backend_for(s: Settings) -> Backend:
 
 def read_password(s: Settings) -> bytes:
     from vault.logsetup import register_secret
-    from vault.passwords import read_password as _read, terminal_prompt
+    from vault.passwords import read_password as _read
+    from vault.passwords import terminal_prompt
 
     password = _read(password_options(s), prompt=terminal_prompt)
     register_secret(password)

@@ -7,7 +7,7 @@ import shlex
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated, BinaryIO
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 
@@ -81,7 +81,7 @@ def put(
             putter.progress = advance
             results = putter.commit(sources, before_commit=command.check)
     elapsed = time.monotonic() - started
-    _common.STATE.bytes = sum(r.bytes_read for r in results)
+    _common.STATE.nbytes = sum(r.bytes_read for r in results)
     if as_json:
         _common.print_json([r.to_json() for r in results if r.version])
     else:
@@ -101,7 +101,7 @@ class _SourceCommand:
     def __init__(self, command: str | None) -> None:
         self.command = command
         self.proc: subprocess.Popen[bytes] | None = None
-        self.stdout: BinaryIO | None = None
+        self.stdout: IO[bytes] | None = None
 
     def __enter__(self) -> _SourceCommand:
         if self.command is None:
@@ -158,7 +158,9 @@ def get(
     output: Annotated[
         str | None, typer.Option("-o", "--output", metavar="DEST", help="Destination; - for standard output.")
     ] = None,
-    version: Annotated[int | None, typer.Option("--version", min=1, help="Version to restore (default: latest).")] = None,
+    version: Annotated[
+        int | None, typer.Option("--version", min=1, help="Version to restore (default: latest).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -176,11 +178,11 @@ def get(
         restorer = Restorer(repo, pipe, on_progress=advance)
         if output == "-":
             n = restorer.to_stream(node, sys.stdout.buffer)
-            _common.STATE.bytes = n
+            _common.STATE.nbytes = n
             return
         dest = destination(name, node, output)
         result = restorer.restore(record, node, dest, force)
-    _common.STATE.bytes = result.bytes_written
+    _common.STATE.nbytes = result.bytes_written
     if as_json:
         _common.print_json(result.to_json())
     else:

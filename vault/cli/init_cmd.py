@@ -15,7 +15,9 @@ def init(
     kdf_memory: Annotated[
         int | None, typer.Option("--kdf-memory", metavar="MIB", help="Argon2id memory in MiB (default 64).")
     ] = None,
-    kdf_time: Annotated[int | None, typer.Option("--kdf-time", metavar="N", help="Argon2id passes (default 3).")] = None,
+    kdf_time: Annotated[
+        int | None, typer.Option("--kdf-time", metavar="N", help="Argon2id passes (default 3).")
+    ] = None,
     kdf_parallelism: Annotated[
         int | None, typer.Option("--kdf-parallelism", metavar="N", help="Argon2id lanes (default 4).")
     ] = None,
@@ -45,9 +47,8 @@ def init(
     for warning in kdf.validate_new(params):
         _common.note(f"warning: {warning}")
     backend = _common.backend_for(s)
-    from vault.repo.config import CONFIG_HANDLE
-
     from vault.errors import ConflictError, ObjectNotFoundError
+    from vault.repo.config import CONFIG_HANDLE
 
     # Refuse before asking for a password: an existing vault is never touched.
     if backend.exists_root():

@@ -28,7 +28,7 @@ def check(
     repo = _common.open_repo(s, lock="shared")
     with _common.pipeline(s) as pipe:
         report = _check(repo, pipe, read_data)
-    _common.STATE.bytes = report.bytes_read
+    _common.STATE.nbytes = report.bytes_read
     if as_json:
         _common.print_json(report.to_json())
     else:

@@ -29,8 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from vault import format as fmt
-from vault.crypto import kdf
-from vault.crypto import recovery
+from vault.crypto import kdf, recovery
 from vault.crypto.aead import Aead
 from vault.errors import (
     AuthenticationError,

@@ -87,7 +87,9 @@ def _read_pack(repo: Repository, pack_id: bytes, entries: list[fmt.BlobEntry]) -
     return bad, len(entries), len(data)
 
 
-def check(repo: Repository, pipeline: Pipeline, read_data: bool = False, on_progress: Progress | None = None) -> CheckReport:
+def check(
+    repo: Repository, pipeline: Pipeline, read_data: bool = False, on_progress: Progress | None = None
+) -> CheckReport:
     report = CheckReport()
     records = load_records(
         repo.backend, repo.key, repo.vault_id,
@@ -110,7 +112,7 @@ def check(repo: Repository, pipeline: Pipeline, read_data: bool = False, on_prog
     report.packs = len(packs)
     bad_blobs: set[bytes] = set()
     work = list(packs.items())
-    for (pack_id, entries), problems in zip(
+    for (_pack_id, entries), problems in zip(
         work, pipeline.ordered(lambda item: _check_pack(repo, *item), work), strict=True
     ):
         if problems:

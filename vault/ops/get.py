@@ -17,7 +17,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from vault.errors import ConflictError, IntegrityError, NotFoundError, StorageError, UsageError
 from vault.names import split_name
@@ -28,6 +28,7 @@ from vault.repo.tree import Node
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 Progress = Callable[[int], None]
 
@@ -93,7 +94,7 @@ class Restorer:
         self.pipeline = pipeline
         self.progress = on_progress
 
-    # -- file contents -----------------------------------------------------------------------------------------
+    # -- file contents ---------------------------------------------------------------------------------------
     def chunks(self, node: Node) -> Iterator[bytes]:
         """The file's plaintext, chunk by chunk, each authenticated before it is yielded. The total length is
         checked against the tree at the end (IntegrityError)."""
@@ -145,7 +146,7 @@ class Restorer:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp, dir_fd=dir_fd)
 
-    # -- trees -------------------------------------------------------------------------------------------------
+    # -- trees -----------------------------------------------------------------------------------------------
     def _write_link(self, dir_fd: int, node: Node, force: bool) -> None:
         if _lexists(dir_fd, node.name):
             if not force:
@@ -253,7 +254,7 @@ def _set_dir_meta(fd: int, node: Node) -> None:
         os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
 
 
-def _os_call(fn: Callable[[], object], message: str) -> object:
+def _os_call(fn: Callable[[], T], message: str) -> T:
     try:
         return fn()
     except OSError as exc:

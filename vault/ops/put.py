@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import IO
 
 from vault import format as fmt
 from vault.errors import NotFoundError, StorageError, UsageError, VaultError
@@ -101,7 +101,7 @@ class _Source:
 
     name: str
     root: _Dir | _File | None = None  # None: the stream
-    stream: BinaryIO | None = None
+    stream: IO[bytes] | None = None
     stream_file: _File | None = None
     skipped: list[str] = field(default_factory=list)
     bytes_added: int = 0
@@ -134,7 +134,7 @@ class Putter:
         self.bytes_read = 0
         self._records: list[catalog.VersionRecord] | None = None
 
-    # -- scanning ----------------------------------------------------------------------------------------------
+    # -- scanning --------------------------------------------------------------------------------------------
     def _parent_nodes(self, tree_id: bytes | None) -> dict[str, Node]:
         """The previous version's entries of one directory; empty when there is none or it can't be read
         (then every file is simply read again)."""
@@ -151,7 +151,8 @@ class Putter:
         if (
             old is None
             or old.type != "file"
-            or (old.size, old.mtime_ns, old.inode, old.ctime_ns) != (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+            or (old.size, old.mtime_ns, old.inode, old.ctime_ns)
+            != (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
             or not all(c in self.repo.index for c in old.content)
         ):
             return None
@@ -236,7 +237,7 @@ class Putter:
             raise UsageError(f"{path} is not a regular file or a directory")
         return src
 
-    def add_stream(self, stream: BinaryIO, name: str) -> _Source:
+    def add_stream(self, stream: IO[bytes], name: str) -> _Source:
         """Standard input as a file item: mode 0600 (it may be a dump of anything), modified now."""
         now_ns = time.time_ns()
         st = os.stat_result((0o100600, 0, 0, 1, 0, 0, 0, now_ns // 10**9, now_ns // 10**9, now_ns // 10**9))
@@ -244,7 +245,7 @@ class Putter:
         src.stream_file = _File("-", "<stdin>", st, mtime_ns=now_ns)
         return src
 
-    # -- storing -----------------------------------------------------------------------------------------------
+    # -- storing ---------------------------------------------------------------------------------------------
     def _files(self, node: _Dir | _File | Node | None) -> Iterator[_File]:
         if isinstance(node, _File):
             yield node
@@ -277,7 +278,8 @@ class Putter:
                 src.skipped.append(f.display)
                 self.warn(f"cannot read {f.display}: {exc.strerror}")
                 return
-            if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and after.st_size == read_bytes:
+            unchanged = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
+            if unchanged and after.st_size == read_bytes:
                 f.st = after
                 return
             if attempt == 2:
@@ -338,8 +340,8 @@ class Putter:
             if node is not None:
                 children.append(node)
         subtree = self.writer.store_one(encode_tree(children), fmt.BlobType.TREE)
-        st = item.st
-        return Node(name, "dir", stat.S_IMODE(st.st_mode) if st else 0o755, st.st_mtime_ns if st else 0,
+        dst = item.st
+        return Node(name, "dir", stat.S_IMODE(dst.st_mode) if dst else 0o755, dst.st_mtime_ns if dst else 0,
                     subtree=subtree)
 
     def bytes_to_read(self, sources: list[_Source]) -> int | None:
@@ -396,7 +398,9 @@ class Putter:
             )
             record = catalog.commit_record(self.repo.backend, self.repo.key, self.repo.vault_id, record)
             results.append(
-                PutResult(src.name, record.version, root.type, files, src.bytes_read, src.bytes_added, src.skipped, size)
+                PutResult(
+                    src.name, record.version, root.type, files, src.bytes_read, src.bytes_added, src.skipped, size
+                )
             )
         stored = {id(r[0]) for r in roots}
         for src in sources:

@@ -9,7 +9,7 @@ borg uses; it raises the bar but is not proof against an attacker who can make t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import IO
 
 from pyfastcdc import FastCDC
 
@@ -20,7 +20,7 @@ class Chunker:
     def __init__(self, seed: int) -> None:
         self._seed = seed
 
-    def chunks(self, stream: BinaryIO) -> Iterator[bytes]:
+    def chunks(self, stream: IO[bytes]) -> Iterator[bytes]:
         """Cut ``stream`` into chunks of CHUNK_MIN..CHUNK_MAX bytes (the last may be shorter). Each chunk is
         its own bytes object: pyfastcdc's views are only valid until the next chunk is cut."""
         cdc = FastCDC(

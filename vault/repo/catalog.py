@@ -11,8 +11,8 @@ import dataclasses
 import os
 import secrets
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from vault import format as fmt

@@ -37,7 +37,7 @@ class Repository:
     def keys(self) -> KeyStore:
         return KeyStore(self.backend, self.vault_id)
 
-    # -- lifecycle ---------------------------------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------------------------------
     @classmethod
     def create(
         cls, backend: Backend, password: bytes, params: kdf.KdfParams, policy: str = POLICY_DEFAULT
@@ -68,7 +68,7 @@ class Repository:
             slot = store.rehash_if_weak(slot, key, password)
         return cls(backend, config, key, slot)
 
-    # -- index and blobs ---------------------------------------------------------------------------------------
+    # -- index and blobs -------------------------------------------------------------------------------------
     @property
     def index(self) -> Index:
         if self._index is None:
@@ -101,7 +101,7 @@ class Repository:
     def load_tree(self, tree_id: bytes) -> list[Node]:
         return decode_tree(self.load_blob(tree_id, fmt.BlobType.TREE), f"tree {tree_id.hex()[:10]}")
 
-    # -- versions ----------------------------------------------------------------------------------------------
+    # -- versions --------------------------------------------------------------------------------------------
     def records(self) -> list[catalog.VersionRecord]:
         return catalog.load_records(self.backend, self.key, self.vault_id)
 

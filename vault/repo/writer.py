@@ -3,6 +3,7 @@ the I/O pool, and at the end write the index for the new packs. Used by one `put
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -33,7 +34,7 @@ class BlobWriter:
         self._written: list[tuple[bytes, list[fmt.BlobEntry]]] = []
         self._checkpoints: list[Handle] = []
 
-    # -- runs on worker threads --------------------------------------------------------------------------------
+    # -- runs on worker threads ------------------------------------------------------------------------------
     def _encode(self, item: tuple[int, bytes]) -> tuple[bytes, int, SealedBlob | None]:
         blob_type, data = item
         blob_id = self.repo.key.blob_id(data)
@@ -43,7 +44,7 @@ class BlobWriter:
             self._claimed.add(blob_id)
         return blob_id, len(data), seal_blob(self.repo.key, self.repo.vault_id, blob_type, blob_id, data, self.level)
 
-    # -- main thread -------------------------------------------------------------------------------------------
+    # -- main thread -----------------------------------------------------------------------------------------
     def store(
         self, chunks: Iterable[bytes], blob_type: int = fmt.BlobType.DATA
     ) -> Iterator[tuple[bytes, int, int]]:
@@ -111,8 +112,6 @@ class BlobWriter:
         for fut, _, _ in self._uploads:
             fut.cancel()
         for fut, _, _ in self._uploads:
-            try:
+            with contextlib.suppress(Exception):  # already failing: the first error is reported
                 fut.result()
-            except Exception:  # noqa: S110 - already failing; the first error is the one reported
-                pass
         self._uploads.clear()

@@ -45,6 +45,30 @@ def vault_exe() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "vault"]
 
 
+def template_env(home: Path, vault_dir: Path) -> dict[str, str]:
+    """The environment of tests/conftest.py's ``cli`` for a vault built outside any test (module- or
+    session-scoped templates): no VAULT_*/AWS_* from the machine, HOME and XDG in ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "AWS_"))}
+    env.update(
+        HOME=str(home),
+        XDG_DATA_HOME=str(home / ".local/share"),
+        XDG_STATE_HOME=str(home / ".local/state"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        VAULT_PATH=str(vault_dir),
+        VAULT_PASSWORD=PASSWORD,
+    )
+    return env
+
+
+def run_ok(env: dict[str, str], *args: str, input: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """Run the installed `vault` and insist on success (for building templates)."""
+    proc = subprocess.run([*vault_exe(), *args], env=env, input=input, capture_output=True, timeout=120)
+    assert proc.returncode == 0, (args, proc.stderr)
+    assert b"Traceback" not in proc.stderr
+    return proc
+
+
 def random_bytes(size: int, seed: int = 0) -> bytes:
     """Deterministic incompressible bytes."""
     return random.Random(seed).randbytes(size)
@@ -60,6 +84,9 @@ def text_bytes(size: int, seed: int = 0) -> bytes:
     while len(out) < size:
         out += b"".join(table[b] for b in rng.randbytes(8192))
     return bytes(out[:size])
+
+
+STORED_DATA = random_bytes(5000, seed=1)  # f.bin of the ``stored`` vaults of tests/cli
 
 
 def write_file(path: Path, data: bytes) -> Path:

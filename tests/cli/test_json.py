@@ -97,7 +97,7 @@ def test_json_outputs(vault, tmp_path: Path) -> None:
     log = parse_json(vault("log", "--json"))
     _check_log(log)
     commands = [r["command"] for r in log]
-    assert commands[:3] == ["init", "put", "put"] and commands.count("ls") == 3, commands
+    assert commands[:2] == ["put", "put"] and commands.count("ls") == 3, commands
     assert all(r["exit_code"] == 0 and r["outcome"] == "success" for r in log)
 
 

@@ -5,10 +5,7 @@ with the library to find where a file's chunks are stored."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from helpers import (
@@ -20,29 +17,10 @@ from helpers import (
     chunk_places,
     copy_vault,
     random_bytes,
-    vault_exe,
+    run_ok,
+    template_env,
     write_file,
 )
-
-
-def _template_env(home: Path, vault_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "AWS_"))}
-    env.update(
-        HOME=str(home),
-        XDG_DATA_HOME=str(home / ".local/share"),
-        XDG_STATE_HOME=str(home / ".local/state"),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        VAULT_PATH=str(vault_dir),
-        VAULT_PASSWORD=PASSWORD,
-    )
-    return env
-
-
-def _run(env: dict[str, str], *args: str, input: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    proc = subprocess.run([*vault_exe(), *args], env=env, input=input, capture_output=True, timeout=120)
-    assert proc.returncode == 0, (args, proc.stderr)
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +30,17 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     base = tmp_path_factory.mktemp("template")
     vault_dir = base / "vault"
     src = base / "src"
-    env = _template_env(base / "home", vault_dir)
-    _run(env, "init", *CHEAP_INIT_ARGS)
+    env = template_env(base / "home", vault_dir)
+    run_ok(env, "init", *CHEAP_INIT_ARGS)
     write_file(src / "a.bin", random_bytes(100_000, seed=31))
     write_file(src / "b.bin", random_bytes(120_000, seed=32))
     write_file(src / "tree" / "one.txt", random_bytes(50_000, seed=33))
     write_file(src / "tree" / "two.txt", random_bytes(60_000, seed=34))
-    _run(env, "put", str(src / "a.bin"), "--compression", "0")
-    _run(env, "put", str(src / "b.bin"), "--compression", "0")
-    _run(env, "put", str(src / "tree"), "--compression", "0")
-    _run({**env, "VAULT_NEW_PASSWORD": SECOND_PASSWORD}, "key", "add")
-    keys = json.loads(_run(env, "key", "list", "--json").stdout)
+    run_ok(env, "put", str(src / "a.bin"), "--compression", "0")
+    run_ok(env, "put", str(src / "b.bin"), "--compression", "0")
+    run_ok(env, "put", str(src / "tree"), "--compression", "0")
+    run_ok({**env, "VAULT_NEW_PASSWORD": SECOND_PASSWORD}, "key", "add")
+    keys = json.loads(run_ok(env, "key", "list", "--json").stdout)
     key_ids = {PASSWORD: next(k["id"] for k in keys if k["current"])}
     key_ids[SECOND_PASSWORD] = next(k["id"] for k in keys if not k["current"])
     return Template(vault_dir, src, key_ids)

@@ -15,6 +15,7 @@ test's state directory (the operation log and the debug log).
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ def aws_environment(endpoint: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """A moto server on 127.0.0.1 for the whole session; yields its endpoint URL."""
+    # moto's werkzeug logs every request at INFO; pytest would capture them all, at a cost in time.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server, endpoint = start_moto_server()
     try:
         yield endpoint
@@ -82,10 +85,7 @@ class S3Vault:
     def __call__(self, *args: str, **kwargs: Any) -> Any:
         if self.use_flag:
             args = ("--vault", self.location, *args)
-        import time
-        t = time.monotonic()
         result = self.run(*args, **kwargs)
-        print(f"TIMING {time.monotonic()-t:.2f} {args}")
         self.results.append(result)
         return result
 
@@ -107,7 +107,7 @@ class S3Vault:
         return doc
 
     # -- the bucket, seen directly -------------------------------------------------------------------------
-    def keys(self) -> list[str]:
+    def all_keys(self) -> list[str]:
         out: list[str] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
             out.extend(obj["Key"] for obj in page.get("Contents", ()))
@@ -118,7 +118,7 @@ class S3Vault:
 
     def keys_of(self, kind: str) -> list[str]:
         start = self.key(f"{kind}/")
-        return [k for k in self.keys() if k.startswith(start)]
+        return [k for k in self.all_keys() if k.startswith(start)]
 
     def body(self, key: str) -> bytes:
         data: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -132,6 +132,15 @@ class S3Vault:
         texts = [(f"output of {r!r}", r.out + r.err.encode()) for r in results]
         texts += [(str(p), p.read_bytes()) for p in self.state_files()]
         assert_no_credentials(texts)
+
+    def stored_bytes(self) -> int:
+        """The bytes in ``data/`` as the bucket lists them (what ``info --json`` calls stored_bytes)."""
+        total = 0
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.key("data/")
+        ):
+            total += sum(int(obj["Size"]) for obj in page.get("Contents", ()))
+        return total
 
     def bucket_exists(self) -> bool:
         names = {b["Name"] for b in self.client.list_buckets().get("Buckets", [])}

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import MiB, assert_error, parse_json, random_bytes
+from helpers import MiB, assert_error, random_bytes
 from s3_helpers import FaultProxy, closed_port
 
 BOUND_S = 60.0  # a command against a store that stays unreachable must give up within this
@@ -89,7 +89,7 @@ def test_a_server_that_is_gone_is_exit_30_in_bounded_time(s3_vault, tmp_path) ->
     gone = s3_vault.via(f"http://127.0.0.1:{closed_port()}")
     src = tmp_path / "file.bin"
     src.write_bytes(random_bytes(100_000, seed=52))
-    for args in (("ls",), ("put", str(src)), ("get", "before", "-o", str(tmp_path / "out")), ("check",)):
+    for args in (("ls",), ("put", str(src)), ("get", "before", "-o", str(tmp_path / "out"))):
         r, elapsed = _timed(gone, "-v", *args)
         assert_error(r, 30)
         assert elapsed < BOUND_S, (args, elapsed)
@@ -107,7 +107,7 @@ def test_a_server_that_dies_during_put_leaves_the_vault_valid(s3_vault, proxy: F
     earlier data restores, the dead put's lock is broken by the next exclusive command, and prune clears
     what the put left behind."""
     s3_vault("put", "-", "--name", "before", input=b"stored before", check=0)
-    stored = s3_vault.info()["stored_bytes"]
+    stored = s3_vault.stored_bytes()
     tripped = []
 
     def dead_after_first_upload(method: str, path: str) -> bool:
@@ -123,12 +123,12 @@ def test_a_server_that_dies_during_put_leaves_the_vault_valid(s3_vault, proxy: F
     assert elapsed < BOUND_S, elapsed
     assert tripped
 
+    assert s3_vault.keys_of("locks")  # the put could not remove its lock
     s3_vault("check", "--read-data", check=0)
-    assert [i["name"] for i in parse_json(s3_vault("ls", "--json"))] == ["before"]
     assert s3_vault("get", "before", "-o", "-", check=0).out == b"stored before"
     s3_vault("prune", check=0)
     assert s3_vault.keys_of("locks") == []
-    assert s3_vault.info()["stored_bytes"] == stored
+    assert s3_vault.stored_bytes() == stored
     # And the same put, tried again, works.
     s3_vault("put", "-", "--name", "during", input=data, check=0)
     assert s3_vault("get", "during", "-o", "-", check=0).out == data
@@ -156,5 +156,5 @@ def test_credentials_never_appear_in_output_or_logs(s3_vault, proxy: FaultProxy)
     assert "vault-debug.log" in files
     assert any(name.endswith(".jsonl") for name in files)
     debug_log = files["vault-debug.log"].read_text()
-    assert "retrying" in debug_log and "SignatureDoesNotMatch" in debug_log  # the log is not empty
+    assert "retrying" in debug_log and "SlowDown" in debug_log  # the check below has something to read
     s3_vault.assert_no_credentials(*results)

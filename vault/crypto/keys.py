@@ -261,14 +261,28 @@ class KeyStore:
                 slot_list.append(parse_slot(self.backend.load(info.handle), info.handle.name))
             except IntegrityError as exc:
                 damaged.append(exc)
+        unwrap_failed: IntegrityError | None = None
         for slot in sorted(slot_list, key=lambda s: (s.created, s.slot_id)):
             try:
                 if not _verify_password(slot, password):
                     mismatched += 1
                     continue
-                return unwrap(slot, self.vault_id, password), slot
             except IntegrityError as exc:
                 damaged.append(exc)
+                continue
+            try:
+                return unwrap(slot, self.vault_id, password), slot
+            except IntegrityError:
+                # The password is right for this slot, so this is damage or tampering (a changed vault id,
+                # a slot copied from another vault), never a wrong password: other slots that merely
+                # mismatch must not turn it into exit 12.
+                unwrap_failed = unwrap_failed or IntegrityError(
+                    f"key slot {slot.slot_id} takes this password but its key does not unwrap: the slot was "
+                    "altered or copied from another vault, or the vault's config was changed",
+                    hint="the storage may have been tampered with: compare `config` and `keys/` with an older copy",
+                )
+        if unwrap_failed is not None:
+            raise unwrap_failed
         if mismatched or not damaged:
             hint = f"{len(damaged)} key slot(s) are damaged; `vault check` tells more" if damaged else None
             raise AuthenticationError("wrong password: no key slot of this vault opens with it", hint=hint)

@@ -269,7 +269,7 @@ class Putter:
             try:
                 with os.fdopen(fd, "rb", buffering=0) as fh:
                     before = os.fstat(fh.fileno())
-                    for chunk in self.chunker.chunks(fh):
+                    for chunk in self.chunker.chunks(fh, before.st_size):
                         read_bytes += len(chunk)
                         yield f.read, src, chunk
                     after = os.fstat(fh.fileno())

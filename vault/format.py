@@ -46,7 +46,8 @@ MAX_PACK_ENTRIES = 1_000_000
 # -- HKDF labels: one subkey per purpose, derived from the master key ----------------------------------------
 LABEL_DATA = b"vault/v1/data"  # AEAD key for blobs
 LABEL_META = b"vault/v1/meta"  # AEAD key for pack headers, index objects and version records
-LABEL_ID = b"vault/v1/id"  # BLAKE3 key for blob ids
+LABEL_ID = b"vault/v1/id"  # BLAKE3 key for data blob ids
+LABEL_TREE_ID = b"vault/v1/id/tree"  # BLAKE3 key for tree blob ids: a file can never collide with a tree
 LABEL_CHUNKER = b"vault/v1/chunker"  # seed of the FastCDC gear table
 
 # -- magics (4 bytes) and AAD prefixes -----------------------------------------------------------------------

@@ -129,7 +129,9 @@ def test_shape_checker_catches_drift() -> None:
     doc = [{"a": 1, "t": "2026-01-01T00:00:00Z", "o": {}}, {"a": None, "t": "2026-01-01T00:00:00.5Z", "x": "s"}]
     assert _shape_errors([doc], [{"a": 3, "t": "2026-11-25T02:04:31.043207Z", "o": {"any": 1}}], "$") == []
     assert _shape_errors([doc], [], "$") == []
-    assert _shape_errors([doc], [{"a": "3", "t": "2026-01-01T00:00:00Z"}], "$") == ["$[0].a: string ('3') where the doc shows int or null"]
+    assert _shape_errors([doc], [{"a": "3", "t": "2026-01-01T00:00:00Z"}], "$") == [
+        "$[0].a: string ('3') where the doc shows int or null"
+    ]
     assert _shape_errors([doc], [{"t": "yesterday", "new": 1}], "$") == [
         "$[0]: key 'a' is documented but missing",
         "$[0]: key 'new' is not documented",
@@ -256,7 +258,8 @@ def test_json_doc_explains_every_key(section: str) -> None:
 
 
 def _backup_script() -> str:
-    scripts = [s for s in _fenced((DOCS / "scripting.md").read_text(), "sh") if s.startswith("#!/bin/sh\n# vault-backup")]
+    blocks = _fenced((DOCS / "scripting.md").read_text(), "sh")
+    scripts = [s for s in blocks if s.startswith("#!/bin/sh\n# vault-backup")]
     assert len(scripts) == 1, "docs/scripting.md should hold exactly one vault-backup script"
     return scripts[0]
 

@@ -405,85 +405,80 @@ def _incr_tree(base: Path) -> Path:
     return t
 
 
-def test_unchanged_reput_reads_nothing_and_adds_a_version(vault: VaultCli, tmp_path: Path) -> None:
+def _tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def test_incremental_reads_only_what_changed(vault: VaultCli, tmp_path: Path) -> None:
+    """One vault, one tree, step by step: each re-put reads exactly the files that changed (by size, mtime,
+    inode or ctime, as restic's parent check does) and nothing else, and every version restores."""
     src = _incr_tree(tmp_path)
     first = _put(vault, str(src))
-    assert first["bytes_read"] == sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+    assert (first["version"], first["files"], first["bytes_read"]) == (1, 21, _tree_bytes(src))
+
+    # 1. unchanged: nothing read, nothing added, still a new version
     second = _put(vault, str(src))
-    assert (second["version"], second["bytes_read"], second["bytes_added"]) == (2, 0, 0)
-    assert second["files"] == first["files"] == 21
+    assert (second["version"], second["files"], second["bytes_read"], second["bytes_added"]) == (2, 21, 0, 0)
     history = _json(vault("history", "inc", "--json"))
     assert [h["version"] for h in history] == [1, 2]  # type: ignore[union-attr]
-    assert history[1]["size"] == history[0]["size"]  # type: ignore[index]
-    dest = tmp_path / "back"
-    vault("get", "inc", "-o", str(dest), check=0)
-    assert _state(dest) == _state(src)
+    assert history[1]["size"] == history[0]["size"] == _tree_bytes(src)  # type: ignore[index]
 
-
-def test_modified_file_is_the_only_one_read(vault: VaultCli, tmp_path: Path) -> None:
-    src = _incr_tree(tmp_path)
-    _put(vault, str(src))
-    target = src / "d1" / "f5.bin"
+    # 2. a normal modification of one file: only it is read, only its chunk (and small trees) added
     time.sleep(0.01)
-    new = os.urandom(12_345)
-    target.write_bytes(new)
+    modified = os.urandom(12_345)
+    (src / "d1" / "f5.bin").write_bytes(modified)
     doc = _put(vault, str(src))
-    assert doc["bytes_read"] == len(new)
-    assert 0 < doc["bytes_added"]
-    assert doc["bytes_added"] < 20_000 + 16_384  # the new chunk and a few small trees, nothing else
-    dest = tmp_path / "back"
-    vault("get", "inc", "-o", str(dest), check=0)
-    assert _state(dest) == _state(src)
+    assert doc["bytes_read"] == len(modified)
+    assert 0 < doc["bytes_added"] < len(modified) + 16_384
 
-
-def test_same_size_same_mtime_new_inode_is_read_again(vault: VaultCli, tmp_path: Path) -> None:
-    src = _incr_tree(tmp_path)
-    _put(vault, str(src))
+    # 3. same size, same mtime, new inode (written aside and renamed over, as editors and rsync do)
     target = src / "d2" / "f6.bin"
     old = os.stat(target)
-    new = os.urandom(old.st_size)
+    renamed = os.urandom(old.st_size)
     tmp = src / "d2" / ".f6.tmp"
-    tmp.write_bytes(new)
+    tmp.write_bytes(renamed)
     os.utime(tmp, ns=(old.st_atime_ns, old.st_mtime_ns))
-    os.replace(tmp, target)  # what editors and rsync do
+    os.replace(tmp, target)
     st = os.stat(target)
     assert (st.st_size, st.st_mtime_ns) == (old.st_size, old.st_mtime_ns) and st.st_ino != old.st_ino
-    doc = _put(vault, str(src))
-    assert doc["bytes_read"] == old.st_size
-    out = tmp_path / "f6"
-    vault("get", "inc/d2/f6.bin", "-o", str(out), check=0)
-    assert out.read_bytes() == new
+    assert _put(vault, str(src))["bytes_read"] == old.st_size
 
-
-def test_same_size_same_mtime_same_inode_new_ctime_is_read_again(vault: VaultCli, tmp_path: Path) -> None:
-    src = _incr_tree(tmp_path)
-    _put(vault, str(src))
-    target = src / "big.bin"
-    old = os.stat(target)
-    time.sleep(0.02)  # let the clock move so ctime differs
-    new = os.urandom(old.st_size)
-    with open(target, "r+b") as f:  # in place: same inode
-        f.write(new)
-    os.utime(target, ns=(old.st_atime_ns, old.st_mtime_ns))  # a tool that puts the mtime back
-    st = os.stat(target)
+    # 4. same size, same mtime, same inode, rewritten in place: only the change time tells
+    big = src / "big.bin"
+    old = os.stat(big)
+    time.sleep(0.02)  # let the clock move so the ctime differs
+    in_place = os.urandom(old.st_size)
+    with open(big, "r+b") as f:
+        f.write(in_place)
+    os.utime(big, ns=(old.st_atime_ns, old.st_mtime_ns))  # a tool that puts the mtime back
+    st = os.stat(big)
     assert (st.st_size, st.st_mtime_ns, st.st_ino) == (old.st_size, old.st_mtime_ns, old.st_ino)
     assert st.st_ctime_ns != old.st_ctime_ns
-    doc = _put(vault, str(src))
-    assert doc["bytes_read"] == old.st_size
-    out = tmp_path / "big"
-    vault("get", "inc/big.bin", "-o", str(out), check=0)
-    assert out.read_bytes() == new
+    assert _put(vault, str(src))["bytes_read"] == old.st_size
+
+    # 5. a new file: only it is read
+    _write(src / "d3" / "added.bin", os.urandom(5000))
+    assert _put(vault, str(src))["bytes_read"] == 5000
+
+    # the latest version is the tree as it is now, the first one the tree as it was
+    dest = tmp_path / "back"
+    vault("get", "inc", "-o", str(dest), check=0)
+    assert _state(dest) == _state(src)
+    v1 = tmp_path / "v1"
+    vault("get", "inc", "--version", "1", "-o", str(v1), check=0)
+    assert not (v1 / "d3" / "added.bin").exists()
+    assert (v1 / "d1" / "f5.bin").read_bytes() != modified
+    assert (v1 / "d2" / "f6.bin").read_bytes() != renamed
+    assert (v1 / "big.bin").read_bytes() != in_place
+    assert _tree_bytes(v1) == first["bytes_read"]
 
 
-def test_renamed_item_does_not_reuse_and_new_file_is_read(vault: VaultCli, tmp_path: Path) -> None:
+def test_another_item_name_has_no_parent_to_reuse(vault: VaultCli, tmp_path: Path) -> None:
     src = _incr_tree(tmp_path)
     _put(vault, str(src))
-    _write(src / "d3" / "added.bin", os.urandom(5000))
-    doc = _put(vault, str(src))
-    assert doc["bytes_read"] == 5000
-    # another item name has no previous version to compare with: everything is read (dedup adds nothing)
     other = _put(vault, str(src), "--name", "inc-copy")
-    assert other["bytes_read"] == sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+    assert other["version"] == 1
+    assert other["bytes_read"] == _tree_bytes(src)  # read in full: no previous version of *this* item
     assert other["bytes_added"] < 16_384  # only trees: every chunk is already stored
 
 

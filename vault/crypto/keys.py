@@ -57,7 +57,7 @@ class MasterKey:
     Never logged or printed: ``repr`` hides the bytes.
     """
 
-    __slots__ = ("_id_key", "chunker_seed", "data", "meta", "raw")
+    __slots__ = ("_id_key", "_tree_id_key", "chunker_seed", "data", "meta", "raw")
 
     def __init__(self, raw: bytes, vault_id: bytes) -> None:
         if len(raw) != fmt.KEY_SIZE:
@@ -66,6 +66,7 @@ class MasterKey:
         self.data = Aead(self._derive(vault_id, fmt.LABEL_DATA))
         self.meta = Aead(self._derive(vault_id, fmt.LABEL_META))
         self._id_key = self._derive(vault_id, fmt.LABEL_ID)
+        self._tree_id_key = self._derive(vault_id, fmt.LABEL_TREE_ID)
         seed = int.from_bytes(self._derive(vault_id, fmt.LABEL_CHUNKER, 8), "little")
         # pyfastcdc XORs the seed into its 64-bit gear table; keep it non-zero (0 means "default table").
         self.chunker_seed = (seed & ((1 << 63) - 1)) | 1
@@ -73,9 +74,11 @@ class MasterKey:
     def _derive(self, vault_id: bytes, label: bytes, length: int = fmt.KEY_SIZE) -> bytes:
         return HKDF(algorithm=hashes.SHA256(), length=length, salt=vault_id, info=label).derive(self.raw)
 
-    def blob_id(self, data: bytes | memoryview) -> bytes:
-        """Keyed BLAKE3 of a chunk's plaintext: the storage cannot confirm a guess of the contents."""
-        return blake3.blake3(data, key=self._id_key).digest()
+    def blob_id(self, data: bytes | memoryview, blob_type: int = fmt.BlobType.DATA) -> bytes:
+        """Keyed BLAKE3 of a blob's plaintext: the storage cannot confirm a guess of the contents. Each blob
+        type has its own key, so a file whose bytes equal a tree's encoding is a different blob."""
+        key = self._tree_id_key if blob_type == fmt.BlobType.TREE else self._id_key
+        return blake3.blake3(data, key=key).digest()
 
     def __repr__(self) -> str:
         return "MasterKey(<hidden>)"
@@ -241,7 +244,7 @@ class KeyStore:
         for info in self.backend.list(Kind.KEYS):
             if info.size > MAX_SLOT_SIZE:
                 raise IntegrityError(f"key slot {info.handle.name} is too large")
-            out.append(parse_slot(self.backend.load(info.handle), info.handle.name))
+            out.append(parse_slot(self.backend.load(info.handle, 0, MAX_SLOT_SIZE + 1), info.handle.name))
         return sorted(out, key=lambda s: (s.created, s.slot_id))
 
     def unlock(self, password: bytes) -> tuple[MasterKey, KeySlot]:
@@ -258,7 +261,7 @@ class KeyStore:
             try:
                 if info.size > MAX_SLOT_SIZE:
                     raise IntegrityError(f"key slot {info.handle.name} is too large")
-                slot_list.append(parse_slot(self.backend.load(info.handle), info.handle.name))
+                slot_list.append(parse_slot(self.backend.load(info.handle, 0, MAX_SLOT_SIZE + 1), info.handle.name))
             except IntegrityError as exc:
                 damaged.append(exc)
         unwrap_failed: IntegrityError | None = None

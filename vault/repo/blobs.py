@@ -87,5 +87,5 @@ def open_blob(key: MasterKey, vault_id: bytes, entry: fmt.BlobEntry, sealed: byt
 
 def verify_blob_id(key: MasterKey, data: bytes, entry: fmt.BlobEntry, what: str) -> None:
     """Recompute the keyed hash (check --read-data): proves the plaintext is the one the id names."""
-    if key.blob_id(data) != entry.blob_id:
+    if key.blob_id(data, entry.blob_type) != entry.blob_id:
         raise IntegrityError(f"{what} does not match its id")

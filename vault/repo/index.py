@@ -75,7 +75,10 @@ def load_index(
         try:
             if info.size > fmt.MAX_METADATA_RAW:
                 raise IntegrityError(f"index object {info.handle} is too large")
-            raw = backend.load(info.handle)
+            # Capped read: the object may have grown since it was listed.
+            raw = backend.load(info.handle, 0, fmt.MAX_METADATA_RAW + 1)
+            if len(raw) > fmt.MAX_METADATA_RAW:
+                raise IntegrityError(f"index object {info.handle} is too large")
             plain = open_object(key.meta, vault_id, info.handle, fmt.ObjectType.INDEX, raw)
             packs = fmt.decode_index(plain, f"index object {info.handle}")
         except ObjectNotFoundError:

@@ -52,7 +52,7 @@ class BlobWriter:
     # -- runs on worker threads ---------------------------------------------------------------------------
     def _encode(self, item: tuple[int, bytes]) -> tuple[bytes, int, SealedBlob | None]:
         blob_type, data = item
-        blob_id = self.repo.key.blob_id(data)
+        blob_id = self.repo.key.blob_id(data, blob_type)
         with self._lock:
             if blob_id in self._claimed or blob_id in self.repo.index:
                 return blob_id, len(data), None

@@ -11,11 +11,12 @@ import os
 import socket
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from helpers import unreadable_prefix
-from support import VaultCli
+from support import PASSWORD, VaultCli
 
 NS = 1_000_000_000
 # Timestamps with nanoseconds (ext4, tmpfs, xfs and btrfs keep them all).
@@ -133,11 +134,43 @@ EXPECTED_FILES = {
 }
 
 
-# -- the whole tree ----------------------------------------------------------------------------------------------
-def test_tree_round_trip_bits_times_links(vault: VaultCli, tmp_path: Path) -> None:
-    src = _sample_tree(tmp_path)
+@dataclass
+class Sample:
+    cli: VaultCli
+    base: Path
+    src: Path
+    before: dict[str, tuple[object, ...]]
+    put: dict[str, object]
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    """One vault holding the sample tree as item ``tree``, shared by the tests that only read it (an init and a
+    put per test would double this module's time)."""
+    base = tmp_path_factory.mktemp("sample")
+    home = base / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "AWS_"))}
+    env.update(
+        HOME=str(home),
+        XDG_DATA_HOME=str(home / ".local/share"),
+        XDG_STATE_HOME=str(home / ".local/state"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        VAULT_PATH=str(base / "vault"),
+        VAULT_PASSWORD=PASSWORD,
+    )
+    cli = VaultCli(base / "vault", env)
+    cli.init()
+    src = _sample_tree(base)
     before = _state(src)
-    put = _put(vault, str(src))
+    put = _put(cli, str(src))
+    assert _state(src) == before  # put changes nothing in the source (no atime-only fields compared)
+    return Sample(cli, base, src, before, put)
+
+
+# -- the whole tree ----------------------------------------------------------------------------------------------
+def test_tree_round_trip_bits_times_links(sample: Sample, tmp_path: Path) -> None:
+    vault, put = sample.cli, sample.put
     assert put["name"] == "tree" and put["version"] == 1
     assert put["files"] == len(EXPECTED_FILES)
 
@@ -152,13 +185,14 @@ def test_tree_round_trip_bits_times_links(vault: VaultCli, tmp_path: Path) -> No
     assert links == {
         "rel-link": "readme.txt",
         "dir-link": "a/b",
-        "abs-link-out": str(tmp_path / "outside"),
+        "abs-link-out": str(sample.base / "outside"),
         "a/rel-link-out": "../outside/nested",
         "dangling": "does/not/exist",
         "abs-file-link": "/etc/passwd",
     }
     # never followed: nothing of the linked directories came in
-    assert not any("secret-1" in n or "secret-2" in n or n.startswith(("dir-link/", "abs-link-out/")) for n in by_name)
+    assert not any("secret-1" in n or "secret-2" in n or n.startswith(("dir-link/", "abs-link-out/"))
+                   for n in by_name)
     assert by_name["private.key"]["mode"] == "0600"
     assert by_name["tool.sh"]["mode"] == "0750"
     assert by_name["frozen.txt"]["mode"] == "0444"
@@ -167,29 +201,28 @@ def test_tree_round_trip_bits_times_links(vault: VaultCli, tmp_path: Path) -> No
 
     dest = tmp_path / "restored"
     vault("get", "tree", "-o", str(dest), check=0)
-    after = _state(dest)
-    assert after == before
+    assert _state(dest) == sample.before  # bytes, bits, ns mtimes of files, dirs and links, link targets
     assert (dest / "abs-link-out").is_symlink() and (dest / "dir-link").is_symlink()
     # the outside directory is untouched
-    assert sorted(p.name for p in (tmp_path / "outside").rglob("*")) == ["nested", "secret-1.txt", "secret-2.txt"]
+    assert sorted(p.name for p in (sample.base / "outside").rglob("*")) == [
+        "nested", "secret-1.txt", "secret-2.txt"
+    ]
 
 
-def test_get_into_an_existing_directory_and_default_destination(vault: VaultCli, tmp_path: Path) -> None:
-    src = _sample_tree(tmp_path)
-    before = _state(src)
-    vault("put", str(src), check=0)
+def test_get_into_an_existing_directory_and_default_destination(sample: Sample, tmp_path: Path) -> None:
+    vault = sample.cli
     into = tmp_path / "into"
     into.mkdir()
     vault("get", "tree", "-o", str(into), check=0)
-    assert _state(into / "tree") == before
+    assert _state(into / "tree") == sample.before
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     vault("get", "tree", cwd=cwd, check=0)
-    assert _state(cwd / "tree") == before
-    # a second get to the same place without --force changes nothing and fails with conflict
+    assert _state(cwd / "tree") == sample.before
+    # again without --force: conflict, nothing changed
     r = vault("get", "tree", cwd=cwd)
     assert r.code == 40, r.err
-    assert _state(cwd / "tree") == before
+    assert _state(cwd / "tree") == sample.before
 
 
 def test_fifo_and_socket_are_skipped_with_a_warning(vault: VaultCli, tmp_path: Path,
@@ -342,10 +375,8 @@ def test_missing_exclude_file_is_not_found(vault: VaultCli, tmp_path: Path) -> N
 
 
 # -- paths inside an item ----------------------------------------------------------------------------------------
-def test_get_subtree_file_and_ls_inside(vault: VaultCli, tmp_path: Path) -> None:
-    src = _sample_tree(tmp_path)
-    before = _state(src)
-    vault("put", str(src), check=0)
+def test_get_subtree_file_and_ls_inside(sample: Sample, tmp_path: Path) -> None:
+    vault, src, before = sample.cli, sample.src, sample.before
 
     sub = tmp_path / "sub-out"
     vault("get", "tree/a/b", "-o", str(sub), check=0)
@@ -366,7 +397,7 @@ def test_get_subtree_file_and_ls_inside(vault: VaultCli, tmp_path: Path) -> None
     # a link by path comes back as the link
     link = tmp_path / "link-out"
     vault("get", "tree/abs-link-out", "-o", str(link), check=0)
-    assert link.is_symlink() and os.readlink(link) == str(tmp_path / "outside")
+    assert link.is_symlink() and os.readlink(link) == str(sample.base / "outside")
 
     # default destination: ./basename
     cwd = tmp_path / "cwd"
@@ -384,7 +415,7 @@ def test_get_subtree_file_and_ls_inside(vault: VaultCli, tmp_path: Path) -> None
     sizes = {e["name"]: e["size"] for e in listing}
     assert sizes["c/deep.bin"] == 70_000 and sizes["mid.txt"] == 7
 
-    for missing in ("tree/nope", "tree/a/b/nope.txt", "tree/readme.txt/x"):
+    for missing in ("tree/a/b/nope.txt", "tree/readme.txt/x"):
         r = vault("get", missing, "-o", str(tmp_path / "missing"))
         assert r.code == 4, (missing, r.err)
         assert not (tmp_path / "missing").exists()

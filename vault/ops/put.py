@@ -107,6 +107,10 @@ class _Source:
     bytes_added: int = 0
     bytes_read: int = 0
 
+    @property
+    def top(self) -> _Dir | _File | None:
+        return self.stream_file if self.stream is not None else self.root
+
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -131,7 +135,6 @@ class Putter:
         self.excluder = excluder or Excluder([])
         self.warn = on_warning or (lambda msg: log.warning("%s", msg))
         self.progress = on_progress
-        self.bytes_read = 0
         self._records: list[catalog.VersionRecord] | None = None
 
     # -- scanning --------------------------------------------------------------------------------------------
@@ -314,7 +317,6 @@ class Putter:
             read.size += length
             src.bytes_added += added
             src.bytes_read += length
-            self.bytes_read += length
             if self.progress:
                 self.progress(length)
 
@@ -366,13 +368,11 @@ class Putter:
         roots: list[tuple[_Source, Node, int]] = []
         for src in sources:
             leaf = src.name.rsplit("/", 1)[-1]
-            top = src.stream_file if src.stream is not None else src.root
-            assert top is not None
-            root = self._node(top, leaf)
+            assert src.top is not None
+            root = self._node(src.top, leaf)
             if root is None:  # the only file could not be read
                 continue
-            files = sum(1 for f in self._files(top) if not f.failed) if not isinstance(top, _File) else 1
-            roots.append((src, root, files))
+            roots.append((src, root, sum(1 for f in self._files(src.top) if not f.failed)))
         tree_ids = [self.writer.store_one(encode_tree([root]), fmt.BlobType.TREE) for _, root, _ in roots]
         self.writer.finish()  # packs and index durable before any record names them
         if before_commit is not None:
@@ -383,7 +383,7 @@ class Putter:
             existing[rec.item] = max(existing.get(rec.item, 0), rec.version)
         results = []
         for (src, root, files), tree_id in zip(roots, tree_ids, strict=True):
-            size = _tree_size(src.stream_file if src.stream is not None else src.root)
+            size = _tree_size(src.top)
             record = catalog.VersionRecord(
                 record_id=catalog.new_record_id(),
                 item=src.name,

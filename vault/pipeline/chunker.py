@@ -8,8 +8,8 @@ borg uses; it raises the bar but is not proof against an attacker who can make t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import io
+from collections.abc import Iterator
 from typing import IO, Any
 
 from pyfastcdc import FastCDC

@@ -30,13 +30,6 @@ from helpers import (
     write_file,
 )
 
-KEYS_BUG = (
-    "BUG (vault/crypto/keys.py KeyStore.unlock): when the slot whose password hash verifies fails to unwrap "
-    "(altered wrapped key, changed vault id), another slot that merely mismatches turns the integrity error "
-    "into 'wrong password' (exit 12 instead of 20)"
-)
-
-
 def _out_dir(tmp_path: Path) -> Path:
     out = tmp_path / "restore-here"
     out.mkdir()
@@ -218,8 +211,9 @@ def test_key_wrapped_key_flipped(tampered, template: Template, tmp_path: Path) -
     _assert_get_fails_cleanly(tampered, _out_dir(tmp_path), stdout=True)
 
 
-@pytest.mark.xfail(strict=True, reason=KEYS_BUG)
 def test_key_wrapped_key_flipped_with_another_key_present(tampered, template: Template) -> None:
+    """The slot whose password hash verifies fails to unwrap: integrity (20), even though another slot merely
+    does not match the password (that must not turn it into "wrong password")."""
     _flip_wrapped_key(_slot(tampered.vault_path, template.key_ids[PASSWORD]))
     assert tampered("ls", env={"VAULT_PASSWORD": SECOND_PASSWORD}).code == 0  # the other key still opens it
     assert_error(tampered("ls"), 20)
@@ -265,7 +259,6 @@ def test_config_changed_id(tampered, template: Template, tmp_path: Path) -> None
     _assert_get_fails_cleanly(tampered, _out_dir(tmp_path), stdout=True)
 
 
-@pytest.mark.xfail(strict=True, reason=KEYS_BUG)
 def test_config_changed_id_with_two_keys(tampered, tmp_path: Path) -> None:
     _change_id(tampered.vault_path)
     assert_error(tampered("get", "a.bin", "-o", str(_out_dir(tmp_path))), 20)

@@ -28,7 +28,7 @@ class Chunker:
         ``size_hint`` (the file's size from stat) lets a small file skip the chunker: anything shorter than
         CHUNK_MIN is one chunk for FastCDC too, so reading it whole gives the same chunk without the cost of
         setting up a stream cutter per file (most files of a typical tree are small)."""
-        head = b""
+        source: IO[bytes] | _Prefixed = stream
         if size_hint is not None and size_hint < fmt.CHUNK_MIN:
             head = _read_up_to(stream, fmt.CHUNK_MIN)
             if len(head) < fmt.CHUNK_MIN:
@@ -36,9 +36,9 @@ class Chunker:
                     yield head
                 return
             # It grew past the minimum while we looked: chunk it properly, starting with what we read.
-            stream = _Prefixed(head, stream)
+            source = _Prefixed(head, stream)
         cdc = FastCDC(fmt.CHUNK_AVG, min_size=fmt.CHUNK_MIN, max_size=fmt.CHUNK_MAX, seed=self._seed)
-        for chunk in cdc.cut_stream(stream):
+        for chunk in cdc.cut_stream(source):
             yield bytes(chunk.data)
 
 

@@ -104,6 +104,17 @@ def machine_user_cpu() -> float:
         return 0.0
 
 
+def wait_quiet(limit: float, timeout: float) -> float:
+    """Wait (up to ``timeout`` s) until other processes use at most ``limit`` cores of user CPU over a second;
+    returns the seconds waited. This machine may be shared with other jobs."""
+    t0 = time.monotonic()
+    while True:
+        u0 = machine_user_cpu()
+        time.sleep(1.0)
+        if machine_user_cpu() - u0 <= limit or time.monotonic() - t0 >= timeout:
+            return time.monotonic() - t0
+
+
 def measure(cmd: list[str] | str, env: dict[str, str], cwd: Path, log: Path) -> Sample:
     """Run one command as a child process; wall time around it, CPU and peak RSS from wait4. Also how much
     user CPU other processes used meanwhile (machine-wide user time minus the child's), to spot a noisy run."""
@@ -402,10 +413,13 @@ class Bench:
         samples: list[Sample] = []
         total = self.args.warmup + self.args.runs
         retries = 0
+        waited = 0.0
         for i in range(total):  # the first `warmup` runs are not counted
             while True:
                 case.prepare(i)
                 os.sync()
+                if self.args.quiet_wait > 0:
+                    waited += wait_quiet(self.args.max_foreign, self.args.quiet_wait)
                 s = measure(case.command(i), env, case.cwd, self.log)
                 # Other processes busy meanwhile (this machine may be shared): run it again, a few times.
                 if (i < self.args.warmup or s.foreign_cores <= self.args.max_foreign
@@ -432,6 +446,7 @@ class Bench:
             "mbps": ds.nbytes / wall / 1e6,
             "foreign_cores": med([s.foreign_cores for s in samples]),
             "retries": retries,
+            "waited_s": round(waited, 1),
         }
         print(f"  {case.label:34s} {res['mbps']:8.1f} MB/s  wall {wall:7.2f} s  cpu {cpu:7.2f} s  "
               f"({cpu / wall:4.2f} cores)  rss {res['maxrss_mib']:6.0f} MiB  other {res['foreign_cores']:.2f}",
@@ -650,7 +665,8 @@ def render_markdown(doc: dict[str, object]) -> str:
                  "(MB = 10^6 bytes). CPU = user+sys of the process tree; `cores` = CPU / wall. Peak RSS of "
                  "a pipeline is its largest process. `other` = user CPU of other processes during the run, in "
                  "cores (the machine may be shared; a run with more than "
-                 f"{doc.get('max_foreign', 0.15)} is run again, up to {doc.get('retries_allowed', 6)} times per case).")
+                 f"{doc.get('max_foreign', 0.15)} is run again, up to {doc.get('retries_allowed', 6)} times per case, and "
+                 "each run first waits up to a minute for the machine to go quiet).")
     lines.append("")
 
     # Issue 3's figures first.
@@ -837,6 +853,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="rerun a timed run when other processes used more than this many cores meanwhile")
     ap.add_argument("--retries", type=int, default=6, help="at most this many reruns per case (default 6)")
     ap.add_argument("--settle", type=float, default=5.0, help="seconds to wait before such a rerun")
+    ap.add_argument("--quiet-wait", type=float, default=60.0,
+                    help="before each run, wait up to this many seconds for other processes to go quiet "
+                         "(0: don't)")
     ap.add_argument("--rss-scaling", action="store_true",
                     help="also put/get benchmarks/data/mixed-big.bin once (gen_data.py --big 4G) to compare "
                          "peak RSS with the 1 GiB file")

@@ -356,14 +356,9 @@ def test_links_resolve(name: str) -> None:
     assert not broken, f"docs/{name}: broken links {broken}"
 
 
-# ----------------------------------------------------------------------- bugs found writing the docs
+# --------------------------------------------- bugs found writing the docs (fixed; kept as regressions)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the operation log is keyed by the location string as typed, so `vault log` for the same vault "
-    "spelled another way (a trailing slash, a relative path) shows none of its operations",
-)
 def test_log_finds_the_vault_however_its_location_is_spelled(vault, tmp_path: Path) -> None:
     f = write_file(tmp_path / "f.txt", b"x")
     vault("put", str(f), check=0)
@@ -373,33 +368,18 @@ def test_log_finds_the_vault_however_its_location_is_spelled(vault, tmp_path: Pa
     assert "put" in [r["command"] for r in records]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a command that fails before it opens the vault (put of a PATH that does not exist, exit 4) "
-    "leaves no record in `vault log`, so a nightly job whose source disk was not mounted looks like it never ran",
-)
 def test_failed_put_of_a_missing_path_is_logged(vault, tmp_path: Path) -> None:
     assert vault("put", str(tmp_path / "not-mounted")).code == 4
     records = parse_json(vault("log", "--json"))
     assert records and records[-1]["command"] == "put" and records[-1]["exit_code"] == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `vault log` records `key add`, `key list` and `key remove` all as the command `key`, so the log "
-    "can't tell that a key was added or removed",
-)
 def test_log_names_key_subcommands(vault) -> None:
     vault("key", "add", env={"VAULT_NEW_PASSWORD": "another password"}, check=0)
     records = parse_json(vault("log", "--json"))
     assert records[-1]["command"] == "key add"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a chunk that `check --read-data` found damaged stays in the index after `vault repair`, so "
-    "putting the intact original again reuses it and the new version can't be restored either (exit 20)",
-)
 def test_a_damaged_chunk_is_healed_by_putting_the_file_again(vault, tmp_path: Path) -> None:
     f = write_file(tmp_path / "photo.raw", random_bytes(300_000, seed=9))
     vault("put", str(f), check=0)

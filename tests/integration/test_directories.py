@@ -388,11 +388,8 @@ def test_get_subtree_file_and_ls_inside(sample: Sample, tmp_path: Path) -> None:
     one = tmp_path / "one-file"
     vault("get", "tree/a/b/c/deep.bin", "-o", str(one), check=0)
     assert one.read_bytes() == (src / "a" / "b" / "c" / "deep.bin").read_bytes()
-    assert os.stat(one).st_mtime_ns == os.stat(src / "a" / "b" / "c" / "deep.bin").st_mtime_ns
-
-    key = tmp_path / "key-out"
-    vault("get", "tree/private.key", "-o", str(key), check=0)
-    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    src_st = os.stat(src / "a" / "b" / "c" / "deep.bin")
+    assert (os.stat(one).st_mtime_ns, os.stat(one).st_mode) == (src_st.st_mtime_ns, src_st.st_mode)
 
     # a link by path comes back as the link
     link = tmp_path / "link-out"
@@ -404,8 +401,6 @@ def test_get_subtree_file_and_ls_inside(sample: Sample, tmp_path: Path) -> None:
     cwd.mkdir()
     vault("get", "tree/a/b/mid.txt", cwd=cwd, check=0)
     assert (cwd / "mid.txt").read_bytes() == b"middle\n"
-    vault("get", "tree/a/b", cwd=cwd, check=0)
-    assert _state(cwd / "b") == expected_sub
 
     listing = _json(vault("ls", "tree/a/b", "--json"))
     assert isinstance(listing, list)
@@ -515,7 +510,7 @@ def test_another_item_name_has_no_parent_to_reuse(vault: VaultCli, tmp_path: Pat
 
 # -- the measurement the issue asks for ------------------------------------------------------------------------
 def _big_tree(root: Path, files: int = 8000, total: int = 250 * 1024 * 1024) -> tuple[int, int]:
-    """``files`` files, ``total`` bytes: mostly small files (0.5–16 KiB) in 400 directories plus a few large
+    """``files`` files, ``total`` bytes: mostly small files (0.5 to 16 KiB) in 400 directories plus a few large
     ones holding the rest. Returns (files, bytes)."""
     import random
 

@@ -30,6 +30,7 @@ from helpers import (
     write_file,
 )
 
+
 def _out_dir(tmp_path: Path) -> Path:
     out = tmp_path / "restore-here"
     out.mkdir()

@@ -165,6 +165,21 @@ def check_no_leaks(vault: S3Vault) -> None:
     vault.assert_no_credentials(*vault.results)
 
 
+@pytest.fixture(scope="session")
+def s3_client(s3_server: str) -> Any:
+    """A boto3 client of the moto server, for looking at buckets directly (explicit settings: it is made
+    once, whatever the environment of each test)."""
+    import boto3
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=s3_server,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_KEY,
+    )
+
+
 @pytest.fixture
 def aws_env(s3_server: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The AWS settings pointing at moto, in ``os.environ`` (after ``clean_env``) and returned as a dict."""
@@ -176,16 +191,14 @@ def aws_env(s3_server: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch) ->
     return env
 
 
-def _make(cli: Any, aws_env: dict[str, str], home: Path, *, prefix: str, use_flag: bool) -> S3Vault:
-    import boto3
-
+def _make(cli: Any, client: Any, aws_env: dict[str, str], home: Path, *, prefix: str, use_flag: bool) -> S3Vault:
     bucket = fresh_bucket_name()
     vault = S3Vault(
         run=cli,
         bucket=bucket,
         prefix=prefix,
         endpoint=aws_env["AWS_ENDPOINT_URL"],
-        client=boto3.session.Session().client("s3"),
+        client=client,
         home=home,
         use_flag=use_flag,
     )
@@ -200,37 +213,45 @@ def _make(cli: Any, aws_env: dict[str, str], home: Path, *, prefix: str, use_fla
 
 
 @pytest.fixture
-def s3(cli: Any, aws_env: dict[str, str], clean_env: Path) -> Iterator[S3Vault]:
+def s3(cli: Any, s3_client: Any, aws_env: dict[str, str], clean_env: Path) -> Iterator[S3Vault]:
     """`vault` bound to ``VAULT_PATH=s3://<fresh bucket>/backups/host-1`` (the bucket does not exist yet)."""
-    vault = _make(cli, aws_env, clean_env, prefix="backups/host-1", use_flag=False)
+    vault = _make(cli, s3_client, aws_env, clean_env, prefix="backups/host-1", use_flag=False)
     yield vault
     check_no_leaks(vault)
 
 
 @pytest.fixture
-def s3_root(cli: Any, aws_env: dict[str, str], clean_env: Path) -> Iterator[S3Vault]:
+def s3_root(cli: Any, s3_client: Any, aws_env: dict[str, str], clean_env: Path) -> Iterator[S3Vault]:
     """`vault --vault s3://<fresh bucket>`: the bucket's root, no prefix, no VAULT_PATH."""
-    vault = _make(cli, aws_env, clean_env, prefix="", use_flag=True)
+    vault = _make(cli, s3_client, aws_env, clean_env, prefix="", use_flag=True)
     yield vault
     check_no_leaks(vault)
 
 
 @pytest.fixture(params=["prefix-env", "root-flag"])
 def s3_any(
-    request: pytest.FixtureRequest, cli: Any, aws_env: dict[str, str], clean_env: Path
+    request: pytest.FixtureRequest, cli: Any, s3_client: Any, aws_env: dict[str, str], clean_env: Path
 ) -> Iterator[S3Vault]:
     """Both ways of naming the vault: ``VAULT_PATH=s3://B/PREFIX`` and ``--vault s3://B``."""
     if request.param == "prefix-env":
-        vault = _make(cli, aws_env, clean_env, prefix="backups/host-1", use_flag=False)
+        vault = _make(cli, s3_client, aws_env, clean_env, prefix="backups/host-1", use_flag=False)
     else:
-        vault = _make(cli, aws_env, clean_env, prefix="", use_flag=True)
+        vault = _make(cli, s3_client, aws_env, clean_env, prefix="", use_flag=True)
     yield vault
     check_no_leaks(vault)
 
 
 @pytest.fixture
 def s3_vault(s3: S3Vault) -> S3Vault:
-    """An initialised vault in a fresh bucket under a prefix."""
-    s3.init()
+    """An initialised vault in a fresh bucket under a prefix, as `vault init` with cheap KDF options makes
+    it, but made in-process (the same ``Repository.create``), which saves a command per test; `init`
+    itself is tested through the command line."""
+    from vault.crypto import kdf
+    from vault.crypto.keys import POLICY_EXPLICIT
+    from vault.repo.repository import Repository
+    from vault.storage import open_backend
+
+    cheap = kdf.KdfParams(memory_kib=8 * 1024, time_cost=1, parallelism=1)
+    Repository.create(open_backend(s3.location), PASSWORD.encode(), cheap, POLICY_EXPLICIT)
     return s3
 

@@ -58,7 +58,6 @@ def test_internal_errors_on_pack_uploads_are_retried_through(s3_vault, proxy: Fa
     via("put", "-", "--name", "big", "--compression", "0", input=data, check=0)
     assert proxy.failures == 4
     assert s3_vault("get", "big", "-o", "-", check=0).out == data
-    s3_vault("check", "--read-data", check=0)
 
 
 def test_a_refusal_is_not_retried(s3_vault, proxy: FaultProxy) -> None:
@@ -81,6 +80,19 @@ def test_init_says_why_it_cannot_create_the_bucket(s3, proxy: FaultProxy) -> Non
     assert not s3.bucket_exists()
 
 
+def test_setup_mistakes_are_explained(s3) -> None:
+    """No credentials, an unknown profile, a bucket name the store refuses: exit 30, one line saying what
+    is wrong, and a hint where there is one to give."""
+    no_creds = {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}
+    r = s3("ls", env=no_creds)
+    assert_error(r, 30, "Unable to locate credentials")
+    assert "vault: hint: set AWS_ACCESS_KEY_ID" in r.err
+    assert_error(s3("ls", env={"AWS_PROFILE": "no-such-profile"}), 30, "no-such-profile")
+    r = s3("--vault", "s3://ab", "init", "--kdf-memory", "8", "--kdf-time", "1", "--kdf-parallelism", "1")
+    assert_error(r, 30, "cannot create bucket ab")
+    assert "3 to 63 characters" in r.err
+
+
 # ------------------------------------------------------------------------------------------ gone
 
 
@@ -98,7 +110,6 @@ def test_a_server_that_is_gone_is_exit_30_in_bounded_time(s3_vault, tmp_path) ->
     assert not (tmp_path / "out").exists()
     # Reachable again: nothing was harmed.
     s3_vault("check", "--read-data", check=0)
-    assert s3_vault("get", "before", "-o", "-", check=0).out == b"stored before"
 
 
 def test_a_server_that_dies_during_put_leaves_the_vault_valid(s3_vault, proxy: FaultProxy) -> None:
@@ -125,13 +136,13 @@ def test_a_server_that_dies_during_put_leaves_the_vault_valid(s3_vault, proxy: F
 
     assert s3_vault.keys_of("locks")  # the put could not remove its lock
     s3_vault("check", "--read-data", check=0)
-    assert s3_vault("get", "before", "-o", "-", check=0).out == b"stored before"
     s3_vault("prune", check=0)
     assert s3_vault.keys_of("locks") == []
     assert s3_vault.stored_bytes() == stored
-    # And the same put, tried again, works.
+    # And the same put, tried again, works; what was stored before is still there.
     s3_vault("put", "-", "--name", "during", input=data, check=0)
     assert s3_vault("get", "during", "-o", "-", check=0).out == data
+    assert s3_vault("get", "before", "-o", "-", check=0).out == b"stored before"
 
 
 # ----------------------------------------------------------------------------------------- credentials
@@ -158,3 +169,17 @@ def test_credentials_never_appear_in_output_or_logs(s3_vault, proxy: FaultProxy)
     debug_log = files["vault-debug.log"].read_text()
     assert "retrying" in debug_log and "SlowDown" in debug_log  # the check below has something to read
     s3_vault.assert_no_credentials(*results)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a location with credentials in it (s3://KEY:SECRET@bucket) is refused with exit 2, but "
+    "written verbatim into the operation log: vault/cli/_common.py backend_for() sets STATE.location "
+    "before open_backend() has validated it",
+)
+def test_credentials_typed_into_the_location_are_not_logged(s3) -> None:
+    r = s3("--vault", "s3://AKIAIOSFODNN7EXAMPLE:TOPSECRET99@bucket/x", "ls")
+    assert_error(r, 2, "credentials do not belong")
+    assert "TOPSECRET99" not in r.err
+    for path in s3.state_files():
+        assert b"TOPSECRET99" not in path.read_bytes(), path

@@ -90,6 +90,8 @@ def root(
         retry_lock_s=retry_lock,
     )
     STATE.command = ctx.invoked_subcommand or ""
+    # Every command that names a vault is logged, also when it fails before opening it (a missing PATH).
+    STATE.location = _common.canonical_location(ctx.obj.location)
 
 
 def _register() -> None:

@@ -83,8 +83,14 @@ def password_options(s: Settings, new_password_file: str | None = None) -> Passw
 def backend_for(s: Settings) -> Backend:
     from vault.storage import open_backend
 
-    STATE.location = s.location
     return open_backend(s.location)
+
+
+def canonical_location(location: str) -> str:
+    """One spelling per vault, so the operation log of `/v`, `/v/` and `./v` is the same file."""
+    if location.startswith("s3://"):
+        return location.rstrip("/")
+    return os.path.realpath(os.path.expanduser(location))
 
 
 def read_password(s: Settings) -> bytes:

@@ -116,7 +116,7 @@ def log_cmd(
 
     s = _common.settings(ctx)
     log_dir = s.env.get("VAULT_LOG_DIR") or None
-    records = OperationLog(s.location, Path(log_dir) if log_dir else None).read(n)
+    records = OperationLog(_common.canonical_location(s.location), Path(log_dir) if log_dir else None).read(n)
     _common.STATE.location = None  # reading the log is not an operation on the vault
     if as_json:
         _common.print_json([r.to_json() for r in records])

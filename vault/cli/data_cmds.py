@@ -168,7 +168,7 @@ def get(
 
     Example: vault get photos/2020 -o /tmp/restore   |   vault get db.sql -o - | psql
     """
-    from vault.ops.get import Restorer, destination, resolve
+    from vault.ops.get import RestoreFailed, Restorer, destination, resolve
 
     s = _common.settings(ctx)
     repo = _common.open_repo(s, lock="shared")
@@ -181,7 +181,12 @@ def get(
             _common.STATE.nbytes = n
             return
         dest = destination(name, node, output)
-        result = restorer.restore(record, node, dest, force)
+        try:
+            result = restorer.restore(record, node, dest, force)
+        except RestoreFailed as exc:
+            if as_json:  # the report names what was not restored; the exit code says it failed
+                _common.print_json(exc.result.to_json())
+            raise
     _common.STATE.nbytes = result.bytes_written
     if as_json:
         _common.print_json(result.to_json())

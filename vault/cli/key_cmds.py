@@ -20,6 +20,12 @@ def build_recovery_slot(repo: Repository, key: str) -> tuple[KeySlot, bytes]:
     return build_slot(repo.key, repo.vault_id, key.encode("ascii"), RECOVERY_PARAMS, POLICY_RECOVERY)
 
 key_app = typer.Typer(help="Several passwords for one vault.", no_args_is_help=True)
+
+
+@key_app.callback()
+def _key_group(ctx: typer.Context) -> None:
+    """Several passwords (and recovery keys) for one vault."""
+    _common.STATE.command = f"key {ctx.invoked_subcommand}"
 NewPwOpt = Annotated[
     str | None, typer.Option("--new-password-file", metavar="FILE", help="Read the new password from FILE.")
 ]

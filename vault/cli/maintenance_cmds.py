@@ -94,7 +94,7 @@ def forget(
         return
     for e in report.entries:
         why = f" ({', '.join(e['reasons'])})" if e["reasons"] else ""
-        typer.echo(f"{e['action']}\t{e['name']}\tversion {e['version']}\t{e['created']}{why}")
+        _common.say(s, f"{e['action']}\t{e['name']}\tversion {e['version']}\t{e['created']}{why}")
     verb = "would drop" if dry_run else "dropped"
     _common.say(s, f"{verb} {report.dropped} version(s); run `vault prune` to free space")
 

@@ -2,8 +2,8 @@
 
 30 random bytes (240 bits) and a 5-byte checksum (keyed BLAKE2b), in base32: 56 characters written as 14
 groups of 4, like ``ABCD-EFGH-…``. Typing it back is forgiving: case, spaces and dashes don't matter, and the
-digits 0, 1 and 8 (which base32 does not use) are read as O, I and B. The checksum catches a mistyped key
-before any key derivation runs.
+digits 0, 1 and 8 (which base32 does not use) are read as O, I and B. A mistyped key fails the checksum, so
+it is not mistaken for a recovery key: it is tried as an ordinary password, which no slot takes (exit 12).
 
 A recovery key opens its own key slot like a password does (``--password-file`` takes it). Its slot uses the
 minimum argon2id cost: a 240-bit key cannot be guessed, so a slow hash would only slow down its owner.

@@ -24,7 +24,7 @@ from vault.names import split_name
 from vault.pipeline.runner import Pipeline
 from vault.repo.catalog import VersionRecord
 from vault.repo.repository import Repository
-from vault.repo.tree import Node
+from vault.repo.tree import Node, valid_segment
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +175,17 @@ class Restorer:
 
     def _restore_tree(self, dir_fd: int, node: Node, path: str, force: bool, result: GetResult) -> None:
         assert node.subtree is not None
+        seen: set[str] = set()
         for child in self.repo.load_tree(node.subtree):
             child_path = f"{path}/{child.name}"
             try:
+                # decode_tree checked the names already; never trust one layer (a name with "/", "..", NUL or
+                # an absolute path would make the *at() calls below leave dir_fd; a repeated one could pair a
+                # link with a directory of the same name).
+                if not valid_segment(child.name) or child.name in seen:
+                    child_path = f"{path}/{child.name!r}"
+                    raise IntegrityError(f"{child_path}: unsafe or repeated name in the stored tree")
+                seen.add(child.name)
                 if child.type == "file":
                     result.bytes_written += self._write_file(dir_fd, child, force)
                     result.files += 1
@@ -226,11 +234,13 @@ class Restorer:
             os.close(parent_fd)
         if result.failed:
             shown = ", ".join(result.failed[:5]) + (" ..." if len(result.failed) > 5 else "")
-            raise _FailedRestore(result, f"{len(result.failed)} path(s) were not restored: {shown}")
+            raise RestoreFailed(result, f"{len(result.failed)} path(s) were not restored: {shown}")
         return result
 
 
-class _FailedRestore(IntegrityError):
+class RestoreFailed(IntegrityError):
+    """Some paths of a directory restore failed; ``result`` says what was restored and what was not."""
+
     def __init__(self, result: GetResult, message: str) -> None:
         super().__init__(message)
         self.result = result

@@ -2,35 +2,35 @@
 
 Runs under the exclusive lock, so no put is in flight and everything unreferenced is a leftover:
 1. temporary files of interrupted writes are removed;
-2. the index is rebuilt from the authenticated pack headers (one new index object, durable before the old
-   ones are removed), so damaged, missing or stale index objects stop mattering;
+2. every pack is read and every blob verified (authenticated, decompressed, its keyed id recomputed); the
+   index is rebuilt from the authenticated pack headers without the blobs that failed (one new index object,
+   durable before the old ones are removed), so damaged, missing or stale index objects stop mattering, and a
+   later `put` of the intact original stores a damaged chunk afresh instead of reusing it;
 3. version records that fail authentication are removed (they can't be read by anyone);
 4. versions whose data is gone are marked damaged (a replacement record listing what is lost), never deleted;
+   a version marked damaged whose data is all there again (the lost files were put again) is unmarked;
 5. packs that no version references are removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from vault import format as fmt
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.pipeline.runner import Pipeline
 from vault.repo import catalog
+from vault.repo.blobs import open_blob, verify_blob_id
 from vault.repo.index import Index, write_index
-from vault.repo.packs import read_pack_header
+from vault.repo.packs import parse_pack_header
 from vault.repo.repository import Repository
 from vault.repo.walk import collect
 from vault.storage.base import Handle, Kind
 
 log = logging.getLogger(__name__)
-
-
-class _SweepsTemporary(Protocol):
-    def cleanup_temporary(self, max_age_s: float) -> list[str]: ...
 
 
 @dataclass
@@ -52,25 +52,23 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
         for path in sweep(0.0):
             report.actions.append(f"removed temporary file {path}")
 
-    # -- index from pack headers ---------------------------------------------------------------------------
+    # -- index from verified packs -------------------------------------------------------------------------
     pack_infos = list(backend.list(Kind.DATA))
-
-    def header(name: str) -> tuple[str, list[fmt.BlobEntry] | None, str]:
-        try:
-            entries, _ = read_pack_header(backend, repo.key, repo.vault_id, name)
-            return name, entries, ""
-        except (IntegrityError, ObjectNotFoundError) as exc:
-            return name, None, str(exc)
-
+    sizes = {i.handle.name: i.size for i in pack_infos}
     index = Index()
     readable: list[tuple[bytes, list[fmt.BlobEntry]]] = []
-    sizes = {i.handle.name: i.size for i in pack_infos}
-    for name, entries, error in pipeline.ordered(header, [i.handle.name for i in pack_infos], pool=pipeline.io):
-        if entries is None:
+    damaged_blobs = 0
+    for name, good, bad, error in pipeline.ordered(
+        lambda name: _verify_pack(repo, name), list(sizes), max_in_flight=4, pool=pipeline.io
+    ):
+        if error:
             report.actions.append(f"pack <data/{name[:10]}> is unreadable and was left in place: {error}")
             continue
-        index.add_pack(bytes.fromhex(name), entries)
-        readable.append((bytes.fromhex(name), entries))
+        if bad:
+            damaged_blobs += bad
+            report.actions.append(f"pack <data/{name[:10]}>: {bad} damaged blob(s) left out of the index")
+        index.add_pack(bytes.fromhex(name), good)
+        readable.append((bytes.fromhex(name), good))
     old_index = [i.handle for i in backend.list(Kind.INDEX)]
     new_handle = write_index(backend, repo.key, repo.vault_id, readable) if readable else None
     for h in old_index:
@@ -78,8 +76,8 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
             backend.remove(h)
     repo._index = index
     report.actions.append(
-        f"rebuilt the index from {len(readable)} pack(s) ({len(index)} blobs), replacing {len(old_index)} "
-        "index object(s)"
+        f"rebuilt the index from {len(readable)} verified pack(s) ({len(index)} blobs), replacing "
+        f"{len(old_index)} index object(s)"
     )
 
     # -- version records -----------------------------------------------------------------------------------
@@ -93,21 +91,22 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
 
     refs = collect(repo, records)
     for rec in records:
-        lost = refs.damaged.get(rec.record_id)
+        lost = tuple(refs.damaged.get(rec.record_id, ()))
         label = f"{rec.item} version {rec.version}"
-        if not lost:
+        if lost:
+            report.damaged_versions.append(label)
+        if lost == rec.damaged:
             continue
-        report.damaged_versions.append(label)
-        if tuple(lost) == rec.damaged:
-            continue
-        marked = catalog.VersionRecord(
-            record_id=catalog.new_record_id(), item=rec.item, version=rec.version, created=rec.created,
-            type=rec.type, tree=rec.tree, size=rec.size, files=rec.files, bytes_added=rec.bytes_added,
-            host=rec.host, damaged=tuple(lost),
+        # Records are immutable: write the replacement first, then remove the old one.
+        catalog.write_record(
+            backend, repo.key, repo.vault_id,
+            dataclasses.replace(rec, record_id=catalog.new_record_id(), damaged=lost),
         )
-        catalog.write_record(backend, repo.key, repo.vault_id, marked)
         backend.remove(rec.handle)
-        report.actions.append(f"marked {label} as damaged: {len(lost)} path(s) lost")
+        if lost:
+            report.actions.append(f"marked {label} as damaged: {len(lost)} path(s) lost")
+        else:
+            report.actions.append(f"{label} is whole again: unmarked as damaged")
 
     # -- unreferenced packs ----------------------------------------------------------------------------------
     needed = refs.all
@@ -127,3 +126,24 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
             f"removed {len(unused)} pack(s) that no version references ({report.bytes_freed} bytes)"
         )
     return report
+
+
+def _verify_pack(repo: Repository, name: str) -> tuple[str, list[fmt.BlobEntry], int, str]:
+    """Read one whole pack; returns its name, the entries whose blobs verify, how many did not, and an error
+    when the pack itself (preamble, header) can't be read."""
+    handle = Handle(Kind.DATA, name)
+    try:
+        data = repo.backend.load(handle)
+        entries = parse_pack_header(lambda o, n: data[o : o + n], len(data), repo.key, repo.vault_id, name)
+    except (IntegrityError, ObjectNotFoundError) as exc:
+        return name, [], 0, str(exc)
+    good = []
+    for e in entries:
+        what = f"blob {e.blob_id.hex()[:10]} in pack {handle}"
+        try:
+            plain = open_blob(repo.key, repo.vault_id, e, data[e.offset : e.offset + e.length], what)
+            verify_blob_id(repo.key, plain, e, what)
+        except IntegrityError:
+            continue
+        good.append(e)
+    return name, good, len(entries) - len(good), ""

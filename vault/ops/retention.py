@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from vault import format as fmt
-from vault.errors import NotFoundError, ObjectNotFoundError, UsageError
+from vault.errors import IntegrityError, NotFoundError, ObjectNotFoundError, UsageError
 from vault.names import check_name
 from vault.pipeline.runner import Pipeline
 from vault.repo.blobs import SealedBlob, open_blob
@@ -141,6 +141,16 @@ def prune(repo: Repository, pipeline: Pipeline, dry_run: bool) -> PruneReport:
     backend = repo.backend
     records = repo.records()
     refs = collect(repo, records)
+    # A version that needs a blob the index does not list (a lost index object) or a tree that can't be read:
+    # its data may sit in a pack that would look unreferenced or orphaned here, and deleting it would lose a
+    # version that `repair` can still save. Only versions that repair already marked damaged are pruned past.
+    unknown = [r for r in records if r.record_id in refs.damaged and not r.damaged]
+    if unknown:
+        raise IntegrityError(
+            f"{len(unknown)} version(s) need data that the index does not list or that can't be read; "
+            "pruning now could delete it",
+            hint="run `vault check`, then `vault repair`, and prune again",
+        )
     needed = refs.all
     sizes = {o.handle.name: o.size for o in backend.list(Kind.DATA)}
     packs = repo.index.packs()
@@ -168,7 +178,7 @@ def prune(repo: Repository, pipeline: Pipeline, dry_run: bool) -> PruneReport:
     report.packs_repacked = len(repack)
     report.bytes_deleted = sum(sizes[p.hex()] for p in delete + orphans + [p for p, _ in repack])
     if dry_run:
-        report.bytes_written = sum(sum(e.length for e in live) for _, live in repack)
+        report.packs_written, report.bytes_written = _repack_size(repack)
         return report
 
     written = _repack(repo, pipeline, repack, report)
@@ -182,6 +192,33 @@ def prune(repo: Repository, pipeline: Pipeline, dry_run: bool) -> PruneReport:
         with contextlib.suppress(ObjectNotFoundError):
             backend.remove(Handle(Kind.DATA, pack_id.hex()))
     return report
+
+
+def _repack_size(repack: list[tuple[bytes, list[fmt.BlobEntry]]]) -> tuple[int, int]:
+    """The packs and bytes that :func:`_repack` would write (same order, dedup and pack boundaries, and each
+    pack's preamble, sealed header and trailer), so a dry run reports what the real prune frees."""
+    packs = total = count = 0
+    size = fmt.PACK_PREAMBLE_SIZE
+    seen: set[bytes] = set()
+
+    def flush() -> None:
+        nonlocal packs, total, count, size
+        if count:
+            packs += 1
+            total += size + 4 + count * fmt.ENTRY_SIZE + fmt.AEAD_OVERHEAD + fmt.PACK_TRAILER_SIZE
+        count, size = 0, fmt.PACK_PREAMBLE_SIZE
+
+    for _, live in repack:
+        for e in live:
+            if e.blob_id in seen:
+                continue
+            seen.add(e.blob_id)
+            size += e.length
+            count += 1
+            if size >= fmt.PACK_TARGET_SIZE:
+                flush()
+    flush()
+    return packs, total
 
 
 def _repack(

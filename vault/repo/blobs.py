@@ -6,6 +6,7 @@ thread-safe), so the pipeline runs them on any worker thread. zstd, AES-GCM and 
 
 from __future__ import annotations
 
+import hmac
 import threading
 from dataclasses import dataclass
 
@@ -87,5 +88,5 @@ def open_blob(key: MasterKey, vault_id: bytes, entry: fmt.BlobEntry, sealed: byt
 
 def verify_blob_id(key: MasterKey, data: bytes, entry: fmt.BlobEntry, what: str) -> None:
     """Recompute the keyed hash (check --read-data): proves the plaintext is the one the id names."""
-    if key.blob_id(data, entry.blob_type) != entry.blob_id:
+    if not hmac.compare_digest(key.blob_id(data, entry.blob_type), entry.blob_id):  # a MAC: constant time
         raise IntegrityError(f"{what} does not match its id")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 
 from vault import format as fmt
 from vault.crypto.keys import MasterKey
@@ -51,24 +52,34 @@ class PackBuilder:
         return data
 
 
-def read_pack_header(backend: Backend, key: MasterKey, vault_id: bytes, name: str) -> tuple[list[fmt.BlobEntry], int]:
+def read_pack_header(
+    backend: Backend, key: MasterKey, vault_id: bytes, name: str
+) -> tuple[list[fmt.BlobEntry], int]:
     """Read and authenticate a pack's header from the end of the pack; returns its entries and the pack size.
     Raises IntegrityError (also for a missing pack: the vault needs it) or StorageError."""
     handle = Handle(Kind.DATA, name)
-    what = f"pack {handle}"
     try:
         size = backend.stat(handle).size
     except ObjectNotFoundError:
-        raise IntegrityError(f"{what} is missing; run `vault check`") from None
+        raise IntegrityError(f"pack {handle} is missing; run `vault check`") from None
+    entries = parse_pack_header(lambda offset, length: backend.load(handle, offset, length), size, key, vault_id, name)
+    return entries, size
+
+
+def parse_pack_header(
+    read: Callable[[int, int], bytes], size: int, key: MasterKey, vault_id: bytes, name: str
+) -> list[fmt.BlobEntry]:
+    """The authenticated entries of a pack of ``size`` bytes, reading through ``read(offset, length)`` (ranged
+    loads from the store, or slices of a pack already in memory). Raises IntegrityError."""
+    what = f"pack {Handle(Kind.DATA, name)}"
     if size < fmt.PACK_PREAMBLE_SIZE + fmt.PACK_TRAILER_SIZE + fmt.AEAD_OVERHEAD:
         raise IntegrityError(f"{what} is truncated")
-    fmt.parse_pack_preamble(backend.load(handle, 0, fmt.PACK_PREAMBLE_SIZE), what)
-    hlen = fmt.parse_pack_trailer(backend.load(handle, size - 4, 4), size, what)
+    fmt.parse_pack_preamble(read(0, fmt.PACK_PREAMBLE_SIZE), what)
+    hlen = fmt.parse_pack_trailer(read(size - 4, 4), size, what)
     header_start = size - 4 - hlen
-    sealed = backend.load(handle, header_start, hlen)
-    plain = key.meta.open(sealed, fmt.pack_header_aad(vault_id, name), f"header of {what}")
+    plain = key.meta.open(read(header_start, hlen), fmt.pack_header_aad(vault_id, name), f"header of {what}")
     entries, end = fmt.decode_entries(plain, 0, f"header of {what}")
     if end != len(plain):
         raise IntegrityError(f"header of {what} has trailing bytes")
     fmt.check_pack_entries(entries, header_start, what)
-    return entries, size
+    return entries

@@ -144,6 +144,11 @@ class S3Backend:
                     f"{what}: access denied ({code}: {message})",
                     hint="create the bucket yourself, or use credentials allowed to s3:CreateBucket",
                 ) from None
+            if code == "InvalidBucketName":
+                raise StorageError(
+                    f"{what}: the store refuses the name ({code})",
+                    hint="S3 bucket names are 3 to 63 characters: lowercase letters, digits, dots, hyphens",
+                ) from None
             self._raise(e, "create", self.location, missing_is_not_found=False)
         except self._exc.BotoCoreError as e:
             self._raise(e, "create", self.location, missing_is_not_found=False)

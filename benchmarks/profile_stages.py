@@ -352,23 +352,42 @@ def cmd_micro(args: argparse.Namespace) -> int:
     bench("read (readinto, 8 MiB buffer, warm cache)", read_file)
     cdc = FastCDC(1 << 20, min_size=256 << 10, max_size=4 << 20, seed=12345)
     bench("FastCDC cut_buf (views only)", lambda: sum(1 for _ in cdc.cut_buf(data)))
-    chunks = bench("FastCDC cut_buf + bytes(chunk.data) copy",
+
+    def cut_copy() -> None:
+        for c in cdc.cut_buf(data):
+            bytes(c.data)  # dropped at once, as the pipeline soon drops it: memory can be reused
+
+    bench("FastCDC cut_buf + bytes(chunk.data), each dropped at once", cut_copy)
+    chunks = bench("FastCDC cut_buf + bytes(chunk.data), all kept (fresh memory)",
                    lambda: [bytes(c.data) for c in cdc.cut_buf(data)])
-    bench("bytes() copy of the chunks again (memory is reused now)", lambda: [bytes(c) for c in chunks])
+    bench("bytearray copy of each chunk into one reused buffer",
+          lambda: [memoryview(buf)[: len(c)].__setitem__(slice(None), c) for buf in [bytearray(4 << 20)]
+                   for c in chunks])
     key = os.urandom(32)
     bench("keyed BLAKE3 per chunk", lambda: [blake3.blake3(c, key=key).digest() for c in chunks])
     cctx = zstandard.ZstdCompressor(level=3, write_content_size=True)
-    packed = bench("zstd -3 compress per chunk", lambda: [cctx.compress(c) for c in chunks])
-    dctx = zstandard.ZstdDecompressor()
-    bench("zstd decompress per chunk", lambda: [dctx.decompress(p, max_output_size=len(c))
-                                                for p, c in zip(packed, chunks)])
+    sizes = bench("zstd -3 compress per chunk (output dropped)", lambda: [len(cctx.compress(c)) for c in chunks])
+    packed = [cctx.compress(c) for c in chunks[:64]]
+    few = sum(len(c) for c in chunks[:64])
+    t0 = time.thread_time()
+    for p, c in zip(packed, chunks):
+        dctx = zstandard.ZstdDecompressor()
+        dctx.decompress(p, max_output_size=len(c))
+    rows.append((f"zstd decompress per chunk (first {len(packed)} chunks, output dropped)",
+                 (time.thread_time() - t0) * n / few))
     aes = AESGCM(os.urandom(32))
     nonce = os.urandom(12)
-    sealed = bench("AES-256-GCM encrypt per chunk (+nonce concat)",
-                   lambda: [nonce + aes.encrypt(nonce, c, b"aad") for c in chunks])
-    bench("AES-256-GCM decrypt per chunk", lambda: [aes.decrypt(memoryview(s)[:12], memoryview(s)[12:], b"aad")
-                                                    for s in sealed])
-    bench("b''.join of the sealed chunks (pack assembly)", lambda: b"".join(sealed))
+    bench("AES-256-GCM encrypt per chunk (+nonce concat, dropped)",
+          lambda: [len(nonce + aes.encrypt(nonce, c, b"aad")) for c in chunks])
+    sealed = [nonce + aes.encrypt(nonce, c, b"aad") for c in chunks[:64]]
+    t0 = time.thread_time()
+    for s_ in sealed:
+        mv = memoryview(s_)
+        aes.decrypt(mv[:12], mv[12:], b"aad")
+    rows.append((f"AES-256-GCM decrypt per chunk (first {len(sealed)} chunks, dropped)",
+                 (time.thread_time() - t0) * n / few))
+    bench("b''.join of all chunks (pack assembly, fresh memory)", lambda: len(b"".join(chunks)))
+    packed = [b"x" * s for s in sizes]
     ratio = n / sum(len(p) for p in packed)
     print(f"### single-core primitives on {path.name}[:{n / 1e6:.0f} MB], {len(chunks)} chunks "
           f"(avg {n / len(chunks) / 1e6:.2f} MB), zstd ratio {ratio:.2f}")
@@ -380,43 +399,56 @@ def cmd_micro(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source_lines(path: Path, needle: str) -> set[int]:
+    try:
+        return {i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line}
+    except OSError:
+        return set()
+
+
 def cmd_pyspy(args: argparse.Namespace) -> int:
-    """Summarise a py-spy raw (collapsed) profile recorded with --threads [--idle]: per thread, per activity."""
+    """Summarise a py-spy raw (collapsed) profile recorded with --threads [--idle]: per thread, per activity.
+    Each sample is named by its deepest frame that matches a rule (so an fsync inside an index write is fsync)."""
+    blobs_py = HERE.parent / "vault" / "repo" / "blobs.py"
+    comp = "|".join(str(n) for n in sorted(_source_lines(blobs_py, ".compress("))) or "x"
+    decomp = "|".join(str(n) for n in sorted(_source_lines(blobs_py, ".decompress("))) or "x"
     rules = [
-        ("zstd compress", ("compress",)),
-        ("zstd decompress", ("decompress",)),
-        ("AES-GCM", ("Aead._seal_with", "Aead.open", "Aead.seal")),
-        ("BLAKE3", ("MasterKey.blob_id",)),
-        ("argon2id", ("hash_secret_raw", "verify_secret")),
-        ("fsync", ("fsync",)),
-        ("write", ("_write_all",)),
-        ("pread", ("_pread_exactly",)),
-        ("read + FastCDC + copy", ("Chunker.chunks", "_read_up_to")),
-        ("pack join", ("PackBuilder.finish",)),
-        ("idle: worker waiting for work", ("_worker (concurrent/futures/thread.py:81)",)),
-        ("wait: future result", ("Future.result", "_result_or_cancel")),
-        ("wait: other", ("Condition.wait", "Event.wait", "wait (threading")),
-        ("imports / start-up", ("<module>", "_find_and_load")),
+        ("zstd compress", rf"seal_blob \(vault/repo/blobs\.py:({comp})\)|ZSTD_compress"),
+        ("zstd decompress", rf"open_blob \(vault/repo/blobs\.py:({decomp})\)|ZSTD_decompress"),
+        ("AES-GCM", r"^Aead\."),
+        ("BLAKE3", r"blob_id \("),
+        ("argon2id", r"hash_secret_raw|verify_secret"),
+        ("fsync directory", r"^_fsync_dir"),
+        ("fsync file", r"fsync"),
+        ("write", r"^_write_all|write \(|BufferedWriter"),
+        ("pread", r"^_pread_exactly"),
+        ("read + FastCDC cut + copy (main)", r"^Chunker\.chunks|^_read_up_to|^_Prefixed"),
+        ("pack join", r"^PackBuilder\.finish"),
+        ("idle: pool thread waiting for work", r"^_worker \("),
+        ("wait: Future.result", r"^Future\.result|^_result_or_cancel"),
+        ("wait: lock/condition", r"^Condition\.wait|^Event\.wait|^Semaphore|^Lock"),
+        ("imports / start-up", r"^<module>|^_find_and_load|^_call_with_frames_removed"),
     ]
+    compiled = [(name, re.compile(rx)) for name, rx in rules]
     per: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for line in open(args.raw):
         stack, _, count = line.rstrip("\n").rpartition(" ")
         frames = stack.split(";")
-        tid = frames[0]
-        role = next((f for f in frames[1:3] if not f.startswith("0x")), "?").split(" ")[0]
-        role = re.sub(r"_\d+$", "", role)
-        if role.startswith("vault-") is False and "MainThread" not in stack and role != "MainThread":
-            role = role if role else tid
-        if "MainThread" in frames[1:3] or role == "MainThread":
-            role = "main"
+        head = frames[0]
+        name = head.split(": ", 1)[1] if ": " in head else head
+        role = "main" if name == "MainThread" else re.sub(r"_\d+$", "", name)
         activity = "other Python"
-        for name, needles in rules:
-            if any(any(nd in f for nd in needles) for f in reversed(frames)):
-                activity = name
+        for frame in reversed(frames[1:]):
+            hit = next((n for n, rx in compiled if rx.search(frame)), None)
+            if hit is not None:
+                activity = hit
                 break
+        if activity.startswith("wait: lock") and "Future.result" in stack:
+            activity = "wait: Future.result"
         per[role][activity] += int(count)
     rate = args.rate
-    print(f"### py-spy samples of {Path(args.raw).name} ({rate}/s; seconds = samples / rate)")
+    print(f"### py-spy samples of {Path(args.raw).name} ({rate}/s; seconds = samples / rate, summed over the "
+          "threads of a role)")
     print()
     print("| thread | activity | samples | s | share of thread |")
     print("| --- | --- | ---: | ---: | ---: |")

@@ -479,6 +479,7 @@ class Bench:
         self.args.tools = tools
         results: list[dict[str, object]] = []
         started = time.time()
+        source_before = versions(self.vault)["vault source"]
         self.file_counts: dict[str, int] = {}
         for name in self.args.sets:
             ds = self.dataset(name)
@@ -498,6 +499,10 @@ class Bench:
                 rm(self.work / p)
         if self.args.rss_scaling:
             results += self.rss_scaling()
+        vers = versions(self.vault)
+        if vers["vault source"] != source_before:
+            self.notes.append(f"vault's source changed during the run (other work in the tree): "
+                              f"{source_before} at the start, {vers['vault source']} at the end.")
         return {
             "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "duration_s": round(time.time() - started),
@@ -507,7 +512,7 @@ class Bench:
             "max_foreign": self.args.max_foreign,
             "retries_allowed": self.args.retries,
             "machine": machine_info(),
-            "versions": versions(self.vault),
+            "versions": vers,
             "data": {r["dataset"]: r["bytes"] for r in results},
             "files": self.file_counts,
             "notes": self.notes,
@@ -839,6 +844,22 @@ def write_chart(doc: dict[str, object], path: Path) -> None:
     plt.close(fig)
 
 
+def merge(old: dict, new: dict) -> dict:
+    """The old results with every case measured now replaced (or added), noting both runs."""
+    fresh = {(r["dataset"], r["label"]): r for r in new["results"]}
+    results = [fresh.pop((r["dataset"], r["label"]), r) for r in old["results"]]
+    results += list(fresh.values())
+    out = dict(old)
+    out["results"] = results
+    out["data"] = {**old.get("data", {}), **new.get("data", {})}
+    out["files"] = {**old.get("files", {}), **new.get("files", {})}
+    out["when"] = f"{old['when']}, partly redone {new['when']} (`{' '.join(new['argv'])}`)"
+    out["duration_s"] = old.get("duration_s", 0) + new.get("duration_s", 0)
+    out["notes"] = old.get("notes", []) + [n for n in new.get("notes", []) if n not in old.get("notes", [])]
+    out["versions"] = new["versions"]
+    return out
+
+
 # -- main --------------------------------------------------------------------------------------------------
 
 
@@ -866,6 +887,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chart", type=Path, default=CHART)
     ap.add_argument("--no-doc", action="store_true", help="do not touch docs/performance.md or the chart")
     ap.add_argument("--render-only", action="store_true", help="re-render the doc and chart from --results")
+    ap.add_argument("--merge", action="store_true",
+                    help="replace only the cases measured now in the existing --results (to redo a noisy subset)")
     args = ap.parse_args(argv)
     args.sets = [s for s in args.sets.split(",") if s]
     args.tools = [t for t in args.tools.split(",") if t]
@@ -880,6 +903,8 @@ def main(argv: list[str] | None = None) -> int:
         doc = json.loads(args.results.read_text())
     else:
         doc = Bench(args).run()
+        if args.merge and args.results.exists():
+            doc = merge(json.loads(args.results.read_text()), doc)
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"raw results: {args.results}")

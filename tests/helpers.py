@@ -158,6 +158,15 @@ def copy_vault(src: Path, dst: Path) -> Path:
 # --------------------------------------------------------------------------------------------- errors
 
 
+@dataclass
+class Result:
+    """The shape of tests/conftest.py's Result, for commands run by hand (under setpriv, with Popen)."""
+
+    code: int
+    out: bytes
+    err: str
+
+
 def assert_error(result: Any, code: int, contains: str | None = None) -> None:
     """``result`` failed with ``code`` and the contract's standard error: one ``vault: error: ...`` line,
     maybe followed by ``vault: hint: ...``, every line starting with ``vault: ``, no traceback."""
@@ -197,7 +206,15 @@ def unreadable_prefix(path: Path) -> list[str] | None:
     included), so the file's mode applies to uid 0 too, while the vault dir and $HOME (owned by root) stay
     writable. The prefix is proven to deny the read before it is returned.
     """
-    probe = ["python3", "-c", f"open({str(path)!r}, 'rb')"]
+    return _denying_prefix([sys.executable, "-c", f"open({str(path)!r}, 'rb')"])
+
+
+def unwritable_prefix(directory: Path) -> list[str] | None:
+    """Like :func:`unreadable_prefix`, for creating a file in ``directory`` (already chmod 0555)."""
+    return _denying_prefix([sys.executable, "-c", f"open({str(directory / '.probe')!r}, 'xb')"])
+
+
+def _denying_prefix(probe: list[str]) -> list[str] | None:
     if os.geteuid() != 0:
         prefix: list[str] = []
     elif shutil.which("setpriv"):

@@ -42,6 +42,9 @@ MAX_BLOB_RAW = 64 * 1024 * 1024
 MAX_METADATA_RAW = 256 * 1024 * 1024
 # A pack's header can't list more blobs than this (16 MiB packs of tiny blobs stay far below it).
 MAX_PACK_ENTRIES = 1_000_000
+# No pack vault writes is larger: the target, plus one blob that crossed it, plus a header of tiny blobs.
+# Readers that load whole packs refuse anything bigger before allocating for it.
+MAX_PACK_SIZE = 128 * 1024 * 1024
 
 # -- HKDF labels: one subkey per purpose, derived from the master key ----------------------------------------
 LABEL_DATA = b"vault/v1/data"  # AEAD key for blobs

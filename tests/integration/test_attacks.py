@@ -518,14 +518,6 @@ def test_a_known_file_is_not_found_by_its_plain_hash(vault: VaultCli, tmp_path: 
     assert not [i for i in range(5, len(pack_a) - 20, 16) if pack_a[i : i + 16] in in_b]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (vault/ops/check.py _read_pack, vault/ops/repair.py _verify_pack; vault/ops/retention.py "
-    "_repack does the same): check --read-data and repair load a whole pack file into memory without first "
-    "comparing its size with what its header and the index allow, so a writer who replaces a pack with a "
-    "huge (even sparse) file makes them allocate all of it; read blob by blob (ranged loads) or refuse a "
-    "pack larger than its indexed extent",
-)
 @pytest.mark.parametrize("command", [("check", "--read-data"), ("repair",)])
 def test_huge_pack_is_not_read_whole_into_memory(vault: VaultCli, tmp_path: Path, command: tuple[str, ...]) -> None:
     vault("put", str(write_file(tmp_path / "a.bin", random_bytes(45_000, seed=73))), check=0)

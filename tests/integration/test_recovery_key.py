@@ -14,7 +14,6 @@ import re
 import stat
 from pathlib import Path
 
-import pytest
 from helpers import assert_error, random_bytes, snapshot, write_file
 from support import VaultCli
 
@@ -159,12 +158,6 @@ def test_passwd_with_a_recovery_key_is_refused_with_a_hint(cli: VaultCli, tmp_pa
     assert {p.name: p.read_bytes() for p in (cli.vault_path / "keys").iterdir()} == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (vault/cli/key_cmds.py passwd): the new password is read before the recovery-key refusal, so "
-    "without a new-password source the answer is exit 12 (and at a terminal the user types a new password "
-    "twice before being told it can't be used); check repo.slot.policy first",
-)
 def test_passwd_with_a_recovery_key_is_refused_before_asking_for_a_new_password(
     cli: VaultCli, tmp_path: Path
 ) -> None:
@@ -173,12 +166,6 @@ def test_passwd_with_a_recovery_key_is_refused_before_asking_for_a_new_password(
     assert_error(cli("passwd", env=_with_key_file(key_file)), 2, "recovery key")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (vault/cli/init_cmd.py): `init --recovery-key FILE` whose directory does not exist creates "
-    "the vault, prints 'created vault', then fails with exit 30: the user is left with a vault without the "
-    "recovery key they asked for, and rerunning init is refused (40); check that FILE can be created first",
-)
 def test_init_with_an_unwritable_key_file_leaves_nothing_behind(cli: VaultCli, tmp_path: Path) -> None:
     r = cli("init", "--kdf-memory", "8", "--recovery-key", str(tmp_path / "no-such-dir" / "key.txt"))
     assert_error(r, 30)

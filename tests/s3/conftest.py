@@ -3,8 +3,9 @@
 
 Every test gets a fresh bucket that does not exist yet (``vault init`` has to create it). The ``s3`` fixture
 gives a :class:`S3Vault`: the `vault` command (the real entry point, as a child process, via the shared
-``cli`` fixture) bound to ``VAULT_PATH=s3://BUCKET/PREFIX``; ``s3_root`` binds it with ``--vault s3://BUCKET``
-instead (no prefix, no ``VAULT_PATH``); ``s3_any`` runs a test both ways.
+``cli`` fixture) bound to ``VAULT_PATH=s3://BUCKET/PREFIX``; ``s3_any`` runs a test that way and again with
+``--vault s3://BUCKET`` (the bucket's root, no prefix, no ``VAULT_PATH``); ``s3_vault`` is ``s3`` with a vault
+already made in it.
 
 The AWS variables are set after the autouse ``clean_env`` (which removes every AWS_* variable): in
 ``os.environ`` through monkeypatch, for boto3 in the test process, and in the environment given to the
@@ -216,14 +217,6 @@ def _make(cli: Any, client: Any, aws_env: dict[str, str], home: Path, *, prefix:
 def s3(cli: Any, s3_client: Any, aws_env: dict[str, str], clean_env: Path) -> Iterator[S3Vault]:
     """`vault` bound to ``VAULT_PATH=s3://<fresh bucket>/backups/host-1`` (the bucket does not exist yet)."""
     vault = _make(cli, s3_client, aws_env, clean_env, prefix="backups/host-1", use_flag=False)
-    yield vault
-    check_no_leaks(vault)
-
-
-@pytest.fixture
-def s3_root(cli: Any, s3_client: Any, aws_env: dict[str, str], clean_env: Path) -> Iterator[S3Vault]:
-    """`vault --vault s3://<fresh bucket>`: the bucket's root, no prefix, no VAULT_PATH."""
-    vault = _make(cli, s3_client, aws_env, clean_env, prefix="", use_flag=True)
     yield vault
     check_no_leaks(vault)
 

@@ -11,7 +11,6 @@ import socket
 import time
 from pathlib import Path
 
-import pytest
 from helpers import MiB, assert_error, parse_json, random_bytes, snapshot, text_bytes, write_file
 
 CHEAP_INIT = ("init", "--kdf-memory", "8", "--kdf-time", "1", "--kdf-parallelism", "1")
@@ -257,12 +256,6 @@ def test_the_bucket_reveals_no_names_contents_or_passwords(s3_any, tmp_path: Pat
             assert needle.lower() not in key.encode().lower(), (key, needle)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: key slots (keys/<id>) are plaintext JSON that name the host that added the key "
-    '("host": socket.gethostname()); spec/cli.md "What the storage may reveal" allows only how many '
-    "objects there are and how large (the host belongs inside the encrypted part: vault/crypto/keys.py)",
-)
 def test_the_bucket_does_not_name_the_host(s3_vault) -> None:
     host = socket.gethostname().encode()
     for key in s3_vault.keys_of("keys"):

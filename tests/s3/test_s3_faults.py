@@ -171,14 +171,25 @@ def test_credentials_never_appear_in_output_or_logs(s3_vault, proxy: FaultProxy)
     s3_vault.assert_no_credentials(*results)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a location with credentials in it (s3://KEY:SECRET@bucket) is refused with exit 2, but "
-    "written verbatim into the operation log: vault/cli/_common.py backend_for() sets STATE.location "
-    "before open_backend() has validated it",
+@pytest.mark.parametrize(
+    "scheme",
+    [
+        "s3://",
+        pytest.param(
+            "S3://",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="BUG: open_backend() takes the scheme in any case, but vault/cli/_common.py "
+                "canonical_location() only strips credentials after a lower-case 's3://': 'S3://KEY:SECRET@b' "
+                "is logged as the local path '$PWD/S3:/KEY:SECRET@b', secret included",
+            ),
+        ),
+    ],
 )
-def test_credentials_typed_into_the_location_are_not_logged(s3) -> None:
-    r = s3("--vault", "s3://AKIAIOSFODNN7EXAMPLE:TOPSECRET99@bucket/x", "ls")
+def test_credentials_typed_into_the_location_are_not_logged(s3, scheme: str) -> None:
+    """A location with credentials in it is refused (exit 2); neither the message nor the operation log
+    repeats them."""
+    r = s3("--vault", f"{scheme}AKIAIOSFODNN7EXAMPLE:TOPSECRET99@bucket/x", "ls")
     assert_error(r, 2, "credentials do not belong")
     assert "TOPSECRET99" not in r.err
     for path in s3.state_files():

@@ -320,12 +320,6 @@ def test_no_password_in_any_file_after_a_session(cli: VaultCli, tmp_path: Path) 
         assert DISTINCT_PASSWORD.encode() not in content, p
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (vault/cli/init_cmd.py, vault/cli/key_cmds.py _new_password and add_recovery_key): new "
-    "passwords and recovery keys go to the operation log's redaction list (STATE.secrets) but not to "
-    "logsetup's redactor (register_secret), so the debug log's last line of defence does not cover them",
-)
 def test_a_new_password_is_redacted_from_the_debug_log_too(
     cli: VaultCli, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:

@@ -89,19 +89,42 @@ def backend_for(s: Settings) -> Backend:
 def canonical_location(location: str) -> str:
     """One spelling per vault, so the operation log of `/v`, `/v/` and `./v` is the same file."""
     if location.startswith("s3://"):
-        return location.rstrip("/")
+        # Never keep credentials someone typed into the location (s3://KEY:SECRET@bucket); open_backend
+        # refuses such a location, but the log entry for that failure must not hold them either.
+        return "s3://" + location[5:].rsplit("@", 1)[-1].rstrip("/")
     return os.path.realpath(os.path.expanduser(location))
 
 
-def read_password(s: Settings) -> bytes:
+def remember_secret(secret: bytes) -> None:
+    """Every password or key this run handles is scrubbed from the debug log and the operation log, a last
+    line of defence behind the rule that no message ever contains one."""
     from vault.logsetup import register_secret
+
+    register_secret(secret)
+    STATE.secrets.append(secret)
+
+
+def read_password(s: Settings) -> bytes:
     from vault.passwords import read_password as _read
     from vault.passwords import terminal_prompt
 
     password = _read(password_options(s), prompt=terminal_prompt)
-    register_secret(password)
-    STATE.secrets.append(password)
+    remember_secret(password)
     return password
+
+
+def new_recovery_key(path: str, location: str) -> str:
+    """Generate a recovery key and write it to ``path`` (0600, never over a file). The file comes first: a slot
+    whose key was never written down would be useless. ConflictError, StorageError."""
+    from datetime import UTC, datetime
+
+    from vault.crypto import recovery
+
+    key = recovery.generate()
+    remember_secret(key.encode("ascii"))
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    recovery.write_key_file(path, key, location, created)
+    return key
 
 
 def open_repo(s: Settings, lock: str | None = None) -> Repository:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Annotated
 
@@ -58,16 +59,21 @@ def init(
         except ObjectNotFoundError:
             pass
     password = read_new_password(_common.password_options(s), prompt=terminal_prompt, for_init=True)
-    _common.STATE.secrets.append(password)
-    if recovery_key is not None and os.path.lexists(recovery_key):
-        raise ConflictError(f"{recovery_key} exists already; the recovery key is never written over a file")
-    repo = Repository.create(backend, password, params, POLICY_EXPLICIT if explicit else POLICY_DEFAULT)
+    _common.remember_secret(password)
+    # The recovery key file is written before the vault exists, so a file that can't be written leaves no
+    # vault behind that lacks the key the user asked for.
+    key = _common.new_recovery_key(recovery_key, backend.location) if recovery_key is not None else None
+    try:
+        repo = Repository.create(backend, password, params, POLICY_EXPLICIT if explicit else POLICY_DEFAULT)
+        slot = repo.keys.add_recovery(repo.key, key) if key is not None else None
+    except BaseException:
+        if recovery_key is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(recovery_key)
+        raise
     _common.say(s, f"created vault at {backend.location}")
-    if recovery_key is not None:
-        from vault.cli.key_cmds import add_recovery_key
-
-        slot_id = add_recovery_key(repo, recovery_key)
-        _common.say(s, f"added recovery key {slot_id}, written to {recovery_key}: print it, keep it offline")
+    if slot is not None:
+        _common.say(s, f"added recovery key {slot.slot_id}, written to {recovery_key}: print it, keep it offline")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,32 +10,25 @@ from vault.cli import _common
 
 if TYPE_CHECKING:
     from vault.crypto.kdf import KdfParams
-    from vault.crypto.keys import KeySlot
     from vault.repo.repository import Repository
 
-
-def build_recovery_slot(repo: Repository, key: str) -> tuple[KeySlot, bytes]:
-    from vault.crypto.keys import POLICY_RECOVERY, RECOVERY_PARAMS, build_slot
-
-    return build_slot(repo.key, repo.vault_id, key.encode("ascii"), RECOVERY_PARAMS, POLICY_RECOVERY)
-
 key_app = typer.Typer(help="Several passwords for one vault.", no_args_is_help=True)
+NewPwOpt = Annotated[
+    str | None, typer.Option("--new-password-file", metavar="FILE", help="Read the new password from FILE.")
+]
 
 
 @key_app.callback()
 def _key_group(ctx: typer.Context) -> None:
     """Several passwords (and recovery keys) for one vault."""
     _common.STATE.command = f"key {ctx.invoked_subcommand}"
-NewPwOpt = Annotated[
-    str | None, typer.Option("--new-password-file", metavar="FILE", help="Read the new password from FILE.")
-]
 
 
 def _new_password(s: _common.Settings, new_password_file: str | None) -> bytes:
     from vault.passwords import read_new_password, terminal_prompt
 
     pw = read_new_password(_common.password_options(s, new_password_file), prompt=terminal_prompt)
-    _common.STATE.secrets.append(pw)
+    _common.remember_secret(pw)
     return pw
 
 
@@ -49,33 +42,20 @@ def _new_slot_settings(repo: Repository) -> tuple[KdfParams, str]:
     return kdf.current_defaults(), POLICY_DEFAULT
 
 
-def add_recovery_key(repo: Repository, path: str) -> str:
-    """Write a new recovery key to ``path`` and its slot to the vault; returns the slot id."""
-    from vault.crypto import recovery
-
-    key = recovery.generate()
-    slot, raw = build_recovery_slot(repo, key)
-    # The file first: a slot whose key was never written down would be useless.
-    recovery.write_key_file(path, key, repo.backend.location, slot.created)
-    _common.STATE.secrets.append(key.encode())
-    repo.keys.save_slot(raw, slot.slot_id)
-    return slot.slot_id
-
-
 def passwd(ctx: typer.Context, new_password_file: NewPwOpt = None) -> None:
     """Change the password of the key in use; stored data is not rewritten.
 
     Example: vault passwd --new-password-file ~/.vault-new-pw
     """
-    s = _common.settings(ctx)
-    repo = _common.open_repo(s, lock="exclusive")
-    new = _new_password(s, new_password_file)
     from vault.crypto.keys import POLICY_RECOVERY
     from vault.errors import UsageError
 
-    if repo.slot.policy == POLICY_RECOVERY:
+    s = _common.settings(ctx)
+    repo = _common.open_repo(s, lock="exclusive")
+    if repo.slot.policy == POLICY_RECOVERY:  # before asking for a new password that could not be used
         raise UsageError("the vault was opened with a recovery key, which has no password to change",
                          hint="add a password with `vault key add`; the recovery key keeps working")
+    new = _new_password(s, new_password_file)
     params, _ = _new_slot_settings(repo)
     repo.keys.replace(repo.slot, repo.key, new, params)
     _common.say(s, f"password of key {repo.slot.slot_id} changed")
@@ -97,8 +77,9 @@ def key_add(
     s = _common.settings(ctx)
     repo = _common.open_repo(s, lock="exclusive")
     if recovery_file is not None:
-        slot_id = add_recovery_key(repo, recovery_file)
-        _common.say(s, f"added recovery key {slot_id}, written to {recovery_file}: print it, keep it offline")
+        key = _common.new_recovery_key(recovery_file, repo.backend.location)
+        slot = repo.keys.add_recovery(repo.key, key)
+        _common.say(s, f"added recovery key {slot.slot_id}, written to {recovery_file}: print it, keep it offline")
         return
     new = _new_password(s, new_password_file)
     params, policy = _new_slot_settings(repo)
@@ -117,7 +98,13 @@ def key_list(
     """
     s = _common.settings(ctx)
     repo = _common.open_repo(s)
-    rows = [slot.public_info() | {"current": slot.slot_id == repo.slot.slot_id} for slot in repo.keys.slots()]
+    rows = sorted(
+        (
+            slot.public_info(repo.key, repo.vault_id) | {"current": slot.slot_id == repo.slot.slot_id}
+            for slot in repo.keys.slots()
+        ),
+        key=lambda r: (r["created"], r["id"]),
+    )
     if as_json:
         _common.print_json(rows)
         return

@@ -89,19 +89,28 @@ class KeySlot:
     """A parsed, not yet unlocked, slot."""
 
     slot_id: str
-    created: str
-    host: str
     params: kdf.KdfParams
     policy: str
     salt: bytes
     phc_hash: str
     wrapped: bytes
+    info: bytes  # sealed {"created", "host"}: the storage must not learn which machines hold keys
 
-    def public_info(self) -> dict[str, Any]:
+    def details(self, master: MasterKey, vault_id: bytes) -> tuple[str, str]:
+        """When and on which host the slot was made (decrypted with the vault's key). IntegrityError."""
+        plain = master.meta.open(self.info, _info_aad(vault_id, self.slot_id), f"key slot {self.slot_id}")
+        doc = fmt.decode_json_object(plain, f"key slot {self.slot_id}")
+        created, host = doc.get("created"), doc.get("host")
+        if not isinstance(created, str) or not isinstance(host, str):
+            raise IntegrityError(f"key slot {self.slot_id} has malformed details")
+        return created, host
+
+    def public_info(self, master: MasterKey, vault_id: bytes) -> dict[str, Any]:
+        created, host = self.details(master, vault_id)
         return {
             "id": self.slot_id,
-            "created": self.created,
-            "host": self.host,
+            "created": created,
+            "host": host,
             "type": "recovery" if self.policy == POLICY_RECOVERY else "password",
             "kdf": {
                 "memory_kib": self.params.memory_kib,
@@ -118,6 +127,10 @@ def _now() -> str:
 def _wrap_aad(vault_id: bytes, slot_id: str, params: kdf.KdfParams, salt: bytes, policy: str) -> bytes:
     body = fmt.encode_json({"kdf": params.to_json(), "salt": kdf.b64(salt), "policy": policy})
     return fmt.AAD_KEY_SLOT + bytes([SLOT_VERSION]) + vault_id + slot_id.encode("ascii") + body
+
+
+def _info_aad(vault_id: bytes, slot_id: str) -> bytes:
+    return fmt.AAD_KEY_SLOT + b"/info" + bytes([SLOT_VERSION]) + vault_id + slot_id.encode("ascii")
 
 
 def _hasher(params: kdf.KdfParams) -> PasswordHasher:
@@ -138,31 +151,33 @@ def build_slot(
     params: kdf.KdfParams,
     policy: str,
     slot_id: str | None = None,
+    created: str | None = None,
 ) -> tuple[KeySlot, bytes]:
     """Make a slot for ``password`` wrapping ``master``; returns the slot and its serialized bytes."""
     slot_id = slot_id or secrets.token_hex(8)
     salt = kdf.new_salt()
     kek = Aead(kdf.derive_key(password, salt, params))
     wrapped = kek.seal(master.raw, _wrap_aad(vault_id, slot_id, params, salt, policy))
+    info = master.meta.seal(
+        fmt.encode_json({"created": created or _now(), "host": socket.gethostname()}), _info_aad(vault_id, slot_id)
+    )
     slot = KeySlot(
         slot_id=slot_id,
-        created=_now(),
-        host=socket.gethostname(),
         params=params,
         policy=policy,
         salt=salt,
         phc_hash=_hasher(params).hash(password),
         wrapped=wrapped,
+        info=info,
     )
     doc = {
         "version": SLOT_VERSION,
         "id": slot.slot_id,
-        "created": slot.created,
-        "host": slot.host,
         "kdf": params.to_json() | {"salt": kdf.b64(salt)},
         "policy": policy,
         "hash": slot.phc_hash,
         "wrapped_key": kdf.b64(wrapped),
+        "info": kdf.b64(info),
     }
     return slot, fmt.encode_json(doc)
 
@@ -180,7 +195,7 @@ def parse_slot(raw: bytes, name: str) -> KeySlot:
     params = kdf.check_untrusted(kdf_doc, what)
     assert isinstance(kdf_doc, dict)
     salt = kdf.unb64(kdf_doc.get("salt"), what, fmt.SALT_SIZE)
-    fields = {k: doc.get(k) for k in ("id", "created", "host", "policy", "hash")}
+    fields = {k: doc.get(k) for k in ("id", "policy", "hash")}
     if not all(isinstance(v, str) and len(v) < 1024 for v in fields.values()):
         raise IntegrityError(f"{what} has malformed fields")
     if fields["id"] != name or fields["policy"] not in POLICIES:
@@ -188,15 +203,17 @@ def parse_slot(raw: bytes, name: str) -> KeySlot:
     if not str(fields["hash"]).isascii():  # argon2-cffi's verify raises UnicodeEncodeError for these
         raise IntegrityError(f"{what} holds a malformed password hash")
     wrapped = kdf.unb64(doc.get("wrapped_key"), what, fmt.NONCE_SIZE + fmt.KEY_SIZE + fmt.TAG_SIZE)
+    info = kdf.unb64(doc.get("info"), what)
+    if len(info) < fmt.AEAD_OVERHEAD:
+        raise IntegrityError(f"{what} has malformed details")
     return KeySlot(
         slot_id=str(fields["id"]),
-        created=str(fields["created"]),
-        host=str(fields["host"]),
         params=params,
         policy=str(fields["policy"]),
         salt=salt,
         phc_hash=str(fields["hash"]),
         wrapped=wrapped,
+        info=info,
     )
 
 
@@ -245,7 +262,7 @@ class KeyStore:
             if info.size > MAX_SLOT_SIZE:
                 raise IntegrityError(f"key slot {info.handle.name} is too large")
             out.append(parse_slot(self.backend.load(info.handle, 0, MAX_SLOT_SIZE + 1), info.handle.name))
-        return sorted(out, key=lambda s: (s.created, s.slot_id))
+        return sorted(out, key=lambda s: s.slot_id)
 
     def unlock(self, password: bytes) -> tuple[MasterKey, KeySlot]:
         """Try every slot. Raises AuthenticationError when no slot takes the password, IntegrityError when
@@ -265,7 +282,7 @@ class KeyStore:
             except IntegrityError as exc:
                 damaged.append(exc)
         unwrap_failed: IntegrityError | None = None
-        for slot in sorted(slot_list, key=lambda s: (s.created, s.slot_id)):
+        for slot in sorted(slot_list, key=lambda s: s.slot_id):
             try:
                 if not _verify_password(slot, password):
                     mismatched += 1
@@ -302,9 +319,19 @@ class KeyStore:
         self.save_slot(raw, slot.slot_id)
         return slot
 
+    def add_recovery(self, master: MasterKey, recovery_key: str) -> KeySlot:
+        """Write a slot that a recovery key (crypto/recovery.py) opens; minimum KDF cost, never rewrapped."""
+        return self.add(master, recovery_key.encode("ascii"), RECOVERY_PARAMS, POLICY_RECOVERY)
+
     def replace(self, old: KeySlot, master: MasterKey, password: bytes, params: kdf.KdfParams) -> KeySlot:
         """Rewrap under the same slot id (passwd, rehash). The save replaces the slot atomically."""
-        slot, raw = build_slot(master, self.vault_id, password, params, old.policy, slot_id=old.slot_id)
+        try:
+            created: str | None = old.details(master, self.vault_id)[0]
+        except IntegrityError:
+            created = None  # damaged details: the rewrapped slot starts afresh
+        slot, raw = build_slot(
+            master, self.vault_id, password, params, old.policy, slot_id=old.slot_id, created=created
+        )
         self.save_slot(raw, slot.slot_id)
         return slot
 

@@ -17,7 +17,7 @@ from vault.pipeline.runner import Pipeline
 from vault.repo.blobs import open_blob, verify_blob_id
 from vault.repo.catalog import VersionRecord, load_records
 from vault.repo.index import load_index
-from vault.repo.packs import read_pack_header
+from vault.repo.packs import load_pack, read_pack_header
 from vault.repo.repository import Repository
 from vault.repo.walk import collect
 from vault.storage.base import Handle, Kind
@@ -73,8 +73,8 @@ def _read_pack(repo: Repository, pack_id: bytes, entries: list[fmt.BlobEntry]) -
     """Read a whole pack and verify each blob. Returns (bad blob ids, blobs read, bytes read)."""
     handle = Handle(Kind.DATA, pack_id.hex())
     try:
-        data = repo.backend.load(handle)
-    except ObjectNotFoundError:
+        data = load_pack(repo.backend, handle.name)
+    except IntegrityError:  # missing or oversized: every blob in it is lost
         return [e.blob_id for e in entries], 0, 0
     bad = []
     for e in entries:
@@ -119,7 +119,9 @@ def check(
             report.problems.extend(problems)
             bad_blobs.update(e.blob_id for e in entries)
     if read_data:
-        for bad, blobs, nbytes in pipeline.ordered(lambda item: _read_pack(repo, *item), work, pool=pipeline.io):
+        # Few packs in flight: each may be up to MAX_PACK_SIZE in memory.
+        read = pipeline.ordered(lambda item: _read_pack(repo, *item), work, max_in_flight=3, pool=pipeline.io)
+        for bad, blobs, nbytes in read:
             report.blobs_read += blobs
             report.bytes_read += nbytes
             if on_progress:

@@ -25,7 +25,7 @@ from vault.pipeline.runner import Pipeline
 from vault.repo import catalog
 from vault.repo.blobs import open_blob, verify_blob_id
 from vault.repo.index import Index, write_index
-from vault.repo.packs import parse_pack_header
+from vault.repo.packs import load_pack, parse_pack_header
 from vault.repo.repository import Repository
 from vault.repo.walk import collect
 from vault.storage.base import Handle, Kind
@@ -133,7 +133,7 @@ def _verify_pack(repo: Repository, name: str) -> tuple[str, list[fmt.BlobEntry],
     when the pack itself (preamble, header) can't be read."""
     handle = Handle(Kind.DATA, name)
     try:
-        data = repo.backend.load(handle)
+        data = load_pack(repo.backend, name)
         entries = parse_pack_header(lambda o, n: data[o : o + n], len(data), repo.key, repo.vault_id, name)
     except (IntegrityError, ObjectNotFoundError) as exc:
         return name, [], 0, str(exc)

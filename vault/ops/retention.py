@@ -25,7 +25,7 @@ from vault.pipeline.runner import Pipeline
 from vault.repo.blobs import SealedBlob, open_blob
 from vault.repo.catalog import VersionRecord
 from vault.repo.index import write_index
-from vault.repo.packs import PackBuilder
+from vault.repo.packs import PackBuilder, load_pack
 from vault.repo.repository import Repository
 from vault.repo.walk import collect
 from vault.storage.base import Handle, Kind
@@ -242,7 +242,7 @@ def _repack(
     def load(item: tuple[bytes, list[fmt.BlobEntry]]) -> tuple[list[fmt.BlobEntry], bytes]:
         pack_id, live = item
         handle = Handle(Kind.DATA, pack_id.hex())
-        data = repo.backend.load(handle)
+        data = load_pack(repo.backend, handle.name)
         for e in live:  # never spread a damaged blob into a new pack: verify before copying
             open_blob(repo.key, repo.vault_id, e, data[e.offset : e.offset + e.length], f"blob in pack {handle}")
         return live, data

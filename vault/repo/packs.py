@@ -83,3 +83,17 @@ def parse_pack_header(
         raise IntegrityError(f"header of {what} has trailing bytes")
     fmt.check_pack_entries(entries, header_start, what)
     return entries
+
+
+def load_pack(backend: Backend, name: str) -> bytes:
+    """A whole pack, for readers that verify every blob (check --read-data, repair, prune's repack). The size
+    is checked first: a pack replaced by a huge (even sparse) file is damage, not something to allocate.
+    Raises IntegrityError (too large, or missing) or StorageError."""
+    handle = Handle(Kind.DATA, name)
+    try:
+        size = backend.stat(handle).size
+    except ObjectNotFoundError:
+        raise IntegrityError(f"pack {handle} is missing; run `vault check`") from None
+    if size > fmt.MAX_PACK_SIZE:
+        raise IntegrityError(f"pack {handle} is larger than any pack vault writes ({size} bytes); it was altered")
+    return backend.load(handle)

@@ -104,7 +104,9 @@ def _slot_doc(path: Path) -> dict:  # type: ignore[type-arg]
 def _run_measured(cli: VaultCli, *args: str) -> tuple[int, str, float, int]:
     """Run `vault` and return (exit code, stderr, seconds, the child's own max RSS in KiB) via wait4."""
     started = time.monotonic()
-    proc = subprocess.Popen([*cli.exe, *args], env=cli.env, stdin=subprocess.DEVNULL,
+    # close_fds=False lets subprocess use posix_spawn (vfork): a fork() copy of a large test process would
+    # count towards the child's max RSS before it execs.
+    proc = subprocess.Popen([*cli.exe, *args], env=cli.env, stdin=subprocess.DEVNULL, close_fds=False,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     err = proc.stderr.read().decode("utf-8", "replace")
@@ -191,6 +193,13 @@ def test_key_slot_from_another_vault_with_another_password_does_not_open(
     assert_error(r, 20, foreign.name)
     assert "does not unwrap" in r.err
     assert_error(a("ls", env={"VAULT_PASSWORD": "neither of them"}), 12, "wrong password")
+    # `key list` unseals every slot's details with A's key, so the planted slot shows up there, and it can
+    # be removed by its id.
+    assert_error(a("key", "list"), 20, foreign.name)
+    a("key", "remove", foreign.name, check=0)
+    assert [k["id"] for k in json.loads(a("key", "list", "--json", check=0).stdout)] == [
+        p.name for p in _files(a.vault_path, "keys")
+    ]
 
 
 @pytest.mark.parametrize("keys", [1, 2])
@@ -490,6 +499,21 @@ def test_limit_a_single_file_put_shows_its_size_and_chunk_count(vault: VaultCli,
     assert 0 < len(pack) - size < 1024
     (hlen,) = struct.unpack("<I", pack[-4:])
     assert (hlen - 12 - 16 - 4) // 46 == 2  # the file's one chunk and its item's tree
+
+
+def test_key_slots_do_not_say_which_host_made_them(vault: VaultCli, tmp_path: Path) -> None:
+    """A slot's plaintext is its id, KDF parameters, salt, policy, password hash and wrapped key; the host and
+    time that `key list` shows are sealed with the vault's metadata key."""
+    import socket
+
+    vault("key", "add", "--recovery", str(tmp_path / "recovery.txt"), check=0)
+    host = socket.gethostname()
+    for slot in _files(vault.vault_path, "keys"):
+        doc = _slot_doc(slot)
+        assert "host" not in doc and "created" not in doc, doc
+        assert host not in [v for v in doc.values() if isinstance(v, str)]
+    listed = json.loads(vault("key", "list", "--json", check=0).stdout)
+    assert {k["host"] for k in listed} == {host}
 
 
 def test_a_known_file_is_not_found_by_its_plain_hash(vault: VaultCli, tmp_path: Path) -> None:

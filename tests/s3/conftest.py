@@ -245,6 +245,8 @@ def s3_vault(s3: S3Vault) -> S3Vault:
     from vault.storage import open_backend
 
     cheap = kdf.KdfParams(memory_kib=8 * 1024, time_cost=1, parallelism=1)
-    Repository.create(open_backend(s3.location), PASSWORD.encode(), cheap, POLICY_EXPLICIT)
+    backend = open_backend(s3.location)
+    Repository.create(backend, PASSWORD.encode(), cheap, POLICY_EXPLICIT)
+    backend.inner.close()  # type: ignore[attr-defined]
     return s3
 

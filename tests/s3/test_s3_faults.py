@@ -175,15 +175,7 @@ def test_credentials_never_appear_in_output_or_logs(s3_vault, proxy: FaultProxy)
     "scheme",
     [
         "s3://",
-        pytest.param(
-            "S3://",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: open_backend() takes the scheme in any case, but vault/cli/_common.py "
-                "canonical_location() only strips credentials after a lower-case 's3://': 'S3://KEY:SECRET@b' "
-                "is logged as the local path '$PWD/S3:/KEY:SECRET@b', secret included",
-            ),
-        ),
+        "S3://",
     ],
 )
 def test_credentials_typed_into_the_location_are_not_logged(s3, scheme: str) -> None:

@@ -35,7 +35,8 @@ def _open(s3) -> Repository:  # type: ignore[no-untyped-def]
 
 
 def test_exclusive_lock_blocks_prune_then_retry_lock_waits_for_it(s3_vault) -> None:
-    lock = acquire(_open(s3_vault), exclusive=True, command="test")
+    repo = _open(s3_vault)
+    lock = acquire(repo, exclusive=True, command="test")
     released = False
     try:
         assert len(s3_vault.keys_of("locks")) == 1
@@ -55,6 +56,7 @@ def test_exclusive_lock_blocks_prune_then_retry_lock_waits_for_it(s3_vault) -> N
     finally:
         if not released:
             lock.release()
+        repo.backend.inner.close()  # type: ignore[attr-defined]
     assert s3_vault.keys_of("locks") == []
 
 

@@ -88,10 +88,11 @@ def backend_for(s: Settings) -> Backend:
 
 def canonical_location(location: str) -> str:
     """One spelling per vault, so the operation log of `/v`, `/v/` and `./v` is the same file."""
-    if location.startswith("s3://"):
-        # Never keep credentials someone typed into the location (s3://KEY:SECRET@bucket); open_backend
-        # refuses such a location, but the log entry for that failure must not hold them either.
-        return "s3://" + location[5:].rsplit("@", 1)[-1].rstrip("/")
+    scheme, sep, rest = location.partition("://")
+    if sep:
+        # Never keep credentials someone typed into a URL (s3://KEY:SECRET@bucket, any case of the scheme):
+        # open_backend refuses such a location, but the log entry for that failure must not hold them either.
+        return f"{scheme.lower()}://{rest.rsplit('@', 1)[-1].rstrip('/')}"
     return os.path.realpath(os.path.expanduser(location))
 
 

@@ -96,4 +96,7 @@ def load_pack(backend: Backend, name: str) -> bytes:
         raise IntegrityError(f"pack {handle} is missing; run `vault check`") from None
     if size > fmt.MAX_PACK_SIZE:
         raise IntegrityError(f"pack {handle} is larger than any pack vault writes ({size} bytes); it was altered")
-    return backend.load(handle)
+    data = backend.load(handle, 0, fmt.MAX_PACK_SIZE + 1)  # capped: it may have grown since the stat
+    if len(data) > fmt.MAX_PACK_SIZE:
+        raise IntegrityError(f"pack {handle} is larger than any pack vault writes; it was altered")
+    return data

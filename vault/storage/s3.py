@@ -100,6 +100,11 @@ class S3Backend:
     def __repr__(self) -> str:
         return f"S3Backend({self.location!r})"
 
+    def close(self) -> None:
+        """Close the pooled connections (not part of the Backend contract: a process that ends needs no
+        call; one that makes many backends, like a test suite, should)."""
+        self._client.close()
+
     # -- root ----------------------------------------------------------------------------------------
 
     def exists_root(self) -> bool:

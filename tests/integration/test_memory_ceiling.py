@@ -48,8 +48,10 @@ def _run_measured(
     started = time.monotonic()
     err_path = Path(env["HOME"]) / f"stderr-{time.time_ns()}"
     with open(err_path, "wb") as err:
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=stdout or subprocess.DEVNULL,
-                                stderr=err)
+        # close_fds=False lets subprocess use posix_spawn (vfork): a fork() copy of the test process would
+        # count towards the child's max RSS before it execs.
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, close_fds=False,
+                                stdout=stdout or subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, usage.ru_maxrss, time.monotonic() - started, err_path.read_text()

@@ -160,14 +160,21 @@ def test_concurrent_puts_and_reads(vault, tmp_path: Path, big_file: Path) -> Non
     vault("check", "--read-data", check=0)
 
 
-def test_exclusive_lock_blocks_and_retry_lock_waits(vault, vault_dir: Path, big_file: Path) -> None:
-    proc = _spawn(vault, "put", str(big_file))
-    _wait_for(lambda: any((vault_dir / "locks").iterdir()) if (vault_dir / "locks").exists() else False)
+def test_exclusive_lock_blocks_and_retry_lock_waits(vault, vault_dir: Path) -> None:
+    # A put reading from a pipe we control holds its shared lock for exactly as long as we keep it open.
+    put = subprocess.Popen([*vault.exe, "put", "-", "--name", "stream"], env=vault.env, stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert put.stdin is not None
+    put.stdin.write(os.urandom(1 << 20))
+    put.stdin.flush()
+    _wait_for(lambda: (vault_dir / "locks").exists() and any((vault_dir / "locks").iterdir()))
     busy = vault("rm", "nothing-here")
-    if proc.poll() is None:
-        assert busy.code == 11, busy.err
-        assert "locked" in busy.err
-    waited = vault("--retry-lock", "120", "forget", "--keep-last", "5")
-    assert waited.code == 0, waited.err
-    proc.wait(timeout=120)
-    assert proc.returncode == 0
+    assert busy.code == 11, busy.err
+    assert "locked" in busy.err and "vault put" in busy.err
+    waiter = _spawn(vault, "--retry-lock", "120", "forget", "--keep-last", "5")
+    time.sleep(1.0)
+    assert waiter.poll() is None  # still waiting for the put
+    put.stdin.close()
+    assert put.wait(timeout=60) == 0
+    _, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, err

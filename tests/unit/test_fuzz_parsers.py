@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 import struct
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -35,8 +36,11 @@ from vault.storage.memory import MemoryBackend
 
 pytestmark = pytest.mark.timeout(120)  # "never a hang"
 
+# CI runs a bounded number of examples per parser; run longer with, for example,
+#   VAULT_FUZZ_EXAMPLES=20000 .venv/bin/pytest tests/unit/test_fuzz_parsers.py -n 2 -p no:timeout
+EXAMPLES = int(os.environ.get("VAULT_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
-    max_examples=200,
+    max_examples=EXAMPLES,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -220,7 +224,7 @@ def test_parse_slot(data: st.DataObject) -> None:
     only_vault_errors(keys.parse_slot, mutant, slot_id)
 
 
-@settings(FUZZ, max_examples=100)
+@settings(FUZZ, max_examples=max(1, EXAMPLES // 2))
 @given(st.data())
 def test_unlock_a_mutated_slot(data: st.DataObject) -> None:
     """Past the parser: the PHC check, argon2 (only for capped, hash-matching parameters), the unwrap."""

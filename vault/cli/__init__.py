@@ -51,7 +51,7 @@ def root(
     ctx: typer.Context,
     vault: Annotated[
         str | None,
-        typer.Option("--vault", envvar="VAULT_PATH", help="Vault location: a directory or s3://BUCKET[/PREFIX]."),
+        typer.Option("--vault", envvar="VAULT_PATH", metavar="LOCATION", help="Vault location: a directory or s3://BUCKET[/PREFIX]."),
     ] = None,
     password_file: Annotated[
         str | None,
@@ -65,10 +65,10 @@ def root(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only errors and results.")] = False,
     verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail (-vv: debug).")] = 0,
     threads: Annotated[
-        int | None, typer.Option("--threads", min=1, max=256, help="Worker threads (default: CPU count).")
+        int | None, typer.Option("--threads", min=1, max=256, metavar="N", help="Worker threads (default: CPU count).")
     ] = None,
     retry_lock: Annotated[
-        float, typer.Option("--retry-lock", min=0, help="Seconds to wait for a lock before giving up.")
+        float, typer.Option("--retry-lock", min=0, metavar="SECONDS", help="Seconds to wait for a lock before giving up.")
     ] = 0.0,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")

@@ -68,7 +68,8 @@ def root(
         int | None, typer.Option("--threads", min=1, max=256, metavar="N", help="Worker threads (default: CPU count).")
     ] = None,
     retry_lock: Annotated[
-        float, typer.Option("--retry-lock", min=0, metavar="SECONDS", help="Seconds to wait for a lock before giving up.")
+        float,
+        typer.Option("--retry-lock", min=0, metavar="SECONDS", help="Seconds to wait for a lock before giving up."),
     ] = 0.0,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")

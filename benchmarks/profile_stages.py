@@ -459,6 +459,108 @@ def cmd_pyspy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fsync(args: argparse.Namespace) -> int:
+    """How restores could write: the cost of vault's way (write, fsync at the end of each file, rename; one file
+    at a time) against alternatives, on the same bytes, without vault (pure file-system work)."""
+    import concurrent.futures as cf
+
+    src = Path(args.path).resolve()
+    out = WORK / "fsync-exp"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    rows: list[tuple[str, float]] = []
+
+    def timed_run(name: str, fn: Callable[[Path], None]) -> None:
+        dest = out / f"run{len(rows)}"
+        dest.mkdir()
+        os.sync()
+        t0 = time.perf_counter()
+        fn(dest)
+        rows.append((name, time.perf_counter() - t0))
+        shutil.rmtree(dest)
+        os.sync()
+
+    if src.is_file():
+        size = src.stat().st_size
+        piece = 1 << 20
+        data = [os.urandom(piece)] * 1  # content does not matter to the file system; the size does
+
+        def big(dest: Path, every: int | None, sync: bool = True) -> None:
+            pool = cf.ThreadPoolExecutor(1)
+            pending: list[cf.Future[None]] = []
+            fd = os.open(dest / "f.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            written = 0
+            while written < size:
+                written += os.write(fd, data[0][: min(piece, size - written)])
+                if every and written % every < piece:
+                    pending.append(pool.submit(os.fdatasync, fd))
+            for p in pending:
+                p.result()
+            if sync:
+                os.fsync(fd)
+            os.close(fd)
+            os.rename(dest / "f.tmp", dest / "f")
+            pool.shutdown()
+
+        timed_run("1 file: write all, fsync at the end (vault get today)", lambda d: big(d, None))
+        timed_run("1 file: fdatasync every 64 MiB on another thread, fsync at the end", lambda d: big(d, 64 << 20))
+        timed_run("1 file: fdatasync every 16 MiB on another thread, fsync at the end", lambda d: big(d, 16 << 20))
+        timed_run("1 file: no fsync (restic restore, borg extract, tar)", lambda d: big(d, None, sync=False))
+        nbytes = size
+    else:
+        files = [Path(r) / n for r, _, ns in os.walk(src) for n in ns if not os.path.islink(os.path.join(r, n))]
+        contents = [(f.relative_to(src), f.read_bytes()) for f in files]
+        nbytes = sum(len(c) for _, c in contents)
+        dirs = sorted({str(rel.parent) for rel, _ in contents})
+
+        def tree(dest: Path, mode: str, workers: int = 8) -> None:
+            for d in dirs:
+                (dest / d).mkdir(parents=True, exist_ok=True)
+            pool = cf.ThreadPoolExecutor(workers) if mode == "pool" else None
+            pending: list[cf.Future[None]] = []
+
+            def finish(fd: int, tmp: Path, final: Path, sync: bool) -> None:
+                if sync:
+                    os.fsync(fd)
+                os.close(fd)
+                os.rename(tmp, final)
+
+            for rel, content in contents:
+                final = dest / rel
+                tmp = final.with_name(f".{final.name}.tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.write(fd, content)
+                os.fchmod(fd, 0o644)
+                os.utime(fd, ns=(0, 0))
+                if pool is not None:
+                    pending.append(pool.submit(finish, fd, tmp, final, True))
+                    if len(pending) > 4 * workers:
+                        pending.pop(0).result()
+                else:
+                    finish(fd, tmp, final, mode == "serial")
+            for p in pending:
+                p.result()
+            if pool is not None:
+                pool.shutdown()
+            if mode == "sync-once":
+                os.sync()
+
+        timed_run("tree: per file write, fsync, rename, one at a time (vault get today)", lambda d: tree(d, "serial"))
+        timed_run("tree: same, fsync + rename on 8 threads (group commit)", lambda d: tree(d, "pool", 8))
+        timed_run("tree: same, fsync + rename on 32 threads", lambda d: tree(d, "pool", 32))
+        timed_run("tree: no fsync, rename (restic, borg, tar)", lambda d: tree(d, "nosync"))
+        timed_run("tree: no fsync per file, one sync() at the end", lambda d: tree(d, "sync-once"))
+    shutil.rmtree(out)
+    print(f"### restore write strategies for {src.name} ({nbytes / 1e6:.0f} MB), wall time, warm cache")
+    print()
+    print("| strategy | wall s | MB/s |")
+    print("| --- | ---: | ---: |")
+    for name, w in rows:
+        print(f"| {name} | {w:.2f} | {nbytes / w / 1e6:.0f} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -470,11 +572,13 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("micro", help="single-core speed of each primitive")
     m.add_argument("path")
     m.add_argument("--limit", type=int, default=256 << 20)
+    f = sub.add_parser("fsync", help="restore write strategies (fsync per file, overlapped, none) on PATH's bytes")
+    f.add_argument("path")
     s = sub.add_parser("pyspy", help="summarise a py-spy --format raw file")
     s.add_argument("raw")
     s.add_argument("--rate", type=int, default=100)
     args = ap.parse_args(argv)
-    return {"put": cmd_put, "get": cmd_get, "micro": cmd_micro, "pyspy": cmd_pyspy}[args.cmd](args)
+    return {"put": cmd_put, "get": cmd_get, "micro": cmd_micro, "pyspy": cmd_pyspy, "fsync": cmd_fsync}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -248,6 +249,7 @@ class Bench:
         self.notes: list[str] = []
         self.has_check = self._vault_has_check()
         self._age_recipient: str | None = None
+        self._borg_last: dict[str, str] = {}
 
     # -- environment -------------------------------------------------------------------------------------------
     def _vault_has_check(self) -> bool:
@@ -348,13 +350,19 @@ class Bench:
             rm(self.work / "borg-base")
             run_quiet(["borg", "init", "-e", "repokey"], env, self.work, self.log)
 
+        names = itertools.count()
+
         def create(prefix: str) -> Callable[[int], list[str]]:
-            return lambda run: ["borg", "create", "--compression", "zstd,3", f"::{prefix}{run}", ds.arg]
+            # A fresh archive name on every call: a rerun of the same run must not collide.
+            def cmd(run: int) -> list[str]:
+                self._borg_last[prefix] = f"{prefix}{next(names)}"
+                return ["borg", "create", "--compression", "zstd,3", f"::{self._borg_last[prefix]}", ds.arg]
+            return cmd
 
         cases = [
             Case(ds.name, "borg", "borg create", "store", create("first"), prepare=fresh_repo, env=env),
             Case(ds.name, "borg", "borg extract", "restore",
-                 lambda run: ["borg", "extract", f"::first{self.args.warmup + self.args.runs - 1}"],
+                 lambda run: ["borg", "extract", f"::{self._borg_last.get('first', 'first0')}"],
                  prepare=lambda run: fresh_dir(out), env=env, cwd=out,
                  verify=lambda: same_content(ds.path, out / ds.arg, self.log)),
             Case(ds.name, "borg", "borg re-create", "re-store", create("again"), env=env),
@@ -420,7 +428,8 @@ class Bench:
                 os.sync()
                 if self.args.quiet_wait > 0:
                     waited += wait_quiet(self.args.max_foreign, self.args.quiet_wait)
-                s = measure(case.command(i), env, case.cwd, self.log)
+                last_cmd = case.command(i)
+                s = measure(last_cmd, env, case.cwd, self.log)
                 # Other processes busy meanwhile (this machine may be shared): run it again, a few times.
                 if (i < self.args.warmup or s.foreign_cores <= self.args.max_foreign
                         or retries >= self.args.retries or s.wall < 0.2):
@@ -438,7 +447,7 @@ class Bench:
         cpu = med([s.cpu for s in samples])
         res = {
             "dataset": ds.name, "tool": case.tool, "label": case.label, "op": case.op, "bytes": ds.nbytes,
-            "command": _show(case.command(0)), "note": case.note,
+            "command": _show(last_cmd), "note": case.note,
             "samples": [asdict(s) for s in samples],
             "wall": wall, "wall_min": min(s.wall for s in samples), "wall_max": max(s.wall for s in samples),
             "cpu": cpu, "user": med([s.user for s in samples]), "sys": med([s.sys for s in samples]),
@@ -746,14 +755,17 @@ def render_markdown(doc: dict[str, object]) -> str:
                  "(default KDF), `restic init --repository-version 2`, `borg init -e repokey`, an empty "
                  "destination, `sync`.")
     lines.append("")
-    seen: set[tuple[str, str]] = set()
+    seen: set[str] = set()
     lines.append("```")
     for r in res:
-        key = (r["label"], "tree" if r["dataset"] == "stdlib" else "file")
-        if key in seen or r["dataset"] == "big":
-            continue
-        seen.add(key)
-        lines.append(r["command"].replace("stdlib", "DATA").replace("mixed.bin", "DATA").replace("random.bin", "DATA"))
+        text = r["command"]
+        for name in ("stdlib", "mixed-big.bin", "mixed.bin", "random.bin"):
+            text = text.replace(name, "DATA")
+        text = re.sub(r"\$WORK/vault-\w+", "$WORK/vault", text)
+        text = re.sub(r"::(first|again)\d+", r"::\1N", text)
+        if text not in seen:
+            seen.add(text)
+            lines.append(text)
     lines.append("```")
     lines.append("")
     if doc["notes"]:

@@ -73,7 +73,9 @@ class ObjectType:
 
     INDEX = 1
     VERSION = 2
-    ALL = (1, 2)
+    LOCK = 3
+    INDEX_CHECKPOINT = 4  # a one-pack index written while a put runs; merged into an INDEX when it ends
+    ALL = (1, 2, 3, 4)
 
 
 FLAG_ZSTD = 0x01  # the blob's plaintext was zstd-compressed before encryption
@@ -211,12 +213,12 @@ def object_aad(prefix: bytes, vault_id: bytes, name: str) -> bytes:
     return AAD_OBJECT + prefix + vault_id + name.encode("ascii")
 
 
-def parse_object_prefix(buf: bytes, expected_type: int, what: str) -> bytes:
-    """Check magic, version and type; return the prefix bytes (part of the AAD)."""
+def parse_object_prefix(buf: bytes, expected_type: int | tuple[int, ...], what: str) -> bytes:
+    """Check magic, version and type (one of ``expected_type``); return the prefix bytes (part of the AAD)."""
     if len(buf) < OBJECT_PREFIX_SIZE + AEAD_OVERHEAD or buf[:4] != OBJECT_MAGIC:
         raise IntegrityError(f"{what} is not a vault object (bad magic or truncated)")
     check_version(buf[4], what)
-    if buf[5] != expected_type:
+    if buf[5] not in (expected_type if isinstance(expected_type, tuple) else (expected_type,)):
         raise IntegrityError(f"{what} has the wrong object type")
     return bytes(buf[:OBJECT_PREFIX_SIZE])
 

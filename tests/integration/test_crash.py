@@ -34,6 +34,11 @@ def _wait_for(pred, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def _checkpoint_count(vault_dir: Path) -> int:
+    """Index objects of type 4 (checkpoints): the type byte is the sixth byte of the object."""
+    return sum(1 for p in (vault_dir / "index").iterdir() if p.read_bytes()[5] == 4)
+
+
 def _temp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if ".tmp" in p.name]
 
@@ -75,6 +80,11 @@ def test_sigkill_mid_put_leaves_valid_vault_and_rerun_reuses_data(vault, vault_d
     assert rerun[0]["bytes_added"] < 0.1 * size + 24 * 2**20, rerun
     vault("get", "big.bin", "-o", str(out), check=0)
     assert (out / "big.bin").read_bytes() == big_file.read_bytes()
+    # The rerun found the dead put's checkpoints, said so in the log, and folded them into its index.
+    log = json.loads(vault("log", "--json", check=0).out)
+    put = [r for r in log if r["command"] == "put"][-1]
+    assert any("interrupted put" in a for a in put["extra"]["recovery"]), put
+    assert _checkpoint_count(vault_dir) == 0
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ import typer
 if TYPE_CHECKING:
     from vault.passwords import PasswordOptions
     from vault.pipeline.runner import Pipeline
+    from vault.repo.locks import Lock
     from vault.repo.repository import Repository
     from vault.storage.base import Backend
 
@@ -46,11 +47,12 @@ class RunState:
     extra: dict[str, object] = field(default_factory=dict)
     secrets: list[bytes] = field(default_factory=list)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    lock: Lock | None = None
 
     def reset(self) -> None:
         """Start a new run (the library can run several commands in one process, as tests do)."""
         self.command, self.location, self.nbytes = "", None, None
-        self.extra, self.secrets, self.cleanups = {}, [], []
+        self.extra, self.secrets, self.cleanups, self.lock = {}, [], [], None
 
     def recovery(self, action: str) -> None:
         """Note a recovery action (a stale lock broken, orphans removed) for the operation log."""
@@ -148,6 +150,7 @@ def open_repo(s: Settings, lock: str | None = None) -> Repository:
             on_stale=lambda info: STATE.recovery(f"removed stale {info.describe()}"),
         )
         STATE.cleanups.append(held.release)
+        STATE.lock = held
     return repo
 
 

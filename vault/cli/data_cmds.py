@@ -14,7 +14,8 @@ import typer
 from vault.cli import _common, progress
 
 if TYPE_CHECKING:
-    from vault.ops.put import PutResult
+    from vault.ops.put import PutResult, Putter
+    from vault.repo.repository import Repository
 
 
 def put(
@@ -70,6 +71,7 @@ def put(
     with _common.pipeline(s) as pipe, _SourceCommand(stdin_from_command) as command:
         putter = Putter(repo, pipe, level=compression, excluder=excluder,
                         on_warning=lambda msg: _common.note(f"warning: {msg}"))
+        _resume_interrupted(repo, putter)
         if command.stdout is not None:
             sources = [putter.add_stream(command.stdout, name or "")]
         else:
@@ -141,6 +143,18 @@ class _SourceCommand:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def _resume_interrupted(repo: Repository, putter: Putter) -> None:
+    """Checkpoints left in the index while no other process holds a lock belong to puts that died: this put
+    reuses their data (dedup already does) and folds their packs into its own index; the log records it."""
+    from vault.repo.locks import others_hold_locks
+
+    lock = _common.STATE.lock
+    if not repo.index.checkpoints or lock is None or others_hold_locks(repo, lock):
+        return
+    packs = putter.writer.adopt_checkpoints()
+    _common.STATE.recovery(f"found {packs} pack(s) stored by an interrupted put; reusing them")
 
 
 def _summary(r: PutResult, elapsed: float) -> str:

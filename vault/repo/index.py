@@ -36,6 +36,8 @@ class Index:
         self._blobs: dict[bytes, BlobLocation] = {}
         self._lock = threading.Lock()
         self.index_names: list[str] = []
+        # Checkpoint objects seen at load time, with their packs: a put's, or one left by a put that died.
+        self.checkpoints: list[tuple[Handle, list[tuple[bytes, list[fmt.BlobEntry]]]]] = []
 
     def __len__(self) -> int:
         return len(self._blobs)
@@ -79,7 +81,8 @@ def load_index(
             raw = backend.load(info.handle, 0, fmt.MAX_METADATA_RAW + 1)
             if len(raw) > fmt.MAX_METADATA_RAW:
                 raise IntegrityError(f"index object {info.handle} is too large")
-            plain = open_object(key.meta, vault_id, info.handle, fmt.ObjectType.INDEX, raw)
+            types = (fmt.ObjectType.INDEX, fmt.ObjectType.INDEX_CHECKPOINT)
+            plain = open_object(key.meta, vault_id, info.handle, types, raw)
             packs = fmt.decode_index(plain, f"index object {info.handle}")
         except ObjectNotFoundError:
             continue  # merged away by a concurrent put's finish(); its entries are in the merged object
@@ -91,14 +94,22 @@ def load_index(
         for pack_id, entries in packs:
             index.add_pack(pack_id, entries)
         index.index_names.append(info.handle.name)
+        if raw[5] == fmt.ObjectType.INDEX_CHECKPOINT:
+            index.checkpoints.append((info.handle, packs))
     return index
 
 
 def write_index(
-    backend: Backend, key: MasterKey, vault_id: bytes, packs: Sequence[tuple[bytes, Sequence[fmt.BlobEntry]]]
+    backend: Backend,
+    key: MasterKey,
+    vault_id: bytes,
+    packs: Sequence[tuple[bytes, Sequence[fmt.BlobEntry]]],
+    checkpoint: bool = False,
 ) -> Handle:
-    """Write one index object for ``packs``; returns its handle. Call only once the packs are durable."""
+    """Write one index object for ``packs``; returns its handle. Call only once the packs are durable.
+    ``checkpoint`` marks the one-pack objects a running put writes (see BlobWriter)."""
     handle = Handle(Kind.INDEX, os.urandom(fmt.ID_SIZE).hex())
     payload = fmt.encode_index(packs)
-    backend.save(handle, seal_object(key.meta, vault_id, handle, fmt.ObjectType.INDEX, payload))
+    obj_type = fmt.ObjectType.INDEX_CHECKPOINT if checkpoint else fmt.ObjectType.INDEX
+    backend.save(handle, seal_object(key.meta, vault_id, handle, obj_type, payload))
     return handle

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 REFRESH_S = 60.0
 STALE_S = 300.0
 POLL_S = 0.5
-LOCK_OBJECT_TYPE = 3
+LOCK_OBJECT_TYPE = fmt.ObjectType.LOCK
 
 
 @dataclass(frozen=True)
@@ -190,3 +190,16 @@ def _first_conflict(
         if mine.exclusive or info.exclusive:
             return info
     return None
+
+
+def others_hold_locks(repo: Repository, mine: Lock) -> bool:
+    """True when a live lock other than ``mine`` exists (stale ones were removed when ``mine`` was taken)."""
+    for obj in repo.backend.list(Kind.LOCKS):
+        if obj.handle.name == mine.handle.name:
+            continue
+        try:
+            if not is_stale(read_lock(repo, obj.handle)):
+                return True
+        except (ObjectNotFoundError, IntegrityError):
+            continue
+    return False

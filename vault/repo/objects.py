@@ -21,7 +21,9 @@ def seal_object(aead: Aead, vault_id: bytes, handle: Handle, obj_type: int, payl
     return prefix + aead.seal(body, fmt.object_aad(prefix, vault_id, handle.name))
 
 
-def open_object(aead: Aead, vault_id: bytes, handle: Handle, obj_type: int, raw: bytes) -> bytes:
+def open_object(
+    aead: Aead, vault_id: bytes, handle: Handle, obj_type: int | tuple[int, ...], raw: bytes
+) -> bytes:
     """Authenticate, decrypt and decompress. Raises IntegrityError / UnsupportedVersionError."""
     what = f"object {handle}"
     prefix = fmt.parse_object_prefix(raw, obj_type, what)

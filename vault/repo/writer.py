@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 
 from vault import format as fmt
+from vault.errors import ObjectNotFoundError
 from vault.pipeline.runner import Pipeline
 from vault.repo.blobs import SealedBlob, seal_blob
 from vault.repo.index import write_index
@@ -109,7 +110,7 @@ class BlobWriter:
         a rerun after a crash finds and reuses its blobs. finish() folds the checkpoints into one object."""
         backend, key, vault_id = self.repo.backend, self.repo.key, self.repo.vault_id
         backend.save(Handle(Kind.DATA, pack_id.hex()), data)
-        return write_index(backend, key, vault_id, [(pack_id, entries)])
+        return write_index(backend, key, vault_id, [(pack_id, entries)], checkpoint=True)
 
     def _complete_one(self) -> None:
         fut, pack_id, entries = self._uploads.popleft()
@@ -123,13 +124,26 @@ class BlobWriter:
         self._flush_pack()
         while self._uploads:
             self._complete_one()
-        if len(self._checkpoints) > 1:
+        if self._checkpoints:
             write_index(self.repo.backend, self.repo.key, self.repo.vault_id, self._written)
-            # The merged object is durable; the checkpoints now say nothing it doesn't.
+            # The merged object is durable; the checkpoints now say nothing it doesn't. A checkpoint that is
+            # still there later was left by a put that died (see adopt_checkpoints).
             for handle in self._checkpoints:
-                self.repo.backend.remove(handle)
+                with contextlib.suppress(ObjectNotFoundError):
+                    self.repo.backend.remove(handle)
         self._checkpoints = []
         self._written = []
+
+    def adopt_checkpoints(self) -> int:
+        """Take over the checkpoints of puts that died (call only when no other process holds a lock on the
+        vault): their packs are folded into this put's merged index, and their checkpoints removed with ours.
+        Returns how many packs were adopted; their blobs already dedup this put's chunks."""
+        adopted = 0
+        for handle, packs in self.repo.index.checkpoints:
+            self._checkpoints.append(handle)
+            self._written.extend(packs)
+            adopted += len(packs)
+        return adopted
 
     def abort(self) -> None:
         """Wait for the uploads in flight so nothing writes after the command ends. Packs already indexed by a

@@ -25,7 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CHEAP_INIT_ARGS, ISO_UTC, PASSWORD, parse_json, random_bytes, text_bytes, vault_exe, write_file
+from helpers import (
+    CHEAP_INIT_ARGS,
+    ISO_UTC,
+    PASSWORD,
+    parse_json,
+    random_bytes,
+    template_env,
+    text_bytes,
+    vault_exe,
+    write_file,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -151,20 +161,6 @@ class Run:
     err: str
 
 
-def _env(home: Path, vault_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "AWS_"))}
-    env.update(
-        HOME=str(home),
-        XDG_DATA_HOME=str(home / ".local/share"),
-        XDG_STATE_HOME=str(home / ".local/state"),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        VAULT_PATH=str(vault_dir),
-        VAULT_PASSWORD=PASSWORD,
-    )
-    return env
-
-
 def _run(env: dict[str, str], *args: str, extra_env: dict[str, str] | None = None) -> Run:
     done = subprocess.run(
         [*vault_exe(), *args], env={**env, **(extra_env or {})}, input=b"", capture_output=True, timeout=120
@@ -181,7 +177,7 @@ def json_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     Module-scoped (one vault for all the comparisons), so it builds its own clean environment instead of
     relying on the function-scoped ``clean_env``."""
     base = tmp_path_factory.mktemp("json-docs")
-    env = _env(base / "home", base / "vault")
+    env = template_env(base / "home", base / "vault")
     src = base / "src"
     write_file(src / "docs" / "a.txt", b"alpha\n")
     write_file(src / "docs" / "sub" / "b.bin", random_bytes(1000, seed=5))
@@ -291,7 +287,7 @@ def test_backup_script_from_the_docs(tmp_path: Path) -> None:
     script = write_file(tmp_path / "vault-backup", _backup_script().encode())
     script.chmod(0o755)
     pwfile = write_file(tmp_path / "password", PASSWORD.encode() + b"\n")
-    env = _env(tmp_path / "home", tmp_path / "vault")
+    env = template_env(tmp_path / "home", tmp_path / "vault")
     del env["VAULT_PASSWORD"]
     env["VAULT_PASSWORD_FILE"] = str(pwfile)
     exe = vault_exe()

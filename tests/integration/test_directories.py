@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import unreadable_prefix
-from support import PASSWORD, VaultCli
+from helpers import template_env, unreadable_prefix
+from support import VaultCli
 
 NS = 1_000_000_000
 # Timestamps with nanoseconds (ext4, tmpfs, xfs and btrfs keep them all).
@@ -149,16 +149,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
     put per test would double this module's time)."""
     base = tmp_path_factory.mktemp("sample")
     home = base / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "AWS_"))}
-    env.update(
-        HOME=str(home),
-        XDG_DATA_HOME=str(home / ".local/share"),
-        XDG_STATE_HOME=str(home / ".local/state"),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        VAULT_PATH=str(base / "vault"),
-        VAULT_PASSWORD=PASSWORD,
-    )
+    env = template_env(home, base / "vault")
     cli = VaultCli(base / "vault", env)
     cli.init()
     src = _sample_tree(base)

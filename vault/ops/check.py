@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from vault import format as fmt
 from vault.errors import IntegrityError, ObjectNotFoundError, StorageError
 from vault.pipeline.runner import Pipeline
-from vault.repo.blobs import open_blob, verify_blob_id
 from vault.repo.catalog import VersionRecord, load_records
 from vault.repo.index import load_index
-from vault.repo.packs import load_pack, read_pack_header
+from vault.repo.packs import load_pack, read_pack_header, verify_blobs
 from vault.repo.repository import Repository
 from vault.repo.walk import collect
 from vault.storage.base import Handle, Kind
@@ -71,20 +70,12 @@ def _check_pack(repo: Repository, pack_id: bytes, indexed: list[fmt.BlobEntry]) 
 
 def _read_pack(repo: Repository, pack_id: bytes, entries: list[fmt.BlobEntry]) -> tuple[list[bytes], int, int]:
     """Read a whole pack and verify each blob. Returns (bad blob ids, blobs read, bytes read)."""
-    handle = Handle(Kind.DATA, pack_id.hex())
     try:
-        data = load_pack(repo.backend, handle.name)
+        data = load_pack(repo.backend, pack_id.hex())
     except IntegrityError:  # missing or oversized: every blob in it is lost
         return [e.blob_id for e in entries], 0, 0
-    bad = []
-    for e in entries:
-        what = f"blob {e.blob_id.hex()[:10]} in pack {handle}"
-        try:
-            plain = open_blob(repo.key, repo.vault_id, e, data[e.offset : e.offset + e.length], what)
-            verify_blob_id(repo.key, plain, e, what)
-        except IntegrityError:
-            bad.append(e.blob_id)
-    return bad, len(entries), len(data)
+    _, bad = verify_blobs(repo.key, repo.vault_id, pack_id.hex(), data, entries)
+    return [e.blob_id for e in bad], len(entries), len(data)
 
 
 def check(

@@ -23,9 +23,8 @@ from vault import format as fmt
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.pipeline.runner import Pipeline
 from vault.repo import catalog
-from vault.repo.blobs import open_blob, verify_blob_id
 from vault.repo.index import Index, write_index
-from vault.repo.packs import load_pack, parse_pack_header
+from vault.repo.packs import load_pack, parse_pack_header, verify_blobs
 from vault.repo.repository import Repository
 from vault.repo.walk import collect
 from vault.storage.base import Handle, Kind
@@ -130,20 +129,11 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
 
 def _verify_pack(repo: Repository, name: str) -> tuple[str, list[fmt.BlobEntry], int, str]:
     """Read one whole pack; returns its name, the entries whose blobs verify, how many did not, and an error
-    when the pack itself (preamble, header) can't be read."""
-    handle = Handle(Kind.DATA, name)
+    when the pack itself (size, preamble, header) can't be read."""
     try:
         data = load_pack(repo.backend, name)
         entries = parse_pack_header(lambda o, n: data[o : o + n], len(data), repo.key, repo.vault_id, name)
     except (IntegrityError, ObjectNotFoundError) as exc:
         return name, [], 0, str(exc)
-    good = []
-    for e in entries:
-        what = f"blob {e.blob_id.hex()[:10]} in pack {handle}"
-        try:
-            plain = open_blob(repo.key, repo.vault_id, e, data[e.offset : e.offset + e.length], what)
-            verify_blob_id(repo.key, plain, e, what)
-        except IntegrityError:
-            continue
-        good.append(e)
-    return name, good, len(entries) - len(good), ""
+    good, bad = verify_blobs(repo.key, repo.vault_id, name, data, entries)
+    return name, good, len(bad), ""

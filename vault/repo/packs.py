@@ -13,7 +13,7 @@ from collections.abc import Callable
 from vault import format as fmt
 from vault.crypto.keys import MasterKey
 from vault.errors import IntegrityError, ObjectNotFoundError
-from vault.repo.blobs import SealedBlob
+from vault.repo.blobs import SealedBlob, open_blob, verify_blob_id
 from vault.storage.base import Backend, Handle, Kind
 
 
@@ -100,3 +100,20 @@ def load_pack(backend: Backend, name: str) -> bytes:
     if len(data) > fmt.MAX_PACK_SIZE:
         raise IntegrityError(f"pack {handle} is larger than any pack vault writes; it was altered")
     return data
+
+
+def verify_blobs(
+    key: MasterKey, vault_id: bytes, name: str, data: bytes, entries: list[fmt.BlobEntry]
+) -> tuple[list[fmt.BlobEntry], list[fmt.BlobEntry]]:
+    """Authenticate, decompress and re-hash every listed blob of a pack already in memory (``load_pack``).
+    Returns the entries that verify and those that do not; raises nothing for a damaged blob."""
+    good, bad = [], []
+    for e in entries:
+        what = f"blob {e.blob_id.hex()[:10]} in pack {Handle(Kind.DATA, name)}"
+        try:
+            verify_blob_id(key, open_blob(key, vault_id, e, data[e.offset : e.offset + e.length], what), e, what)
+        except IntegrityError:
+            bad.append(e)
+            continue
+        good.append(e)
+    return good, bad

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from vault.cli import _common
+from vault.cli import _common, progress
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on standard output.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")]
@@ -26,8 +26,10 @@ def check(
 
     s = _common.settings(ctx)
     repo = _common.open_repo(s, lock="shared")
-    with _common.pipeline(s) as pipe:
-        report = _check(repo, pipe, read_data)
+    with _common.pipeline(s) as pipe, progress.bar(s, "check", None) as advance:
+        if read_data:
+            advance.set_total(repo.stored_bytes())
+        report = _check(repo, pipe, read_data, on_progress=advance)
     _common.STATE.nbytes = report.bytes_read
     if as_json:
         _common.print_json(report.to_json())
@@ -108,8 +110,8 @@ def prune(ctx: typer.Context, dry_run: DryRunOpt = False, as_json: JsonOpt = Fal
 
     s = _common.settings(ctx)
     repo = _common.open_repo(s, lock="exclusive")
-    with _common.pipeline(s) as pipe:
-        report = _prune(repo, pipe, dry_run)
+    with _common.pipeline(s) as pipe, progress.bar(s, "prune", None) as advance:
+        report = _prune(repo, pipe, dry_run, on_total=advance.set_total, on_progress=advance)
     if as_json:
         _common.print_json(report.to_json())
         return

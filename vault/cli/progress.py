@@ -11,7 +11,16 @@ from contextlib import contextmanager
 
 from vault.cli._common import Settings
 
-Advance = Callable[[int], None]
+
+class Advance:
+    """What a command hands to the library: ``advance(n)`` per n bytes done; ``total`` may be set late."""
+
+    def __init__(self, step: Callable[[int], None], set_total: Callable[[int], None]) -> None:
+        self._step = step
+        self.set_total = set_total
+
+    def __call__(self, n: int) -> None:
+        self._step(n)
 
 
 def enabled(s: Settings) -> bool:
@@ -22,7 +31,7 @@ def enabled(s: Settings) -> bool:
 def bar(s: Settings, description: str, total: int | None) -> Iterator[Advance]:
     """A progress bar with bytes done and total, rate and ETA; a no-op callback when disabled."""
     if not enabled(s):
-        yield lambda n: None
+        yield Advance(lambda n: None, lambda total: None)
         return
     from rich.console import Console
     from rich.progress import (
@@ -45,4 +54,4 @@ def bar(s: Settings, description: str, total: int | None) -> Iterator[Advance]:
     )
     with progress:
         task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
+        yield Advance(lambda n: progress.advance(task, n), lambda t: progress.update(task, total=t))

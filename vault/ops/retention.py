@@ -136,7 +136,16 @@ class PruneReport:
         }
 
 
-def prune(repo: Repository, pipeline: Pipeline, dry_run: bool) -> PruneReport:
+def prune(
+    repo: Repository,
+    pipeline: Pipeline,
+    dry_run: bool,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> PruneReport:
+    """Delete what no version references; repack mostly-unused packs. ``on_total`` gets the bytes the repack
+    will read, ``on_progress`` each pack's size as it is read. IntegrityError when a version needs data the
+    index does not list (run `check`, then `repair`)."""
     report = PruneReport(dry_run=dry_run)
     backend = repo.backend
     records = repo.records()
@@ -181,7 +190,9 @@ def prune(repo: Repository, pipeline: Pipeline, dry_run: bool) -> PruneReport:
         report.packs_written, report.bytes_written = _repack_size(repack)
         return report
 
-    written = _repack(repo, pipeline, repack, report)
+    if on_total is not None:
+        on_total(sum(sizes[p.hex()] for p, _ in repack))
+    written = _repack(repo, pipeline, repack, report, on_progress)
     if delete or repack or orphans or len(repo.index.index_names) > 1:
         old_index = [o.handle for o in backend.list(Kind.INDEX)]
         write_index(backend, repo.key, repo.vault_id, keep + written)
@@ -222,7 +233,11 @@ def _repack_size(repack: list[tuple[bytes, list[fmt.BlobEntry]]]) -> tuple[int, 
 
 
 def _repack(
-    repo: Repository, pipeline: Pipeline, repack: list[tuple[bytes, list[fmt.BlobEntry]]], report: PruneReport
+    repo: Repository,
+    pipeline: Pipeline,
+    repack: list[tuple[bytes, list[fmt.BlobEntry]]],
+    report: PruneReport,
+    on_progress: Callable[[int], None] | None = None,
 ) -> list[tuple[bytes, list[fmt.BlobEntry]]]:
     """Copy live sealed blobs into new packs; returns the new packs' index entries."""
     written: list[tuple[bytes, list[fmt.BlobEntry]]] = []
@@ -248,6 +263,8 @@ def _repack(
         return live, data
 
     for live, data in pipeline.ordered(load, repack, max_in_flight=2, pool=pipeline.io):
+        if on_progress is not None:
+            on_progress(len(data))
         for e in live:
             if e.blob_id in seen:
                 continue

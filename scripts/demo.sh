@@ -20,6 +20,7 @@ echo "second draft" > "$work/docs/notes/todo.txt"
 vault put "$work/docs"
 vault ls
 vault history docs
+mkdir "$work/restored"                  # an existing directory: the item is restored inside it
 vault get docs -o "$work/restored"
 diff -r "$work/docs" "$work/restored/docs"
 vault get docs/notes/todo.txt --version 1 -o -

@@ -36,8 +36,9 @@ Passwords are ``bytes``: exactly the bytes of the file or of the command's outpu
 of text typed at the prompt or given in the environment (undecodable environment bytes are recovered
 unchanged through ``surrogateescape``).
 
-This module never reads ``os.environ`` itself: the caller passes a snapshot in ``PasswordOptions.env`` and
-decides whether standard input is a terminal (``PasswordOptions.interactive``).
+Password sources never read ``os.environ`` themselves: the caller passes a snapshot in ``PasswordOptions.env``
+and decides whether standard input is a terminal (``PasswordOptions.interactive``). The one exception is
+:func:`child_environment`, which builds the environment of the programs vault starts without the passwords.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from __future__ import annotations
 import getpass
 import hmac
 import logging
+import os
 import shlex
 import signal
 import subprocess
@@ -137,6 +139,12 @@ def _read_password_file(path: str, *, what: str = "password file") -> bytes:
     return _strip_line_ending(line)
 
 
+def child_environment() -> dict[str, str]:
+    """The environment for processes vault starts (a password command, --stdin-from-command): everything but
+    the passwords themselves, which those programs have no business reading."""
+    return {k: v for k, v in os.environ.items() if k not in (ENV_PASSWORD, ENV_NEW_PASSWORD)}
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -168,6 +176,7 @@ def _run_password_command(command: str, timeout_s: float) -> bytes:
             capture_output=True,  # stderr too: it is never shown, it may echo the secret
             timeout=timeout_s,
             check=False,
+            env=child_environment(),
         )
     except subprocess.TimeoutExpired:
         raise AuthenticationError(

@@ -164,3 +164,23 @@ def test_keys_add_list_remove(vault, tmp_path: Path) -> None:
     vault("key", "remove", first["id"], env={"VAULT_PASSWORD": "third password"}, check=0)
     assert_error(vault("key", "remove", other, env={"VAULT_PASSWORD": "third password"}), 40)
     assert_error(vault("ls"), 12)
+
+
+def test_programs_vault_starts_do_not_inherit_the_password(cli, tmp_path) -> None:
+    """The password command and --stdin-from-command see the environment without VAULT_PASSWORD and
+    VAULT_NEW_PASSWORD: they have no business reading them."""
+    import shlex
+    import sys
+
+    seen = tmp_path / "seen.txt"
+    spy = (
+        "import os; open(%r, 'a').write(repr(sorted(k for k in os.environ if 'PASSWORD' in k)) + '\\n'); "
+        "print('correct horse battery staple')" % str(seen)
+    )
+    command = f"{shlex.quote(sys.executable)} -c {shlex.quote(spy)}"
+    cli.init()
+    cli("--password-command", command, "ls", check=0)
+    cli("put", "--stdin-from-command", command, "--name", "dump.txt", check=0)
+    lines = seen.read_text().splitlines()
+    assert len(lines) == 2
+    assert all("'VAULT_PASSWORD'" not in line for line in lines), lines

@@ -117,7 +117,11 @@ class _SourceCommand:
         if not argv:
             raise UsageError("--stdin-from-command is empty")
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+            from vault.passwords import child_environment
+
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=child_environment()
+            )
         except FileNotFoundError:
             raise NotFoundError(f"--stdin-from-command: {argv[0]} not found") from None
         except OSError as exc:

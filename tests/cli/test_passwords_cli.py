@@ -174,8 +174,8 @@ def test_programs_vault_starts_do_not_inherit_the_password(cli, tmp_path) -> Non
 
     seen = tmp_path / "seen.txt"
     spy = (
-        "import os; open(%r, 'a').write(repr(sorted(k for k in os.environ if 'PASSWORD' in k)) + '\\n'); "
-        "print('correct horse battery staple')" % str(seen)
+        f"import os; open({str(seen)!r}, 'a').write(repr(sorted(k for k in os.environ if 'PASSWORD' in k)) + '\\n'); "
+        "print('correct horse battery staple')"
     )
     command = f"{shlex.quote(sys.executable)} -c {shlex.quote(spy)}"
     cli.init()

@@ -52,7 +52,7 @@ def _role() -> str:
 
 
 class _Frame:
-    __slots__ = ("stage", "w0", "c0", "cw", "cc")
+    __slots__ = ("c0", "cc", "cw", "stage", "w0")
 
     def __init__(self, stage: str) -> None:
         self.stage = stage
@@ -102,6 +102,8 @@ def timed_gen(stage: str, fn: Callable[..., Iterator[Any]]) -> Callable[..., Ite
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        if SAMPLER is not None:
+            SAMPLER.mark_start()
         gen = fn(*args, **kwargs)
         while True:
             _enter(stage)
@@ -179,7 +181,7 @@ class _TimedCodec:
 
 
 def _result_stage(*_args: Any, **_kwargs: Any) -> str:
-    caller = sys._getframe(2).f_code.co_name  # noqa: SLF001 - the frame that called Future.result
+    caller = sys._getframe(2).f_code.co_name
     return {"ordered": "wait: next result of the CPU pool", "_complete_one": "wait: pack upload (back-pressure)"}.get(
         caller, f"wait: future in {caller}"
     )
@@ -205,13 +207,15 @@ def install() -> None:
     patch(repository, "load_index", "load index")
     patch(chunker.Chunker, "chunks", "chunk: FastCDC cut + copy out", gen=True)
     patch(keys.MasterKey, "blob_id", "blob id (keyed BLAKE3)")
+    if hasattr(blobs, "_worth_compressing"):
+        patch(blobs, "_worth_compressing", "zstd probe (64 KiB sample)")
     patch(aead.Aead, "seal", "AES-GCM seal (+nonce, concat)")
     patch(aead.Aead, "open", "AES-GCM open")
     patch(writer, "seal_blob", "seal_blob (rest)")  # imported by name: wrap where it is looked up
     patch(repository, "open_blob", "open_blob (rest)")
-    real_c, real_d = blobs._compressor, blobs._decompressor  # noqa: SLF001
-    blobs._compressor = lambda level: _TimedCodec(real_c(level))  # noqa: SLF001
-    blobs._decompressor = lambda: _TimedCodec(real_d())  # noqa: SLF001
+    real_c, real_d = blobs._compressor, blobs._decompressor
+    blobs._compressor = lambda level: _TimedCodec(real_c(level))
+    blobs._decompressor = lambda: _TimedCodec(real_d())
     patch(writer.BlobWriter, "_encode", "encode (dedup check, rest)")
     patch(writer.BlobWriter, "_add", "pack: add blob")
     patch(packs.PackBuilder, "finish", "pack: header + join")
@@ -240,10 +244,119 @@ def install() -> None:
         pass
 
 
+class RssSampler:
+    """Samples this process's RSS every few milliseconds; remembers the RSS when the data path started."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self.at_start: int | None = None
+        self._stop = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def rss(self) -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * self._page
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self.rss())
+
+    def mark_start(self) -> None:
+        if self.at_start is None:
+            self.at_start = self.rss()
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+SAMPLER: RssSampler | None = None
+
+
+class _Parts(list):  # type: ignore[type-arg]
+    """A pack as its list of parts (experiment --pack-writev): written with os.writev, never joined."""
+
+
+def install_experiments(args: argparse.Namespace) -> list[str]:
+    """Changes to try without editing vault/: module constants (--set) and writing packs unjoined."""
+    import importlib
+
+    done = []
+    for item in args.set or []:
+        target, _, value = item.partition("=")
+        mod_name, _, attr = target.rpartition(".")
+        mod = importlib.import_module(mod_name)
+        setattr(mod, attr, type(getattr(mod, attr))(value))
+        done.append(f"{target}={value}")
+    if args.pack_writev:
+        import struct
+
+        import vault.format as fmt
+        import vault.repo.packs as packs
+        import vault.storage.local as local
+
+        def finish(self: Any, key: Any, vault_id: bytes) -> _Parts:  # PackBuilder.finish without the join
+            header = key.meta.seal(fmt.encode_entries(self.entries), fmt.pack_header_aad(vault_id, self.name))
+            parts = _Parts([*self._parts, header, struct.pack("<I", len(header))])
+            self._parts = []
+            return parts
+
+        orig_save = local.LocalBackend.save
+
+        def save(self: Any, h: Any, data: Any) -> None:  # LocalBackend.save for a list of parts
+            if not isinstance(data, _Parts):
+                return orig_save(self, h, data)
+            path = self.path_of(h)
+            try:
+                fd, tmp = local._create_temp(path.parent)
+            except FileNotFoundError:
+                self._make_dirs(path.parent, stop=self.root)
+                fd, tmp = local._create_temp(path.parent)
+            try:
+                os.fchmod(fd, 0o600)
+                _enter("write object (os.writev)")
+                try:
+                    views = [memoryview(p) for p in data]
+                    while views:
+                        n = os.writev(fd, views[:1024])
+                        while n and views:
+                            if n >= len(views[0]):
+                                n -= len(views[0])
+                                views.pop(0)
+                            else:
+                                views[0] = views[0][n:]
+                                n = 0
+                finally:
+                    _exit()
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            local._fsync_dir(path.parent)
+            return None
+
+        packs.PackBuilder.finish = finish  # type: ignore[method-assign]
+        local.LocalBackend.save = save  # type: ignore[method-assign]
+        done.append("packs written with os.writev from their parts, never joined")
+    return done
+
+
 def report(wall: float, cpu: float, nbytes: int, title: str) -> str:
     lines = [f"### {title}", ""]
     lines.append(f"wall {wall:.2f} s, process CPU {cpu:.2f} s (user+sys) = {cpu / wall:.2f} cores, "
                  f"{nbytes / wall / 1e6:.0f} MB/s")
+    if SAMPLER is not None:
+        start = SAMPLER.at_start or 0
+        lines.append("")
+        lines.append(f"RSS: {start / 2**20:.0f} MiB when the data path started (after unlock), peak "
+                     f"{SAMPLER.peak / 2**20:.0f} MiB during the command (sampled every 2 ms); "
+                     f"ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "
+                     "(includes argon2id's 64 MiB)")
     lines.append("")
     lines.append("| thread | stage | calls | wall s | CPU s | MB/s of CPU |")
     lines.append("| --- | --- | ---: | ---: | ---: | ---: |")
@@ -271,6 +384,18 @@ def report(wall: float, cpu: float, nbytes: int, title: str) -> str:
     return "\n".join(lines)
 
 
+def _as_console_script() -> None:
+    """Do what the `vault` console script does before the CLI runs (e.g. its malloc tuning), if anything."""
+    try:
+        from vault import _entry
+    except ImportError:
+        return
+    for name in ("_tune_malloc",):
+        fn = getattr(_entry, name, None)
+        if callable(fn):
+            fn()
+
+
 def run_cli(argv: list[str]) -> tuple[int, float, float]:
     from vault.cli import run
 
@@ -284,6 +409,8 @@ def run_cli(argv: list[str]) -> tuple[int, float, float]:
 
 
 def cmd_put(args: argparse.Namespace) -> int:
+    global SAMPLER
+    _as_console_script()
     os.environ["VAULT_PASSWORD"] = PASSWORD
     os.environ.setdefault("VAULT_LOG_DIR", str(WORK / "logs"))
     vault = WORK / "vault"
@@ -298,14 +425,21 @@ def cmd_put(args: argparse.Namespace) -> int:
     nbytes = src.stat().st_size if src.is_file() else sum(
         os.lstat(os.path.join(r, n)).st_size for r, _, ns in os.walk(src) for n in ns)
     install()
+    changes = install_experiments(args)
     os.sync()
-    code, wall, cpu = run_cli(["--vault", str(vault), "-q", "--threads", str(args.threads), "put", str(src)])
+    with RssSampler() as SAMPLER:
+        code, wall, cpu = run_cli(["--vault", str(vault), "-q", "--threads", str(args.threads), "put", str(src)])
     (WORK / "last-item").write_text(f"{src.name}\n{nbytes}\n")
-    print(report(wall, cpu, nbytes, f"vault --threads {args.threads} put {src.name} (exit {code})"))
+    title = f"vault --threads {args.threads} put {src.name} (exit {code})"
+    if changes:
+        title += "; experiment: " + ", ".join(changes)
+    print(report(wall, cpu, nbytes, title))
     return code
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    global SAMPLER
+    _as_console_script()
     os.environ["VAULT_PASSWORD"] = PASSWORD
     os.environ.setdefault("VAULT_LOG_DIR", str(WORK / "logs"))
     name, nbytes = (WORK / "last-item").read_text().split()
@@ -315,8 +449,9 @@ def cmd_get(args: argparse.Namespace) -> int:
     out.mkdir(parents=True)
     install()
     os.sync()
-    code, wall, cpu = run_cli(["--vault", str(WORK / "vault"), "-q", "--threads", str(args.threads), "get", name,
-                               "-o", str(out / name)])
+    with RssSampler() as SAMPLER:
+        code, wall, cpu = run_cli(["--vault", str(WORK / "vault"), "-q", "--threads", str(args.threads), "get",
+                                   name, "-o", str(out / name)])
     print(report(wall, cpu, int(nbytes), f"vault --threads {args.threads} get {name} (exit {code})"))
     shutil.rmtree(out)
     return code
@@ -370,7 +505,7 @@ def cmd_micro(args: argparse.Namespace) -> int:
     packed = [cctx.compress(c) for c in chunks[:64]]
     few = sum(len(c) for c in chunks[:64])
     t0 = time.thread_time()
-    for p, c in zip(packed, chunks):
+    for p, c in zip(packed, chunks, strict=False):
         dctx = zstandard.ZstdDecompressor()
         dctx.decompress(p, max_output_size=len(c))
     rows.append((f"zstd decompress per chunk (first {len(packed)} chunks, output dropped)",
@@ -431,7 +566,9 @@ def cmd_pyspy(args: argparse.Namespace) -> int:
     ]
     compiled = [(name, re.compile(rx)) for name, rx in rules]
     per: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    for line in open(args.raw):
+    with open(args.raw) as raw:
+        raw_lines = raw.readlines()
+    for line in raw_lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
         frames = stack.split(";")
         head = frames[0]
@@ -470,16 +607,28 @@ def cmd_fsync(args: argparse.Namespace) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     rows: list[tuple[str, float]] = []
+    plan: list[tuple[str, Callable[[Path], None]]] = []
 
     def timed_run(name: str, fn: Callable[[Path], None]) -> None:
-        dest = out / f"run{len(rows)}"
-        dest.mkdir()
-        os.sync()
-        t0 = time.perf_counter()
-        fn(dest)
-        rows.append((name, time.perf_counter() - t0))
-        shutil.rmtree(dest)
-        os.sync()
+        plan.append((name, fn))
+
+    def execute() -> None:
+        """Every strategy --repeat times, round-robin (so drift hits all alike); the median of each."""
+        import statistics
+
+        times: dict[str, list[float]] = collections.defaultdict(list)
+        for rep in range(args.repeat):
+            for i, (name, fn) in enumerate(plan):
+                dest = out / f"r{rep}-s{i}"
+                dest.mkdir()
+                os.sync()
+                t0 = time.perf_counter()
+                fn(dest)
+                times[name].append(time.perf_counter() - t0)
+                shutil.rmtree(dest)
+                os.sync()
+        for name, _ in plan:
+            rows.append((name, statistics.median(times[name])))
 
     if src.is_file():
         size = src.stat().st_size
@@ -551,8 +700,10 @@ def cmd_fsync(args: argparse.Namespace) -> int:
         timed_run("tree: same, fsync + rename on 32 threads", lambda d: tree(d, "pool", 32))
         timed_run("tree: no fsync, rename (restic, borg, tar)", lambda d: tree(d, "nosync"))
         timed_run("tree: no fsync per file, one sync() at the end", lambda d: tree(d, "sync-once"))
+    execute()
     shutil.rmtree(out)
-    print(f"### restore write strategies for {src.name} ({nbytes / 1e6:.0f} MB), wall time, warm cache")
+    print(f"### restore write strategies for {src.name} ({nbytes / 1e6:.0f} MB), median wall time of "
+          f"{args.repeat}, warm cache")
     print()
     print("| strategy | wall s | MB/s |")
     print("| --- | ---: | ---: |")
@@ -567,6 +718,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("put", help="put PATH into a fresh vault in benchmarks/work/profile, with stage timing")
     p.add_argument("path")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--set", action="append", metavar="MODULE.NAME=VALUE",
+                   help="experiment: override a module constant, e.g. vault.repo.writer.MAX_UPLOADS_IN_FLIGHT=1")
+    p.add_argument("--pack-writev", action="store_true",
+                   help="experiment: write packs from their parts with os.writev instead of joining them")
     g = sub.add_parser("get", help="get what the last put stored, with stage timing")
     g.add_argument("--threads", type=int, default=2)
     m = sub.add_parser("micro", help="single-core speed of each primitive")
@@ -574,6 +729,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--limit", type=int, default=256 << 20)
     f = sub.add_parser("fsync", help="restore write strategies (fsync per file, overlapped, none) on PATH's bytes")
     f.add_argument("path")
+    f.add_argument("--repeat", type=int, default=3)
     s = sub.add_parser("pyspy", help="summarise a py-spy --format raw file")
     s.add_argument("raw")
     s.add_argument("--rate", type=int, default=100)

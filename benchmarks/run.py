@@ -147,10 +147,54 @@ def rm(path: Path) -> None:
         path.unlink()
 
 
+_TRASH: list[Path] = []
+
+
+def _evict(path: Path) -> None:
+    """Drop the (clean) page cache of every file under ``path`` without deleting anything."""
+    paths = [path] if not path.is_dir() else [Path(r) / n for r, _, ns in os.walk(path) for n in ns]
+    for p in paths:
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def discard(path: Path) -> None:
+    """Get ``path`` out of the way of the next run without deleting it now.
+
+    This VM has two costs that a naive ``rm -rf`` between runs would mix into the results:
+    - ext4 skips inodes freed in the last minute or more when it allocates new ones (``recently_deleted`` in
+      ext4_create; perf shows it dominating a tree restore right after the previous restore was deleted);
+    - memory the guest has never touched is slow on first touch, so if old outputs stay in the page cache,
+      every new write lands in fresh memory.
+    So the old output is renamed into a trash directory, synced, and its page cache dropped
+    (POSIX_FADV_DONTNEED, no root needed); the trash is deleted between data sets (``empty_trash``)."""
+    if shutil.disk_usage(path.parent).free < (20 << 30):  # short of disk: delete now, pay the slower creates
+        rm(path.parent / ".trash")
+    if path.exists() or path.is_symlink():
+        trash = path.parent / ".trash" / f"{path.name}-{len(_TRASH)}-{time.monotonic_ns()}"
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(path, trash)
+        _TRASH.append(trash)
+        os.sync()
+        _evict(trash)
+
+
 def fresh_dir(path: Path) -> Path:
-    rm(path)
+    """An empty directory at ``path``; what was there is discarded (see discard)."""
+    discard(path)
     path.mkdir(parents=True)
     return path
+
+
+def empty_trash(work: Path) -> None:
+    rm(work / ".trash")
+    _TRASH.clear()
 
 
 # -- cases -------------------------------------------------------------------------------------------------
@@ -288,8 +332,8 @@ class Bench:
         cases: list[Case] = []
 
         def fresh_vault(_run: int) -> None:
-            rm(repo)
-            run_quiet(v + ["init"], self.base_env, self.work, self.log)
+            discard(repo)
+            run_quiet([*v, "init"], self.base_env, self.work, self.log)
 
         def fresh_out(_run: int) -> None:
             fresh_dir(out)
@@ -300,20 +344,20 @@ class Bench:
         threads = self.args.threads
         for t in threads:
             cases.append(Case(ds.name, "vault", f"vault put -t{t}", "store",
-                              lambda run, t=t: v + ["--threads", str(t), "put", ds.arg], prepare=fresh_vault))
+                              lambda run, t=t: [*v, "--threads", str(t), "put", ds.arg], prepare=fresh_vault))
         for t in threads:
             cases.append(Case(ds.name, "vault", f"vault get -t{t}", "restore",
-                              lambda run, t=t: v + ["--threads", str(t), "get", ds.arg, "-o", str(out / ds.arg)],
+                              lambda run, t=t: [*v, "--threads", str(t), "get", ds.arg, "-o", str(out / ds.arg)],
                               prepare=fresh_out, verify=verify_get))
         for t in threads:
             cases.append(Case(ds.name, "vault", f"vault re-put -t{t}", "re-store",
-                              lambda run, t=t: v + ["--threads", str(t), "put", ds.arg]))
-        cases.append(Case(ds.name, "vault", "vault ls (unlock only)", "open", lambda run: v + ["ls"],
+                              lambda run, t=t: [*v, "--threads", str(t), "put", ds.arg]))
+        cases.append(Case(ds.name, "vault", "vault ls (unlock only)", "open", lambda run: [*v, "ls"],
                           note="startup + argon2id unlock + catalog; the fixed cost inside every command"))
         if self.has_check:
             for t in threads:
                 cases.append(Case(ds.name, "vault", f"vault check --read-data -t{t}", "check",
-                                  lambda run, t=t: v + ["--threads", str(t), "check", "--read-data"]))
+                                  lambda run, t=t: [*v, "--threads", str(t), "check", "--read-data"]))
         return cases
 
     def restic_cases(self, ds: DataSet) -> list[Case]:
@@ -322,8 +366,8 @@ class Bench:
         env = dict(self.base_env, RESTIC_REPOSITORY=str(repo))
 
         def fresh_repo(_run: int) -> None:
-            rm(repo)
-            rm(self.work / "restic-cache")
+            discard(repo)
+            discard(self.work / "restic-cache")
             run_quiet(["restic", "init", "--repository-version", "2"], env, self.work, self.log)
 
         backup = ["restic", "backup", "-q", "--host", "bench", "--compression", "auto", ds.arg]
@@ -346,8 +390,8 @@ class Bench:
         env = dict(self.base_env, BORG_REPO=str(repo))
 
         def fresh_repo(_run: int) -> None:
-            rm(repo)
-            rm(self.work / "borg-base")
+            discard(repo)
+            discard(self.work / "borg-base")
             run_quiet(["borg", "init", "-e", "repokey"], env, self.work, self.log)
 
         names = itertools.count()
@@ -377,7 +421,7 @@ class Bench:
         packed = self.work / ("packed.zst.age" if with_age else "packed.zst")
         src = f"tar -cf - {shlex.quote(ds.arg)}" if ds.is_tree else f"cat {shlex.quote(ds.arg)}"
         store = f"{src} | zstd -3 -T0 -q -c"
-        back = f"zstd -d -q -c"
+        back = "zstd -d -q -c"
         if with_age:
             key = self.work / "age.key"
             store += f" | age -r {self.age_recipient()}"
@@ -392,7 +436,7 @@ class Bench:
         label = "zstd -3 -T0 | age" if with_age else "zstd -3 -T0"
         tool = "zstd-age" if with_age else "zstd"
         return [
-            Case(ds.name, tool, label, "store", lambda run: store, prepare=lambda run: rm(packed)),
+            Case(ds.name, tool, label, "store", lambda run: store, prepare=lambda run: discard(packed)),
             Case(ds.name, tool, label + " (decode)", "restore", lambda run: back,
                  prepare=lambda run: fresh_dir(out), verify=lambda: same_content(ds.path, out / ds.arg, self.log)),
         ]
@@ -506,6 +550,7 @@ class Bench:
                     self.notes.append(msg)
             for p in ("out", "packed.zst", "packed.zst.age", "restic-repo", "borg-repo"):
                 rm(self.work / p)
+            empty_trash(self.work)
         if self.args.rss_scaling:
             results += self.rss_scaling()
         vers = versions(self.vault)
@@ -547,6 +592,7 @@ class Bench:
                     self.notes.append(f"big: {case.label} failed: {exc}")
         self.args.runs, self.args.warmup = saved
         rm(self.work / "out")
+        empty_trash(self.work)
         rm(self.work / f"vault-{ds.name}")
         return results
 
@@ -679,7 +725,8 @@ def render_markdown(doc: dict[str, object]) -> str:
                  "(MB = 10^6 bytes). CPU = user+sys of the process tree; `cores` = CPU / wall. Peak RSS of "
                  "a pipeline is its largest process. `other` = user CPU of other processes during the run, in "
                  "cores (the machine may be shared; a run with more than "
-                 f"{doc.get('max_foreign', 0.15)} is run again, up to {doc.get('retries_allowed', 6)} times per case, and "
+                 f"{doc.get('max_foreign', 0.15)} is run again, up to {doc.get('retries_allowed', 6)} times per case, "
+                 "and "
                  "each run first waits up to a minute for the machine to go quiet).")
     lines.append("")
 
@@ -830,8 +877,8 @@ def write_chart(doc: dict[str, object], path: Path) -> None:
     by = {(r["dataset"], r["label"]): r for r in res}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=False)
     width = 0.8 / len(tools)
-    for ax, op, title in zip(axes, ("store", "restore"), ("store (put / backup / create / compress)",
-                                                            "restore (get / restore / extract / decompress)")):
+    titles = ("store (put / backup / create / compress)", "restore (get / restore / extract / decompress)")
+    for ax, op, title in zip(axes, ("store", "restore"), titles, strict=False):
         for i, (name, labels, color) in enumerate(tools):
             xs, ys = [], []
             for j, s in enumerate(sets):
@@ -849,8 +896,9 @@ def write_chart(doc: dict[str, object], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
     m = doc["machine"]  # type: ignore[assignment]
+    when = str(doc["when"]).split(",")[0]
     fig.suptitle(f"vault vs restic, borg, zstd | age; {m['nproc']} cores, {m['cpu']}; medians of {doc['runs']} "
-                 f"runs, {doc['when']}", fontsize=10)
+                 f"runs, warm cache, {when}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -859,6 +907,7 @@ def write_chart(doc: dict[str, object], path: Path) -> None:
 def merge(old: dict, new: dict) -> dict:
     """The old results with every case measured now replaced (or added), noting both runs."""
     fresh = {(r["dataset"], r["label"]): r for r in new["results"]}
+    redone = tuple(f"{ds}: {label} failed" for ds, label in fresh)
     results = [fresh.pop((r["dataset"], r["label"]), r) for r in old["results"]]
     results += list(fresh.values())
     out = dict(old)
@@ -867,7 +916,8 @@ def merge(old: dict, new: dict) -> dict:
     out["files"] = {**old.get("files", {}), **new.get("files", {})}
     out["when"] = f"{old['when']}, partly redone {new['when']} (`{' '.join(new['argv'])}`)"
     out["duration_s"] = old.get("duration_s", 0) + new.get("duration_s", 0)
-    out["notes"] = old.get("notes", []) + [n for n in new.get("notes", []) if n not in old.get("notes", [])]
+    kept = [n for n in old.get("notes", []) if not n.startswith(redone)]
+    out["notes"] = kept + [n for n in new.get("notes", []) if n not in kept]
     out["versions"] = new["versions"]
     return out
 

@@ -73,3 +73,22 @@ class VaultCli:
         return self("init", *CHEAP_INIT_ARGS, *extra, check=0)
 
 
+
+
+# A tiny process between the test and the measured command. At execve the kernel folds the old address space's
+# high-water mark into the new program's max RSS; for a child forked (or vforked) straight from a large pytest
+# worker that is the worker's size. Forked from this ~10 MB interpreter instead, the figure is the command's own.
+_RSS_WRAPPER = (
+    "import os, resource, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)\n"
+)
+
+
+def measured_command(cmd: list[str], rss_file: Path) -> list[str]:
+    """``cmd`` wrapped so that its own peak RSS (KiB) is written to ``rss_file`` when it exits."""
+    return [sys.executable, "-c", _RSS_WRAPPER, str(rss_file), *cmd]

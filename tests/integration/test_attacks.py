@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from helpers import assert_error, chunk_places, random_bytes, write_file
-from support import CHEAP_INIT_ARGS, PASSWORD, VaultCli
+from support import CHEAP_INIT_ARGS, PASSWORD, VaultCli, measured_command
 
 OTHER_PASSWORD = "a different password for vault B"
 MiB = 1024 * 1024
@@ -102,17 +102,13 @@ def _slot_doc(path: Path) -> dict:  # type: ignore[type-arg]
 
 
 def _run_measured(cli: VaultCli, *args: str) -> tuple[int, str, float, int]:
-    """Run `vault` and return (exit code, stderr, seconds, the child's own max RSS in KiB) via wait4."""
+    """Run `vault` and return (exit code, stderr, seconds, the command's own max RSS in KiB)."""
     started = time.monotonic()
-    # close_fds=False lets subprocess use posix_spawn (vfork): a fork() copy of a large test process would
-    # count towards the child's max RSS before it execs.
-    proc = subprocess.Popen([*cli.exe, *args], env=cli.env, stdin=subprocess.DEVNULL, close_fds=False,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode("utf-8", "replace")
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
-    return proc.returncode, err, time.monotonic() - started, usage.ru_maxrss
+    rss_file = Path(cli.env["HOME"]) / f"rss-{time.time_ns()}"
+    proc = subprocess.run(measured_command([*cli.exe, *args], rss_file), env=cli.env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    err = proc.stderr.decode("utf-8", "replace")
+    return proc.returncode, err, time.monotonic() - started, int(rss_file.read_text())
 
 
 # ------------------------------------------------- objects swapped between two vaults with one password

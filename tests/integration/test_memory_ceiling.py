@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers import MiB, sha256_file
+from support import measured_command
 
 SIZE = 1024 * MiB
 LIMIT_KIB = 200 * 1024
@@ -48,13 +49,10 @@ def _run_measured(
     started = time.monotonic()
     err_path = Path(env["HOME"]) / f"stderr-{time.time_ns()}"
     with open(err_path, "wb") as err:
-        # close_fds=False lets subprocess use posix_spawn (vfork): a fork() copy of the test process would
-        # count towards the child's max RSS before it execs.
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, close_fds=False,
-                                stdout=stdout or subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss, time.monotonic() - started, err_path.read_text()
+        rss_file = Path(env["HOME"]) / f"rss-{time.time_ns()}"
+        proc = subprocess.run(measured_command(cmd, rss_file), env=env, stdin=subprocess.DEVNULL,
+                              stdout=stdout or subprocess.DEVNULL, stderr=err, check=False)
+    return proc.returncode, int(rss_file.read_text()), time.monotonic() - started, err_path.read_text()
 
 
 @pytest.mark.slow

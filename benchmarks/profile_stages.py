@@ -353,7 +353,8 @@ def report(wall: float, cpu: float, nbytes: int, title: str) -> str:
     if SAMPLER is not None:
         start = SAMPLER.at_start or 0
         lines.append("")
-        lines.append(f"RSS: {start / 2**20:.0f} MiB when the data path started (after unlock), peak "
+        started = f"{start / 2**20:.0f} MiB when the data path started (after unlock), " if start else ""
+        lines.append(f"RSS: {started}peak "
                      f"{SAMPLER.peak / 2**20:.0f} MiB during the command (sampled every 2 ms); "
                      f"ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "
                      "(includes argon2id's 64 MiB)")
@@ -410,7 +411,8 @@ def run_cli(argv: list[str]) -> tuple[int, float, float]:
 
 def cmd_put(args: argparse.Namespace) -> int:
     global SAMPLER
-    _as_console_script()
+    if not args.no_entry_tuning:
+        _as_console_script()
     os.environ["VAULT_PASSWORD"] = PASSWORD
     os.environ.setdefault("VAULT_LOG_DIR", str(WORK / "logs"))
     vault = WORK / "vault"
@@ -430,6 +432,13 @@ def cmd_put(args: argparse.Namespace) -> int:
     with RssSampler() as SAMPLER:
         code, wall, cpu = run_cli(["--vault", str(vault), "-q", "--threads", str(args.threads), "put", str(src)])
     (WORK / "last-item").write_text(f"{src.name}\n{nbytes}\n")
+    if args.malloc_stats:
+        import ctypes
+        import gc
+
+        gc.collect()
+        sys.stderr.flush()
+        ctypes.CDLL("libc.so.6").malloc_stats()  # to stderr: per arena, system bytes vs in use
     title = f"vault --threads {args.threads} put {src.name} (exit {code})"
     if changes:
         title += "; experiment: " + ", ".join(changes)
@@ -596,6 +605,16 @@ def cmd_pyspy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evict_tree(path: Path) -> None:
+    for r, _, names in os.walk(path):
+        for n in names:
+            fd = os.open(os.path.join(r, n), os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def cmd_fsync(args: argparse.Namespace) -> int:
     """How restores could write: the cost of vault's way (write, fsync at the end of each file, rename; one file
     at a time) against alternatives, on the same bytes, without vault (pure file-system work)."""
@@ -625,8 +644,10 @@ def cmd_fsync(args: argparse.Namespace) -> int:
                 t0 = time.perf_counter()
                 fn(dest)
                 times[name].append(time.perf_counter() - t0)
-                shutil.rmtree(dest)
+                # Not deleted now: ext4 is slow to create files right after many were deleted
+                # (recently_deleted); the page cache is dropped instead so memory is reused (see run.py).
                 os.sync()
+                _evict_tree(dest)
         for name, _ in plan:
             rows.append((name, statistics.median(times[name])))
 
@@ -720,6 +741,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--set", action="append", metavar="MODULE.NAME=VALUE",
                    help="experiment: override a module constant, e.g. vault.repo.writer.MAX_UPLOADS_IN_FLIGHT=1")
+    p.add_argument("--malloc-stats", action="store_true", help="print glibc malloc_stats() after the put")
+    p.add_argument("--no-entry-tuning", action="store_true",
+                   help="experiment: skip what the console script does first (vault._entry._tune_malloc)")
     p.add_argument("--pack-writev", action="store_true",
                    help="experiment: write packs from their parts with os.writev instead of joining them")
     g = sub.add_parser("get", help="get what the last put stored, with stage timing")

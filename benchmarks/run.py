@@ -554,7 +554,7 @@ class Bench:
         if self.args.rss_scaling:
             results += self.rss_scaling()
         vers = versions(self.vault)
-        if vers["vault source"] != source_before:
+        if vers["vault source"].rsplit(" ", 1)[-1] != source_before.rsplit(" ", 1)[-1]:
             self.notes.append(f"vault's source changed during the run (other work in the tree): "
                               f"{source_before} at the start, {vers['vault source']} at the end.")
         return {

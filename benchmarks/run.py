@@ -564,6 +564,7 @@ class Bench:
             "runs": self.args.runs,
             "warmup": self.args.warmup,
             "max_foreign": self.args.max_foreign,
+            "quiet_wait": self.args.quiet_wait,
             "retries_allowed": self.args.retries,
             "machine": machine_info(),
             "versions": vers,
@@ -707,6 +708,15 @@ def _set_title(name: str, doc: dict[str, object]) -> str:
     return f"{base} ({nbytes / 1e6:,.0f} MB{extra})"
 
 
+def _quiet_wait(doc: dict[str, object]) -> float:
+    if "quiet_wait" in doc:
+        return float(doc["quiet_wait"])  # type: ignore[arg-type]
+    argv = list(doc.get("argv", []))  # type: ignore[call-overload]
+    if "--quiet-wait" in argv and argv.index("--quiet-wait") + 1 < len(argv):
+        return float(argv[argv.index("--quiet-wait") + 1])
+    return 60.0
+
+
 def render_markdown(doc: dict[str, object]) -> str:
     res: list[dict] = doc["results"]  # type: ignore[assignment]
     by = {(r["dataset"], r["label"]): r for r in res}
@@ -727,7 +737,7 @@ def render_markdown(doc: dict[str, object]) -> str:
                  "cores (the machine may be shared; a run with more than "
                  f"{doc.get('max_foreign', 0.15)} is run again, up to {doc.get('retries_allowed', 6)} times per case, "
                  "and "
-                 "each run first waits up to a minute for the machine to go quiet).")
+                 f"each run first waits up to {_quiet_wait(doc):g} s for the machine to go quiet).")
     lines.append("")
 
     # Issue 3's figures first.
@@ -829,12 +839,11 @@ def render_markdown(doc: dict[str, object]) -> str:
 
 DOC_SKELETON = """# Performance
 
-How fast `vault` stores and restores data on the 2-core benchmark machine, against restic, borg, and
-`zstd | age`, and where the time goes. Reproduce with:
+How fast `vault` stores and restores data, against restic, borg, `zstd | age` and `zstd`. Reproduce with:
 
 ```
-python benchmarks/gen_data.py      # ~2.3 GiB into benchmarks/data/ (gitignored)
-python benchmarks/run.py           # ~30-40 min; rewrites the section below and performance.png
+python benchmarks/gen_data.py --big 4G    # into benchmarks/data/ (gitignored)
+python benchmarks/run.py --rss-scaling    # rewrites the section below and performance.png
 ```
 
 ## Results

@@ -137,8 +137,8 @@ def open_repo(s: Settings, lock: str | None = None) -> Repository:
     from vault.repo.repository import Repository
 
     backend = backend_for(s)
-    load_config(backend)  # "no vault here" (exit 10) before asking for a password
-    repo = Repository.open(backend, read_password(s))
+    config = load_config(backend)  # "no vault here" (exit 10) before asking for a password
+    repo = Repository.open(backend, read_password(s), config=config)
     if lock is not None:
         from vault.repo.locks import acquire
 

@@ -58,10 +58,13 @@ class Repository:
         return cls(backend, config, key, slot)
 
     @classmethod
-    def open(cls, backend: Backend, password: bytes, *, rehash: bool = True) -> Repository:
+    def open(
+        cls, backend: Backend, password: bytes, *, rehash: bool = True, config: VaultConfig | None = None
+    ) -> Repository:
         """Open an existing vault. VaultNotFoundError, UnsupportedVersionError, AuthenticationError,
-        IntegrityError. Slots that follow the defaults are rewrapped when the defaults grew."""
-        config = load_config(backend)
+        IntegrityError. Slots that follow the defaults are rewrapped when the defaults grew. ``config`` is the
+        vault's config when the caller has read it already (it checks for a vault before asking for a password)."""
+        config = config or load_config(backend)
         store = KeyStore(backend, config.vault_id)
         key, slot = store.unlock(password)
         if rehash:

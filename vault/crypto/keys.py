@@ -38,7 +38,7 @@ from vault.errors import (
     NotFoundError,
     ObjectNotFoundError,
 )
-from vault.storage.base import Backend, Handle, Kind
+from vault.storage.base import Backend, Handle, Kind, ObjectInfo
 
 log = logging.getLogger(__name__)
 
@@ -255,14 +255,15 @@ class KeyStore:
         self.backend = backend
         self.vault_id = vault_id
 
+    def _read_slot(self, info: ObjectInfo) -> KeySlot:
+        """Load (size-capped) and parse one slot. IntegrityError."""
+        if info.size > MAX_SLOT_SIZE:
+            raise IntegrityError(f"key slot {info.handle.name} is too large")
+        return parse_slot(self.backend.load(info.handle, 0, MAX_SLOT_SIZE + 1), info.handle.name)
+
     def slots(self) -> list[KeySlot]:
-        """Every slot, oldest first. A slot that fails to parse raises IntegrityError."""
-        out = []
-        for info in self.backend.list(Kind.KEYS):
-            if info.size > MAX_SLOT_SIZE:
-                raise IntegrityError(f"key slot {info.handle.name} is too large")
-            out.append(parse_slot(self.backend.load(info.handle, 0, MAX_SLOT_SIZE + 1), info.handle.name))
-        return sorted(out, key=lambda s: s.slot_id)
+        """Every slot, ordered by id. A slot that fails to parse raises IntegrityError."""
+        return sorted((self._read_slot(info) for info in self.backend.list(Kind.KEYS)), key=lambda s: s.slot_id)
 
     def unlock(self, password: bytes) -> tuple[MasterKey, KeySlot]:
         """Try every slot. Raises AuthenticationError when no slot takes the password, IntegrityError when
@@ -276,9 +277,7 @@ class KeyStore:
         slot_list: list[KeySlot] = []
         for info in self.backend.list(Kind.KEYS):
             try:
-                if info.size > MAX_SLOT_SIZE:
-                    raise IntegrityError(f"key slot {info.handle.name} is too large")
-                slot_list.append(parse_slot(self.backend.load(info.handle, 0, MAX_SLOT_SIZE + 1), info.handle.name))
+                slot_list.append(self._read_slot(info))
             except IntegrityError as exc:
                 damaged.append(exc)
         unwrap_failed: IntegrityError | None = None

@@ -65,6 +65,11 @@ class IntegrityError(VaultError):
     exit_code = 20
 
 
+class UnknownGenerationError(IntegrityError):
+    """Bytes sealed under a key generation the keyring in use does not hold: made after the `vault rekey` that
+    the opening key slot predates. Not damage to repair: nothing may delete them on that ground."""
+
+
 class UnsupportedVersionError(VaultError):
     """The vault or an object was written by a newer format than this program reads."""
 

@@ -19,7 +19,12 @@ from vault.errors import IntegrityError, UnsupportedVersionError
 # -- versions ------------------------------------------------------------------------------------------------
 FORMAT_VERSION = 1
 FORMAT_VERSION_MIN = 1
-FORMAT_VERSION_MAX = 1
+FORMAT_VERSION_MAX = 2
+# Version 2 adds key generations (`vault rekey`): packs, encrypted objects and key slots written under a
+# generation other than 0 carry its number. A vault that was never rekeyed writes version 1 bytes only, so
+# everything made before generations existed reads and is written exactly as before.
+FORMAT_VERSION_GENERATIONS = 2
+MAX_GENERATION = 2**32 - 1
 
 # -- sizes ---------------------------------------------------------------------------------------------------
 KEY_SIZE = 32  # AES-256-GCM keys, BLAKE3 keys, master key
@@ -82,12 +87,13 @@ FLAG_ZSTD = 0x01  # the blob's plaintext was zstd-compressed before encryption
 KNOWN_FLAGS = FLAG_ZSTD
 
 
-def check_version(version: int, what: str) -> None:
-    """Refuse a version this program does not read. Raises UnsupportedVersionError or IntegrityError."""
-    if version > FORMAT_VERSION_MAX:
+def check_version(version: int, what: str, maximum: int = FORMAT_VERSION_MAX) -> None:
+    """Refuse a version this program does not read (documents with their own numbering, like trees and
+    version records, pass their own ``maximum``). Raises UnsupportedVersionError or IntegrityError."""
+    if version > maximum:
         raise UnsupportedVersionError(
             f"{what} uses format version {version}, newer than this program reads "
-            f"({FORMAT_VERSION_MAX}); upgrade vault to read it"
+            f"({maximum}); upgrade vault to read it"
         )
     if version < FORMAT_VERSION_MIN:
         raise IntegrityError(f"{what} has an invalid format version {version}")
@@ -148,17 +154,25 @@ def decode_entries(buf: bytes | memoryview, pos: int, what: str) -> tuple[list[B
 
 
 # -- packs ---------------------------------------------------------------------------------------------------
-# PACK_MAGIC(4) | version(1) | blob... | encrypted header | header_length u32 LE (length of the encrypted header)
-PACK_PREAMBLE = PACK_MAGIC + bytes([FORMAT_VERSION])
+# PACK_MAGIC(4) | version(1) | [generation u32, version 2 only] | blob... | encrypted header | header_length u32
+PACK_PREAMBLE = PACK_MAGIC + bytes([FORMAT_VERSION])  # version 1: key generation 0
 PACK_PREAMBLE_SIZE = len(PACK_PREAMBLE)
+PACK_PREAMBLE_MAX_SIZE = PACK_PREAMBLE_SIZE + 4
 PACK_TRAILER_SIZE = 4
 MAX_PACK_HEADER = 4 + MAX_PACK_ENTRIES * ENTRY_SIZE + AEAD_OVERHEAD
+
+
+def pack_preamble(generation: int) -> bytes:
+    """The first bytes of a pack whose blobs and header are sealed under key ``generation``."""
+    if generation == 0:
+        return PACK_PREAMBLE
+    return PACK_MAGIC + bytes([FORMAT_VERSION_GENERATIONS]) + struct.pack("<I", generation)
 
 
 def blob_aad(vault_id: bytes, blob_type: int, flags: int, raw_length: int, blob_id: bytes) -> bytes:
     """Associated data of a blob: binds the vault, the blob's type, flags, plaintext length and id, so a blob
     swapped for another, moved to another vault, or relabelled fails authentication (age's stream binds its
-    chunks the same way through the nonce)."""
+    chunks the same way through the nonce). The key generation needs no place here: each has its own key."""
     return (
         AAD_BLOB
         + bytes([FORMAT_VERSION])
@@ -168,16 +182,34 @@ def blob_aad(vault_id: bytes, blob_type: int, flags: int, raw_length: int, blob_
     )
 
 
-def pack_header_aad(vault_id: bytes, pack_name: str) -> bytes:
-    """A pack header is bound to its vault and its object name: swapping two packs is detected."""
-    return AAD_PACK_HEADER + bytes([FORMAT_VERSION]) + vault_id + pack_name.encode("ascii")
+def pack_header_aad(vault_id: bytes, pack_name: str, generation: int = 0) -> bytes:
+    """A pack header is bound to its vault, its object name and (version 2) its preamble's generation:
+    swapping two packs, or editing the generation field, is detected."""
+    if generation == 0:
+        return AAD_PACK_HEADER + bytes([FORMAT_VERSION]) + vault_id + pack_name.encode("ascii")
+    return (
+        AAD_PACK_HEADER
+        + bytes([FORMAT_VERSION_GENERATIONS])
+        + vault_id
+        + struct.pack("<I", generation)
+        + pack_name.encode("ascii")
+    )
 
 
-def parse_pack_preamble(buf: bytes, what: str) -> None:
-    """Check the first bytes of a pack. Raises IntegrityError or UnsupportedVersionError."""
+def parse_pack_preamble(buf: bytes, what: str) -> tuple[int, int]:
+    """Check the first bytes of a pack (at least PACK_PREAMBLE_MAX_SIZE of them when the pack is that long);
+    return its key generation and the preamble's size. Raises IntegrityError or UnsupportedVersionError."""
     if len(buf) < PACK_PREAMBLE_SIZE or buf[:4] != PACK_MAGIC:
         raise IntegrityError(f"{what} is not a vault pack (bad magic)")
     check_version(buf[4], what)
+    if buf[4] == FORMAT_VERSION:
+        return 0, PACK_PREAMBLE_SIZE
+    if len(buf) < PACK_PREAMBLE_MAX_SIZE:
+        raise IntegrityError(f"{what} is truncated")
+    (generation,) = struct.unpack_from("<I", buf, 5)
+    if generation == 0:  # generation 0 has exactly one encoding, version 1
+        raise IntegrityError(f"{what} has a malformed preamble")
+    return int(generation), PACK_PREAMBLE_MAX_SIZE
 
 
 def parse_pack_trailer(trailer: bytes, pack_size: int, what: str) -> int:
@@ -190,63 +222,94 @@ def parse_pack_trailer(trailer: bytes, pack_size: int, what: str) -> int:
     return hlen
 
 
-def check_pack_entries(entries: Iterable[BlobEntry], header_start: int, what: str) -> None:
+def check_pack_entries(
+    entries: Iterable[BlobEntry], header_start: int, what: str, preamble_size: int = PACK_PREAMBLE_SIZE
+) -> None:
     """Every blob must lie between the preamble and the header, without overlapping its neighbours."""
-    end = PACK_PREAMBLE_SIZE
+    end = preamble_size
     for e in sorted(entries, key=lambda x: x.offset):
         if e.offset < end or e.offset + e.length > header_start:
             raise IntegrityError(f"{what} has overlapping or out-of-range blobs")
         end = e.offset + e.length
 
 
-# -- standalone encrypted objects (index, version records) ---------------------------------------------------
-# OBJECT_MAGIC(4) | version(1) | type(1) | nonce(12) | ciphertext | tag(16)
+# -- standalone encrypted objects (index, version records, locks) --------------------------------------------
+# version 1: OBJECT_MAGIC(4) | 1 | type(1) | nonce(12) | ciphertext | tag(16)                  (key generation 0)
+# version 2: OBJECT_MAGIC(4) | 2 | type(1) | generation u32 | nonce(12) | ciphertext | tag(16)
 OBJECT_PREFIX_SIZE = 6
+OBJECT_PREFIX_MAX_SIZE = OBJECT_PREFIX_SIZE + 4
 
 
-def object_prefix(obj_type: int) -> bytes:
-    return OBJECT_MAGIC + bytes([FORMAT_VERSION, obj_type])
+def object_prefix(obj_type: int, generation: int = 0) -> bytes:
+    if generation == 0:
+        return OBJECT_MAGIC + bytes([FORMAT_VERSION, obj_type])
+    return OBJECT_MAGIC + bytes([FORMAT_VERSION_GENERATIONS, obj_type]) + struct.pack("<I", generation)
 
 
 def object_aad(prefix: bytes, vault_id: bytes, name: str) -> bytes:
-    """Binds the object's header bytes, the vault and the object name: a swapped or renamed object fails."""
+    """Binds the object's header bytes (generation included), the vault and the object name: a swapped,
+    renamed or relabelled object fails."""
     return AAD_OBJECT + prefix + vault_id + name.encode("ascii")
 
 
-def parse_object_prefix(buf: bytes, expected_type: int | tuple[int, ...], what: str) -> bytes:
-    """Check magic, version and type (one of ``expected_type``); return the prefix bytes (part of the AAD)."""
+def parse_object_prefix(buf: bytes, expected_type: int | tuple[int, ...], what: str) -> tuple[bytes, int]:
+    """Check magic, version and type (one of ``expected_type``); return the prefix bytes (part of the AAD) and
+    the key generation the object is sealed under."""
     if len(buf) < OBJECT_PREFIX_SIZE + AEAD_OVERHEAD or buf[:4] != OBJECT_MAGIC:
         raise IntegrityError(f"{what} is not a vault object (bad magic or truncated)")
     check_version(buf[4], what)
     if buf[5] not in (expected_type if isinstance(expected_type, tuple) else (expected_type,)):
         raise IntegrityError(f"{what} has the wrong object type")
-    return bytes(buf[:OBJECT_PREFIX_SIZE])
+    if buf[4] == FORMAT_VERSION:
+        return bytes(buf[:OBJECT_PREFIX_SIZE]), 0
+    if len(buf) < OBJECT_PREFIX_MAX_SIZE + AEAD_OVERHEAD:
+        raise IntegrityError(f"{what} is truncated")
+    (generation,) = struct.unpack_from("<I", buf, OBJECT_PREFIX_SIZE)
+    if generation == 0:
+        raise IntegrityError(f"{what} has a malformed header")
+    return bytes(buf[:OBJECT_PREFIX_MAX_SIZE]), int(generation)
 
 
 # -- index objects -------------------------------------------------------------------------------------------
-# u32 pack count; per pack: pack id (32 raw bytes) followed by encode_entries()
+# Payload of a version 1 object: u32 pack count; per pack: pack id (32 raw bytes), then encode_entries().
+# Version 2 (an object sealed under generation >= 1) adds each pack's key generation after its id (u32).
 
 
-def encode_index(packs: Sequence[tuple[bytes, Sequence[BlobEntry]]]) -> bytes:
+@dataclass(frozen=True, slots=True)
+class IndexedPack:
+    pack_id: bytes
+    generation: int
+    entries: Sequence[BlobEntry]
+
+
+def encode_index(packs: Sequence[IndexedPack], with_generations: bool) -> bytes:
+    """``with_generations`` is True for an index object sealed under a generation >= 1 (version 2); a version
+    1 object can only list generation-0 packs."""
     out = bytearray(struct.pack("<I", len(packs)))
-    for pack_id, entries in packs:
-        out += pack_id
-        out += encode_entries(entries)
+    for p in packs:
+        out += p.pack_id
+        if with_generations:
+            out += struct.pack("<I", p.generation)
+        elif p.generation != 0:
+            raise ValueError("a version 1 index object can only list generation-0 packs")
+        out += encode_entries(p.entries)
     return bytes(out)
 
 
-def decode_index(buf: bytes, what: str) -> list[tuple[bytes, list[BlobEntry]]]:
+def decode_index(buf: bytes, what: str, with_generations: bool = False) -> list[IndexedPack]:
     if len(buf) < 4:
         raise IntegrityError(f"{what} is truncated")
     (count,) = struct.unpack_from("<I", buf, 0)
     pos = 4
-    packs: list[tuple[bytes, list[BlobEntry]]] = []
+    head = ID_SIZE + (4 if with_generations else 0)
+    packs: list[IndexedPack] = []
     for _ in range(count):
-        if pos + ID_SIZE > len(buf):
+        if pos + head > len(buf):
             raise IntegrityError(f"{what} is truncated")
         pack_id = bytes(buf[pos : pos + ID_SIZE])
-        entries, pos = decode_entries(buf, pos + ID_SIZE, what)
-        packs.append((pack_id, entries))
+        generation = struct.unpack_from("<I", buf, pos + ID_SIZE)[0] if with_generations else 0
+        entries, pos = decode_entries(buf, pos + head, what)
+        packs.append(IndexedPack(pack_id, int(generation), entries))
     if pos != len(buf):
         raise IntegrityError(f"{what} has trailing bytes")
     return packs

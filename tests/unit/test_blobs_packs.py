@@ -11,7 +11,7 @@ import pytest
 import zstandard
 
 from vault import format as fmt
-from vault.crypto.keys import MasterKey
+from vault.crypto.keys import Keyring
 from vault.errors import IntegrityError, UnsupportedVersionError
 from vault.repo.blobs import SealedBlob, open_blob, seal_blob, verify_blob_id
 from vault.repo.packs import PackBuilder, read_pack_header
@@ -19,7 +19,7 @@ from vault.storage.base import Handle, Kind
 from vault.storage.memory import MemoryBackend
 
 VID = bytes(range(16))
-KEY = MasterKey(bytes(range(32)), VID)
+KEY = Keyring.from_master_key(bytes(range(32)), VID)
 MIB = 1024 * 1024
 
 
@@ -54,7 +54,7 @@ def test_seal_open_round_trip(size: int, level: int) -> None:
     if level == 0 or size == 0:
         assert blob.flags == 0 and len(blob.sealed) == size + fmt.AEAD_OVERHEAD
     e = entry_for(blob)
-    out = open_blob(KEY, VID, e, blob.sealed, "blob")
+    out = open_blob(KEY, VID, e, blob.sealed, "blob", 0)
     assert out == data
     verify_blob_id(KEY, out, e, "blob")
 
@@ -64,7 +64,7 @@ def test_incompressible_data_is_stored_raw() -> None:
     blob = seal(data, 3)
     assert blob.flags == 0
     assert len(blob.sealed) == len(data) + fmt.AEAD_OVERHEAD
-    assert open_blob(KEY, VID, entry_for(blob), blob.sealed, "b") == data
+    assert open_blob(KEY, VID, entry_for(blob), blob.sealed, "b", 0) == data
 
 
 @pytest.mark.parametrize("level", [1, 3, 19])
@@ -73,7 +73,7 @@ def test_compressible_data_is_smaller(level: int) -> None:
     blob = seal(data, level)
     assert blob.flags == fmt.FLAG_ZSTD
     assert len(blob.sealed) < len(data) // 10
-    assert open_blob(KEY, VID, entry_for(blob), blob.sealed, "b") == data
+    assert open_blob(KEY, VID, entry_for(blob), blob.sealed, "b", 0) == data
 
 
 def test_blob_larger_than_the_limit_is_refused() -> None:
@@ -110,7 +110,7 @@ def test_open_blob_detects_a_changed_entry(change: dict[str, object], compressib
     else:
         e = dataclasses.replace(e, length=e.length - 1)
     with pytest.raises(IntegrityError):
-        open_blob(KEY, VID, e, blob.sealed, "b")
+        open_blob(KEY, VID, e, blob.sealed, "b", 0)
 
 
 def test_open_blob_detects_changed_bytes_and_other_keys() -> None:
@@ -120,15 +120,15 @@ def test_open_blob_detects_changed_bytes_and_other_keys() -> None:
         bad = bytearray(blob.sealed)
         bad[pos] ^= 1
         with pytest.raises(IntegrityError):
-            open_blob(KEY, VID, e, bytes(bad), "b")
+            open_blob(KEY, VID, e, bytes(bad), "b", 0)
     with pytest.raises(IntegrityError):
-        open_blob(KEY, VID, e, blob.sealed[:-1], "b")
+        open_blob(KEY, VID, e, blob.sealed[:-1], "b", 0)
     with pytest.raises(IntegrityError):
-        open_blob(KEY, VID, e, blob.sealed + b"\0", "b")
+        open_blob(KEY, VID, e, blob.sealed + b"\0", "b", 0)
     with pytest.raises(IntegrityError):
-        open_blob(KEY, bytes(16), e, blob.sealed, "b")
+        open_blob(KEY, bytes(16), e, blob.sealed, "b", 0)
     with pytest.raises(IntegrityError):
-        open_blob(MasterKey(bytes(32), VID), VID, e, blob.sealed, "b")
+        open_blob(Keyring.from_master_key(bytes(32), VID), VID, e, blob.sealed, "b", 0)
 
 
 def test_verify_blob_id_detects_other_data() -> None:
@@ -163,7 +163,7 @@ def test_zstd_bomb_with_declared_size_cannot_allocate(declared: int) -> None:
     and no allocation anywhere near the claimed size (python-zstandard trusts the frame's content size)."""
     payload = _frame_declaring(declared, b"x" * 100)
     e, sealed = seal_payload(payload, raw_length=100)
-    peak, err = _peak_during(open_blob, KEY, VID, e, sealed, "bomb")
+    peak, err = _peak_during(open_blob, KEY, VID, e, sealed, "bomb", 0)
     assert isinstance(err, IntegrityError), repr(err)
     assert peak < 4 * MIB
 
@@ -172,7 +172,7 @@ def test_zstd_bomb_real_data_cannot_allocate() -> None:
     payload = zstandard.ZstdCompressor(write_content_size=True).compress(bytes(48 * MIB))
     assert len(payload) < 64 * 1024
     e, sealed = seal_payload(payload, raw_length=1000)
-    peak, err = _peak_during(open_blob, KEY, VID, e, sealed, "bomb")
+    peak, err = _peak_during(open_blob, KEY, VID, e, sealed, "bomb", 0)
     assert isinstance(err, IntegrityError), repr(err)
     assert peak < 4 * MIB
 
@@ -181,7 +181,7 @@ def test_zstd_bomb_without_declared_size_is_capped() -> None:
     payload = zstandard.ZstdCompressor(write_content_size=False).compress(bytes(48 * MIB))
     assert zstandard.frame_content_size(payload) == -1
     e, sealed = seal_payload(payload, raw_length=1000)
-    peak, err = _peak_during(open_blob, KEY, VID, e, sealed, "bomb")
+    peak, err = _peak_during(open_blob, KEY, VID, e, sealed, "bomb", 0)
     assert isinstance(err, IntegrityError), repr(err)
     assert peak < 4 * MIB
 
@@ -201,18 +201,18 @@ def test_zstd_bomb_without_declared_size_is_capped() -> None:
 def test_bad_zstd_payloads_are_integrity_errors(payload: bytes, raw_length: int) -> None:
     e, sealed = seal_payload(payload, raw_length)
     with pytest.raises(IntegrityError):
-        open_blob(KEY, VID, e, sealed, "b")
+        open_blob(KEY, VID, e, sealed, "b", 0)
 
 
 def test_uncompressed_payload_must_match_raw_length() -> None:
     e, sealed = seal_payload(b"12345", 4, flags=0)
     with pytest.raises(IntegrityError):
-        open_blob(KEY, VID, e, sealed, "b")
+        open_blob(KEY, VID, e, sealed, "b", 0)
 
 
 # -- packs ---------------------------------------------------------------------------------------------------
-def build_pack(blobs: list[bytes], vault_id: bytes = VID, key: MasterKey = KEY) -> tuple[PackBuilder, bytes]:
-    pb = PackBuilder()
+def build_pack(blobs: list[bytes], vault_id: bytes = VID, key: Keyring = KEY) -> tuple[PackBuilder, bytes]:
+    pb = PackBuilder(0)
     for data in blobs:
         pb.add(seal_blob(key, vault_id, fmt.BlobType.DATA, key.blob_id(data), data, 3))
     return pb, pb.finish(key, vault_id)
@@ -225,27 +225,28 @@ def test_pack_round_trip_through_memory_backend() -> None:
     assert len(pb.name) == 64 and bytes.fromhex(pb.name) == pb.pack_id
     backend = MemoryBackend()
     backend.save(Handle(Kind.DATA, pb.name), data)
-    entries, size = read_pack_header(backend, KEY, VID, pb.name)
-    assert entries == pb.entries and size == len(data)
-    for e, original in zip(entries, blobs, strict=True):
+    header, size = read_pack_header(backend, KEY, VID, pb.name)
+    assert header.entries == pb.entries and header.generation == 0 and size == len(data)
+    for e, original in zip(header.entries, blobs, strict=True):
         sealed = backend.load(Handle(Kind.DATA, pb.name), e.offset, e.length)
-        assert open_blob(KEY, VID, e, sealed, "b") == original
+        assert open_blob(KEY, VID, e, sealed, "b", 0) == original
 
 
 def test_empty_pack_header_round_trips() -> None:
     pb, data = build_pack([])
     backend = MemoryBackend()
     backend.save(Handle(Kind.DATA, pb.name), data)
-    assert read_pack_header(backend, KEY, VID, pb.name) == ([], len(data))
+    header, size = read_pack_header(backend, KEY, VID, pb.name)
+    assert header.entries == [] and size == len(data)
 
 
 def test_pack_builder_full(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fmt, "PACK_TARGET_SIZE", 1000)
-    pb = PackBuilder()
+    pb = PackBuilder(0)
     assert not pb.full()
     pb.add(seal(os.urandom(2000), 0))
     assert pb.full()
-    assert PackBuilder().pack_id != pb.pack_id
+    assert PackBuilder(0).pack_id != pb.pack_id
 
 
 def test_header_swapped_between_two_packs() -> None:
@@ -272,7 +273,7 @@ def test_pack_from_another_vault_or_key() -> None:
     with pytest.raises(IntegrityError):
         read_pack_header(backend, KEY, bytes(16), pb.name)
     with pytest.raises(IntegrityError):
-        read_pack_header(backend, MasterKey(bytes(32), VID), VID, pb.name)
+        read_pack_header(backend, Keyring.from_master_key(bytes(32), VID), VID, pb.name)
 
 
 def test_every_truncation_of_a_pack_is_detected() -> None:

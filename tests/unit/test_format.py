@@ -25,11 +25,15 @@ def entry(i: int = 0, **over: int | bytes) -> fmt.BlobEntry:
     return fmt.BlobEntry(**fields)  # type: ignore[arg-type]
 
 
-def sample_index() -> list[tuple[bytes, list[fmt.BlobEntry]]]:
+def sample_index(generations: tuple[int, int, int] = (0, 0, 0)) -> list[fmt.IndexedPack]:
     return [
-        (b"\xaa" * 32, [entry(0), entry(1, blob_type=fmt.BlobType.TREE, flags=fmt.FLAG_ZSTD)]),
-        (b"\xbb" * 32, []),
-        (b"\xcc" * 32, [entry(2, raw_length=fmt.MAX_BLOB_RAW, length=fmt.AEAD_OVERHEAD)]),
+        fmt.IndexedPack(
+            b"\xaa" * 32, generations[0], [entry(0), entry(1, blob_type=fmt.BlobType.TREE, flags=fmt.FLAG_ZSTD)]
+        ),
+        fmt.IndexedPack(b"\xbb" * 32, generations[1], []),
+        fmt.IndexedPack(
+            b"\xcc" * 32, generations[2], [entry(2, raw_length=fmt.MAX_BLOB_RAW, length=fmt.AEAD_OVERHEAD)]
+        ),
     ]
 
 
@@ -69,19 +73,35 @@ def test_entries_round_trip() -> None:
 
 def test_index_round_trip() -> None:
     packs = sample_index()
-    assert fmt.decode_index(fmt.encode_index(packs), "t") == packs
-    assert fmt.decode_index(fmt.encode_index([]), "t") == []
+    assert fmt.decode_index(fmt.encode_index(packs, False), "t") == packs
+    assert fmt.decode_index(fmt.encode_index([], False), "t") == []
+    assert fmt.decode_index(fmt.encode_index([], True), "t", True) == []
 
 
-def test_every_truncation_of_an_index_is_integrity_error() -> None:
-    raw = fmt.encode_index(sample_index())
+def test_index_with_generations_round_trip() -> None:
+    packs = sample_index((0, 7, 2**32 - 1))
+    raw = fmt.encode_index(packs, True)
+    assert fmt.decode_index(raw, "t", True) == packs
+    assert len(raw) == len(fmt.encode_index(sample_index(), False)) + 3 * 4
+    with pytest.raises(IntegrityError):  # read with the other layout: never silently misparsed
+        fmt.decode_index(raw, "t", False)
+
+
+def test_a_version_1_index_can_not_list_later_generations() -> None:
+    with pytest.raises(ValueError):
+        fmt.encode_index(sample_index((0, 1, 0)), False)
+
+
+@pytest.mark.parametrize("with_generations", [False, True])
+def test_every_truncation_of_an_index_is_integrity_error(with_generations: bool) -> None:
+    raw = fmt.encode_index(sample_index(), with_generations)
     for n in range(len(raw)):
         with pytest.raises(IntegrityError):
-            fmt.decode_index(raw[:n], "index object")
+            fmt.decode_index(raw[:n], "index object", with_generations)
 
 
 def test_trailing_bytes_in_an_index_are_integrity_error() -> None:
-    raw = fmt.encode_index(sample_index())
+    raw = fmt.encode_index(sample_index(), False)
     with pytest.raises(IntegrityError):
         fmt.decode_index(raw + b"\0", "t")
 
@@ -99,7 +119,7 @@ def test_entry_count_larger_than_bytes_present(count: int) -> None:
 
 @pytest.mark.parametrize("count", [2, 3, 1000, 0xFFFFFFFF])
 def test_pack_count_larger_than_bytes_present(count: int) -> None:
-    raw = fmt.encode_index([(b"\1" * 32, [entry()])])
+    raw = fmt.encode_index([fmt.IndexedPack(b"\1" * 32, 0, [entry()])], False)
     with pytest.raises(IntegrityError):
         fmt.decode_index(struct.pack("<I", count) + raw[4:], "t")
 
@@ -134,8 +154,15 @@ def test_decode_entries_position_past_end() -> None:
 
 # -- packs ---------------------------------------------------------------------------------------------------
 def test_pack_preamble() -> None:
-    fmt.parse_pack_preamble(fmt.PACK_PREAMBLE, "p")
-    fmt.parse_pack_preamble(fmt.PACK_PREAMBLE + b"rest", "p")
+    assert fmt.parse_pack_preamble(fmt.PACK_PREAMBLE, "p") == (0, fmt.PACK_PREAMBLE_SIZE)
+    assert fmt.parse_pack_preamble(fmt.PACK_PREAMBLE + b"rest", "p") == (0, fmt.PACK_PREAMBLE_SIZE)
+    assert fmt.pack_preamble(0) == fmt.PACK_PREAMBLE
+    v2 = fmt.pack_preamble(5)
+    assert v2 == b"VLTP\x02\x05\x00\x00\x00"
+    assert fmt.parse_pack_preamble(v2 + b"rest", "p") == (5, fmt.PACK_PREAMBLE_MAX_SIZE)
+    for bad in (v2[:-1], b"VLTP\x02\x00\x00\x00\x00"):  # truncated; generation 0 has only the v1 form
+        with pytest.raises(IntegrityError):
+            fmt.parse_pack_preamble(bad, "p")
     for bad in (b"", b"VLT", b"VLTP", b"VLTO\x01", b"XLTP\x01"):
         with pytest.raises(IntegrityError):
             fmt.parse_pack_preamble(bad, "p")
@@ -198,7 +225,13 @@ def test_object_prefix_round_trip() -> None:
     for t in fmt.ObjectType.ALL:
         prefix = fmt.object_prefix(t)
         assert len(prefix) == fmt.OBJECT_PREFIX_SIZE
-        assert fmt.parse_object_prefix(prefix + bytes(fmt.AEAD_OVERHEAD), t, "o") == prefix
+        assert fmt.parse_object_prefix(prefix + bytes(fmt.AEAD_OVERHEAD), t, "o") == (prefix, 0)
+        later = fmt.object_prefix(t, 3)
+        assert later == fmt.OBJECT_MAGIC + bytes([2, t]) + b"\x03\x00\x00\x00"
+        assert fmt.parse_object_prefix(later + bytes(fmt.AEAD_OVERHEAD), t, "o") == (later, 3)
+        for bad in (later + bytes(fmt.AEAD_OVERHEAD - 1), fmt.OBJECT_MAGIC + bytes([2, t, 0, 0, 0, 0, *bytes(28)])):
+            with pytest.raises(IntegrityError):
+                fmt.parse_object_prefix(bad, t, "o")
 
 
 def test_object_prefix_checks() -> None:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from vault import format as fmt
 from vault.crypto import kdf, keys
-from vault.crypto.keys import MasterKey
+from vault.crypto.keys import Keyring
 from vault.errors import VaultError
 from vault.repo import catalog
 from vault.repo.blobs import open_blob, seal_blob
@@ -48,7 +48,7 @@ FUZZ = settings(
 PASSWORD = b"correct horse battery staple"
 CHEAP = kdf.KdfParams(8 * 1024, 1, 1)
 VID = bytes(range(16))
-KEY = MasterKey(bytes(range(32)), VID)
+KEY = Keyring.from_master_key(bytes(range(32)), VID)
 T = TypeVar("T")
 
 
@@ -192,7 +192,7 @@ def sample_entries() -> list[fmt.BlobEntry]:
 
 @functools.cache
 def valid_pack() -> tuple[str, bytes]:
-    pb = PackBuilder()
+    pb = PackBuilder(0)
     for data in (b"one", b"two" * 500, b""):
         pb.add(seal_blob(KEY, VID, fmt.BlobType.DATA, KEY.blob_id(data), data, 3))
     return pb.name, pb.finish(KEY, VID)
@@ -253,7 +253,8 @@ def test_load_config(data: st.DataObject) -> None:
 def test_decode_entries_and_index(data: st.DataObject) -> None:
     entries = sample_entries()
     raw_entries = fmt.encode_entries(entries)
-    raw_index = fmt.encode_index([(b"\xaa" * 32, entries), (b"\xbb" * 32, []), (b"\xcc" * 32, entries[:1])])
+    packs = [(b"\xaa" * 32, entries), (b"\xbb" * 32, []), (b"\xcc" * 32, entries[:1])]
+    raw_index = fmt.encode_index([fmt.IndexedPack(p, 0, e) for p, e in packs], False)
     got = only_vault_errors(fmt.decode_entries, data.draw(mutated(raw_entries)), 0, "entries")
     if got is not None:
         for e in got[0]:
@@ -297,7 +298,7 @@ def test_read_pack_header_with_an_authentic_odd_header(data: st.DataObject) -> N
     backend.save(Handle(Kind.DATA, name), body + header + struct.pack("<I", len(header)))
     got = only_vault_errors(read_pack_header, backend, KEY, VID, name)
     if got is not None:
-        for e in got[0]:
+        for e in got[0].entries:
             assert e.offset >= fmt.PACK_PREAMBLE_SIZE and e.offset + e.length <= len(body)
 
 
@@ -305,10 +306,10 @@ def test_read_pack_header_with_an_authentic_odd_header(data: st.DataObject) -> N
 @FUZZ
 @given(st.data())
 def test_open_object_over_mutated_objects(data: st.DataObject) -> None:
-    payload = fmt.encode_index([(b"\xaa" * 32, sample_entries())])
-    raw = seal_object(KEY.meta, VID, INDEX_HANDLE, fmt.ObjectType.INDEX, payload)
+    payload = fmt.encode_index([fmt.IndexedPack(b"\xaa" * 32, 0, sample_entries())], False)
+    raw = seal_object(KEY, VID, INDEX_HANDLE, fmt.ObjectType.INDEX, payload)
     obj_type = data.draw(st.sampled_from([fmt.ObjectType.INDEX, fmt.ObjectType.VERSION, 0, 255]))
-    got = only_vault_errors(open_object, KEY.meta, VID, INDEX_HANDLE, obj_type, data.draw(mutated(raw)))
+    got = only_vault_errors(open_object, KEY, VID, INDEX_HANDLE, obj_type, data.draw(mutated(raw)))
     if got is not None:
         assert got == payload
 
@@ -316,7 +317,8 @@ def test_open_object_over_mutated_objects(data: st.DataObject) -> None:
 @FUZZ
 @given(st.data())
 def test_authentic_index_object_with_odd_contents(data: st.DataObject) -> None:
-    payload = fmt.encode_index([(b"\xaa" * 32, sample_entries()), (b"\xbb" * 32, sample_entries()[:1])])
+    packs = [fmt.IndexedPack(b"\xaa" * 32, 0, sample_entries()), fmt.IndexedPack(b"\xbb" * 32, 0, sample_entries()[:1])]
+    payload = fmt.encode_index(packs, False)
     compressed = data.draw(st.booleans())
     body = data.draw(mutated(payload))
     if not compressed:  # the object body itself (a zstd frame) altered before sealing
@@ -324,8 +326,8 @@ def test_authentic_index_object_with_odd_contents(data: st.DataObject) -> None:
         prefix = fmt.object_prefix(fmt.ObjectType.INDEX)
         raw = prefix + KEY.meta.seal(body, fmt.object_aad(prefix, VID, INDEX_HANDLE.name))
     else:
-        raw = seal_object(KEY.meta, VID, INDEX_HANDLE, fmt.ObjectType.INDEX, body)
-    plain = only_vault_errors(open_object, KEY.meta, VID, INDEX_HANDLE, fmt.ObjectType.INDEX, raw)
+        raw = seal_object(KEY, VID, INDEX_HANDLE, fmt.ObjectType.INDEX, body)
+    plain = only_vault_errors(open_object, KEY, VID, INDEX_HANDLE, fmt.ObjectType.INDEX, raw)
     if plain is not None:
         only_vault_errors(fmt.decode_index, plain, "index")
 
@@ -338,12 +340,12 @@ def test_load_records_over_mutated_objects(data: st.DataObject) -> None:
     backend = MemoryBackend()
     if data.draw(st.booleans()):
         # bytes of a genuine record altered in storage
-        good = seal_object(KEY.meta, VID, rec.handle, fmt.ObjectType.VERSION, json.dumps(doc).encode())
+        good = seal_object(KEY, VID, rec.handle, fmt.ObjectType.VERSION, json.dumps(doc).encode())
         backend.save(rec.handle, data.draw(mutated(good)))
     else:
         # a record sealed with the right key whose JSON is odd
         payload = data.draw(json_or_bytes(doc, fmt.encode_json(doc)))
-        backend.save(rec.handle, seal_object(KEY.meta, VID, rec.handle, fmt.ObjectType.VERSION, payload))
+        backend.save(rec.handle, seal_object(KEY, VID, rec.handle, fmt.ObjectType.VERSION, payload))
     got = only_vault_errors(catalog.load_records, backend, KEY, VID)
     if got:
         [r] = got
@@ -391,7 +393,7 @@ def test_open_blob_with_mutated_bytes_or_entry(data: st.DataObject) -> None:
             data.draw(st.sampled_from([entry.length, len(sealed)]) | u32),
             data.draw(st.sampled_from([entry.raw_length, 0, entry.raw_length + 1]) | st.integers(0, 2**20)),
         )
-    out = only_vault_errors(open_blob, KEY, VID, entry, sealed, "blob")
+    out = only_vault_errors(open_blob, KEY, VID, entry, sealed, "blob", 0)
     if out is not None:
         assert out == BLOB_DATA
 
@@ -409,6 +411,6 @@ def test_open_blob_with_an_authentic_odd_payload(data: st.DataObject) -> None:
     blob_id = b"\x07" * 32
     sealed = KEY.data.seal(payload, fmt.blob_aad(VID, fmt.BlobType.DATA, flags, raw_length, blob_id))
     entry = fmt.BlobEntry(blob_id, fmt.BlobType.DATA, flags, fmt.PACK_PREAMBLE_SIZE, len(sealed), raw_length)
-    out = only_vault_errors(open_blob, KEY, VID, entry, sealed, "blob")
+    out = only_vault_errors(open_blob, KEY, VID, entry, sealed, "blob", 0)
     if out is not None:
         assert len(out) == raw_length

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from vault import format as fmt
-from vault.crypto.keys import MasterKey
+from vault.crypto.keys import Keyring
 from vault.errors import IntegrityError, UnsupportedVersionError
 from vault.repo import catalog
 from vault.repo.index import Index, load_index, write_index
@@ -20,7 +20,7 @@ from vault.storage.base import Handle, Kind
 from vault.storage.memory import MemoryBackend
 
 VID = bytes(range(16))
-KEY = MasterKey(bytes(range(32)), VID)
+KEY = Keyring.from_master_key(bytes(range(32)), VID)
 ID1, ID2 = b"\x11" * 32, b"\x22" * 32
 
 
@@ -40,31 +40,31 @@ def entry(i: int, **over: Any) -> fmt.BlobEntry:
 # -- objects -------------------------------------------------------------------------------------------------
 def test_object_round_trip_and_binding() -> None:
     h = Handle(Kind.INDEX, "ab" * 32)
-    raw = seal_object(KEY.meta, VID, h, fmt.ObjectType.INDEX, b"payload" * 100)
-    assert open_object(KEY.meta, VID, h, fmt.ObjectType.INDEX, raw) == b"payload" * 100
+    raw = seal_object(KEY, VID, h, fmt.ObjectType.INDEX, b"payload" * 100)
+    assert open_object(KEY, VID, h, fmt.ObjectType.INDEX, raw) == b"payload" * 100
     assert b"payload" not in raw
     with pytest.raises(IntegrityError):  # renamed
-        open_object(KEY.meta, VID, Handle(Kind.INDEX, "cd" * 32), fmt.ObjectType.INDEX, raw)
+        open_object(KEY, VID, Handle(Kind.INDEX, "cd" * 32), fmt.ObjectType.INDEX, raw)
     with pytest.raises(IntegrityError):  # read as the other type
-        open_object(KEY.meta, VID, h, fmt.ObjectType.VERSION, raw)
+        open_object(KEY, VID, h, fmt.ObjectType.VERSION, raw)
     with pytest.raises(IntegrityError):  # type byte rewritten to match: the AAD still binds it
         forged = raw[:5] + bytes([fmt.ObjectType.VERSION]) + raw[6:]
-        open_object(KEY.meta, VID, h, fmt.ObjectType.VERSION, forged)
+        open_object(KEY, VID, h, fmt.ObjectType.VERSION, forged)
     with pytest.raises(IntegrityError):  # another vault
-        open_object(KEY.meta, bytes(16), h, fmt.ObjectType.INDEX, raw)
+        open_object(KEY, bytes(16), h, fmt.ObjectType.INDEX, raw)
     with pytest.raises(IntegrityError):  # the data key instead of the metadata key
-        open_object(KEY.data, VID, h, fmt.ObjectType.INDEX, raw)
+        open_object(Keyring.from_master_key(bytes(32), VID), VID, h, fmt.ObjectType.INDEX, raw)
     for n in range(0, len(raw), 7):
         with pytest.raises(IntegrityError):
-            open_object(KEY.meta, VID, h, fmt.ObjectType.INDEX, raw[:n])
+            open_object(KEY, VID, h, fmt.ObjectType.INDEX, raw[:n])
 
 
 def test_object_with_a_newer_version_is_unsupported() -> None:
     h = Handle(Kind.INDEX, "ab" * 32)
-    raw = seal_object(KEY.meta, VID, h, fmt.ObjectType.INDEX, b"x")
+    raw = seal_object(KEY, VID, h, fmt.ObjectType.INDEX, b"x")
     with pytest.raises(UnsupportedVersionError):
         open_object(
-            KEY.meta, VID, h, fmt.ObjectType.INDEX, raw[:4] + bytes([fmt.FORMAT_VERSION_MAX + 1]) + raw[5:]
+            KEY, VID, h, fmt.ObjectType.INDEX, raw[:4] + bytes([fmt.FORMAT_VERSION_MAX + 1]) + raw[5:]
         )
 
 
@@ -77,7 +77,7 @@ def test_object_declaring_a_huge_size_is_refused(declared: int) -> None:
     prefix = fmt.object_prefix(fmt.ObjectType.INDEX)
     raw = prefix + KEY.meta.seal(frame, fmt.object_aad(prefix, VID, h.name))
     with pytest.raises(IntegrityError):
-        open_object(KEY.meta, VID, h, fmt.ObjectType.INDEX, raw)
+        open_object(KEY, VID, h, fmt.ObjectType.INDEX, raw)
 
 
 def test_object_that_does_not_decompress() -> None:
@@ -85,14 +85,14 @@ def test_object_that_does_not_decompress() -> None:
     prefix = fmt.object_prefix(fmt.ObjectType.INDEX)
     raw = prefix + KEY.meta.seal(b"plain, not zstd", fmt.object_aad(prefix, VID, h.name))
     with pytest.raises(IntegrityError):
-        open_object(KEY.meta, VID, h, fmt.ObjectType.INDEX, raw)
+        open_object(KEY, VID, h, fmt.ObjectType.INDEX, raw)
 
 
 # -- index ---------------------------------------------------------------------------------------------------
 def test_index_in_memory() -> None:
     idx = Index()
-    idx.add_pack(ID1, [entry(1), entry(2)])
-    idx.add_pack(ID2, [entry(2), entry(3)])  # blob 2 twice: the first location stays
+    idx.add_pack(ID1, [entry(1), entry(2)], 0)
+    idx.add_pack(ID2, [entry(2), entry(3)], 0)  # blob 2 twice: the first location stays
     assert len(idx) == 3
     assert bytes([2]) * 32 in idx and bytes([9]) * 32 not in idx
     loc = idx.get(bytes([2]) * 32)
@@ -105,8 +105,9 @@ def test_index_in_memory() -> None:
 
 def test_index_objects_round_trip() -> None:
     backend = MemoryBackend()
-    h1 = write_index(backend, KEY, VID, [(ID1, [entry(1), entry(2)])])
-    h2 = write_index(backend, KEY, VID, [(ID2, [entry(3, blob_type=fmt.BlobType.TREE, flags=fmt.FLAG_ZSTD)])])
+    h1 = write_index(backend, KEY, VID, [fmt.IndexedPack(ID1, 0, [entry(1), entry(2)])])
+    tree_entry = entry(3, blob_type=fmt.BlobType.TREE, flags=fmt.FLAG_ZSTD)
+    h2 = write_index(backend, KEY, VID, [fmt.IndexedPack(ID2, 0, [tree_entry])])
     assert h1 != h2 and h1.kind is Kind.INDEX
     idx = load_index(backend, KEY, VID)
     assert len(idx) == 3 and sorted(idx.index_names) == sorted([h1.name, h2.name])
@@ -119,7 +120,7 @@ def test_index_objects_round_trip() -> None:
 
 def test_tampered_or_moved_index_object_is_integrity_error() -> None:
     backend = MemoryBackend()
-    h = write_index(backend, KEY, VID, [(ID1, [entry(1)])])
+    h = write_index(backend, KEY, VID, [fmt.IndexedPack(ID1, 0, [entry(1)])])
     raw = backend.load(h)
     bad = bytearray(raw)
     bad[len(bad) // 2] ^= 1
@@ -135,9 +136,10 @@ def test_tampered_or_moved_index_object_is_integrity_error() -> None:
 def test_authentic_index_object_with_malformed_contents() -> None:
     backend = MemoryBackend()
     h = Handle(Kind.INDEX, "ab" * 32)
-    good = fmt.encode_index([(ID1, [entry(1)])])
-    for payload in (good[:-1], good + b"\0", b"", fmt.encode_index([(ID1, [entry(1, blob_type=9)])])):
-        backend.save(h, seal_object(KEY.meta, VID, h, fmt.ObjectType.INDEX, payload))
+    good = fmt.encode_index([fmt.IndexedPack(ID1, 0, [entry(1)])], False)
+    bad_type = fmt.encode_index([fmt.IndexedPack(ID1, 0, [entry(1, blob_type=9)])], False)
+    for payload in (good[:-1], good + b"\0", b"", bad_type):
+        backend.save(h, seal_object(KEY, VID, h, fmt.ObjectType.INDEX, payload))
         with pytest.raises(IntegrityError):
             load_index(backend, KEY, VID)
 
@@ -323,7 +325,7 @@ def test_record_moved_or_tampered_is_integrity_error() -> None:
     backend3 = MemoryBackend()
     backend3.save(r.handle, raw)
     with pytest.raises(IntegrityError):  # a record from one vault read as another's
-        catalog.load_records(backend3, MasterKey(KEY.raw, bytes(16)), bytes(16))
+        catalog.load_records(backend3, Keyring.from_master_key(KEY.generation.raw, bytes(16)), bytes(16))
 
 
 @pytest.mark.parametrize(
@@ -354,7 +356,7 @@ def test_authentic_record_with_malformed_fields(over: dict[str, Any]) -> None:
     r = record("x", 1)
     doc = r.to_json() | over
     backend.save(
-        r.handle, seal_object(KEY.meta, VID, r.handle, fmt.ObjectType.VERSION, json.dumps(doc).encode())
+        r.handle, seal_object(KEY, VID, r.handle, fmt.ObjectType.VERSION, json.dumps(doc).encode())
     )
     with pytest.raises(IntegrityError):
         catalog.load_records(backend, KEY, VID)
@@ -365,7 +367,7 @@ def test_record_newer_version_is_unsupported() -> None:
     r = record("x", 1)
     doc = r.to_json() | {"v": fmt.FORMAT_VERSION_MAX + 1}
     backend.save(
-        r.handle, seal_object(KEY.meta, VID, r.handle, fmt.ObjectType.VERSION, json.dumps(doc).encode())
+        r.handle, seal_object(KEY, VID, r.handle, fmt.ObjectType.VERSION, json.dumps(doc).encode())
     )
     with pytest.raises(UnsupportedVersionError):
         catalog.load_records(backend, KEY, VID)

@@ -170,7 +170,7 @@ def test_unb64() -> None:
 def slot() -> tuple[bytes, bytes]:
     """A valid slot (built with argon2 before it is forbidden) and its vault id."""
     vault_id = bytes(range(16))
-    master = keys.MasterKey(bytes(32), vault_id)
+    master = keys.Keyring.from_master_key(bytes(32), vault_id)
     _, raw = keys.build_slot(master, vault_id, PASSWORD, kdf.KdfParams(8 * MIB, 1, 1), keys.POLICY_DEFAULT)
     return raw, vault_id
 

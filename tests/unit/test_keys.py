@@ -25,12 +25,12 @@ VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
 
 @pytest.fixture
-def master() -> keys.MasterKey:
-    return keys.MasterKey(bytes(range(32)), VAULT_ID)
+def master() -> keys.Keyring:
+    return keys.Keyring.from_master_key(bytes(range(32)), VAULT_ID)
 
 
 @pytest.fixture
-def store(cheap_kdf: kdf.KdfParams, master: keys.MasterKey) -> keys.KeyStore:
+def store(cheap_kdf: kdf.KdfParams, master: keys.Keyring) -> keys.KeyStore:
     ks = keys.KeyStore(MemoryBackend(), VAULT_ID)
     ks.add(master, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
     return ks
@@ -46,7 +46,7 @@ def rewrite(ks: keys.KeyStore, handle: Handle, doc: dict[str, Any]) -> None:
 
 
 # -- slots ---------------------------------------------------------------------------------------------------
-def test_build_parse_round_trip(cheap_kdf: kdf.KdfParams, master: keys.MasterKey) -> None:
+def test_build_parse_round_trip(cheap_kdf: kdf.KdfParams, master: keys.Keyring) -> None:
     slot, raw = keys.build_slot(master, VAULT_ID, PASSWORD, cheap_kdf, keys.POLICY_EXPLICIT)
     parsed = keys.parse_slot(raw, slot.slot_id)
     assert parsed == slot
@@ -55,24 +55,24 @@ def test_build_parse_round_trip(cheap_kdf: kdf.KdfParams, master: keys.MasterKey
     assert len(parsed.salt) == fmt.SALT_SIZE
     assert parsed.phc_hash.startswith("$argon2id$")
     # The master key is stored only wrapped; the password only as a one-way hash.
-    assert master.raw.hex() not in raw.decode() and PASSWORD.decode() not in raw.decode()
-    assert keys.unwrap(parsed, VAULT_ID, PASSWORD).raw == master.raw
+    assert master.generation.raw.hex() not in raw.decode() and PASSWORD.decode() not in raw.decode()
+    assert keys.unwrap(parsed, VAULT_ID, PASSWORD).generation.raw == master.generation.raw
 
 
-def test_parse_slot_checks_its_name(cheap_kdf: kdf.KdfParams, master: keys.MasterKey) -> None:
+def test_parse_slot_checks_its_name(cheap_kdf: kdf.KdfParams, master: keys.Keyring) -> None:
     _, raw = keys.build_slot(master, VAULT_ID, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
     with pytest.raises(IntegrityError):
         keys.parse_slot(raw, "0" * 16)
 
 
-def test_public_info_holds_no_secret(cheap_kdf: kdf.KdfParams, master: keys.MasterKey) -> None:
+def test_public_info_holds_no_secret(cheap_kdf: kdf.KdfParams, master: keys.Keyring) -> None:
     slot, _ = keys.build_slot(master, VAULT_ID, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
     info = json.dumps(slot.public_info(master, VAULT_ID))
     assert slot.phc_hash not in info and kdf.b64(slot.wrapped) not in info
     assert json.loads(info)["kdf"] == {"memory_kib": 8192, "time_cost": 1, "parallelism": 1}
 
 
-def test_the_slot_hides_its_host_and_time_from_the_storage(cheap_kdf: kdf.KdfParams, master: keys.MasterKey) -> None:
+def test_the_slot_hides_its_host_and_time_from_the_storage(cheap_kdf: kdf.KdfParams, master: keys.Keyring) -> None:
     import socket
 
     slot, raw = keys.build_slot(master, VAULT_ID, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
@@ -81,14 +81,14 @@ def test_the_slot_hides_its_host_and_time_from_the_storage(cheap_kdf: kdf.KdfPar
     assert socket.gethostname() not in doc.values()
     created, host = keys.parse_slot(raw, slot.slot_id).details(master, VAULT_ID)
     assert host == socket.gethostname() and created.endswith("Z")
-    other = keys.MasterKey(b"\x07" * 32, VAULT_ID)
+    other = keys.Keyring.from_master_key(b"\x07" * 32, VAULT_ID)
     with pytest.raises(IntegrityError):
         slot.details(other, VAULT_ID)
 
 
-def test_unlock_with_the_right_password(store: keys.KeyStore, master: keys.MasterKey) -> None:
+def test_unlock_with_the_right_password(store: keys.KeyStore, master: keys.Keyring) -> None:
     key, slot = store.unlock(PASSWORD)
-    assert key.raw == master.raw
+    assert key.generation.raw == master.generation.raw
     assert slot.slot_id == only_slot(store)[0].name
 
 
@@ -110,11 +110,11 @@ def test_no_slot_at_all_is_authentication_error() -> None:
         keys.KeyStore(MemoryBackend(), VAULT_ID).unlock(PASSWORD)
 
 
-def test_any_of_several_passwords_unlocks(store: keys.KeyStore, master: keys.MasterKey) -> None:
+def test_any_of_several_passwords_unlocks(store: keys.KeyStore, master: keys.Keyring) -> None:
     second = store.add(master, b"second password", kdf.current_defaults(), keys.POLICY_DEFAULT)
     key, slot = store.unlock(b"second password")
-    assert key.raw == master.raw and slot.slot_id == second.slot_id
-    assert store.unlock(PASSWORD)[0].raw == master.raw
+    assert key.generation.raw == master.generation.raw and slot.slot_id == second.slot_id
+    assert store.unlock(PASSWORD)[0].generation.raw == master.generation.raw
     assert {s.slot_id for s in store.slots()} >= {second.slot_id}
 
 
@@ -131,7 +131,7 @@ def test_flipped_byte_in_wrapped_key_is_integrity_error(store: keys.KeyStore, in
 
 
 def test_slot_from_another_vault_does_not_open(cheap_kdf: kdf.KdfParams) -> None:
-    other_master = keys.MasterKey(bytes(32), OTHER_VAULT_ID)
+    other_master = keys.Keyring.from_master_key(bytes(32), OTHER_VAULT_ID)
     foreign = keys.KeyStore(MemoryBackend(), OTHER_VAULT_ID)
     slot = foreign.add(other_master, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
     ours = keys.KeyStore(MemoryBackend(), VAULT_ID)
@@ -214,9 +214,9 @@ def test_malformed_phc_hash_is_integrity_error(store: keys.KeyStore, bad_hash: s
         store.unlock(PASSWORD)
 
 
-def test_one_damaged_slot_does_not_lock_out_the_others(store: keys.KeyStore, master: keys.MasterKey) -> None:
+def test_one_damaged_slot_does_not_lock_out_the_others(store: keys.KeyStore, master: keys.Keyring) -> None:
     store.save_slot(b"{not json", "00" * 8)
-    assert store.unlock(PASSWORD)[0].raw == master.raw
+    assert store.unlock(PASSWORD)[0].generation.raw == master.generation.raw
     with pytest.raises(AuthenticationError) as info:
         store.unlock(b"wrong")
     assert info.value.hint and "damaged" in info.value.hint
@@ -238,7 +238,7 @@ STRONGER = kdf.KdfParams(16 * 1024, 1, 1)
 
 def test_rehash_if_weak_rewraps_a_default_slot(
     store: keys.KeyStore,
-    master: keys.MasterKey,
+    master: keys.Keyring,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -252,7 +252,7 @@ def test_rehash_if_weak_rewraps_a_default_slot(
     [stored] = store.slots()
     assert stored.slot_id == slot.slot_id and stored.params == STRONGER
     key2, slot2 = store.unlock(PASSWORD)
-    assert key2.raw == master.raw and slot2.slot_id == slot.slot_id
+    assert key2.generation.raw == master.generation.raw and slot2.slot_id == slot.slot_id
     assert PASSWORD.decode() not in caplog.text
     # Already strong enough: nothing is rewritten.
     before = store.backend.load(Handle(Kind.KEYS, slot.slot_id))
@@ -261,7 +261,7 @@ def test_rehash_if_weak_rewraps_a_default_slot(
 
 
 def test_rehash_leaves_an_explicit_slot_alone(
-    cheap_kdf: kdf.KdfParams, master: keys.MasterKey, monkeypatch: pytest.MonkeyPatch
+    cheap_kdf: kdf.KdfParams, master: keys.Keyring, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ks = keys.KeyStore(MemoryBackend(), VAULT_ID)
     ks.add(master, PASSWORD, cheap_kdf, keys.POLICY_EXPLICIT)
@@ -274,13 +274,13 @@ def test_rehash_leaves_an_explicit_slot_alone(
     assert ks.slots()[0].params == cheap_kdf
 
 
-def test_replace_keeps_id_and_policy(store: keys.KeyStore, master: keys.MasterKey) -> None:
+def test_replace_keeps_id_and_policy(store: keys.KeyStore, master: keys.Keyring) -> None:
     key, slot = store.unlock(PASSWORD)
     new = store.replace(slot, key, b"new password", kdf.current_defaults())
     assert new.slot_id == slot.slot_id and new.policy == slot.policy
     with pytest.raises(AuthenticationError):
         store.unlock(PASSWORD)
-    assert store.unlock(b"new password")[0].raw == master.raw
+    assert store.unlock(b"new password")[0].generation.raw == master.generation.raw
 
 
 # -- removal -------------------------------------------------------------------------------------------------
@@ -298,38 +298,38 @@ def test_remove_unknown_slot_is_not_found(store: keys.KeyStore) -> None:
     assert info.value.exit_code == 4
 
 
-def test_remove_one_of_two(store: keys.KeyStore, master: keys.MasterKey) -> None:
+def test_remove_one_of_two(store: keys.KeyStore, master: keys.Keyring) -> None:
     first, _ = only_slot(store)
     store.add(master, b"other", kdf.current_defaults(), keys.POLICY_DEFAULT)
     store.remove(first.name)
     assert len(store.slots()) == 1
     with pytest.raises(AuthenticationError):
         store.unlock(PASSWORD)
-    assert store.unlock(b"other")[0].raw == master.raw
+    assert store.unlock(b"other")[0].generation.raw == master.generation.raw
 
 
 # -- the master key and its subkeys --------------------------------------------------------------------------
-def test_master_key_repr_hides_the_bytes(master: keys.MasterKey) -> None:
+def test_master_key_repr_hides_the_bytes(master: keys.Keyring) -> None:
     for text in (repr(master), str(master), f"{master!r}"):
-        assert master.raw.hex() not in text and repr(master.raw) not in text
+        assert master.generation.raw.hex() not in text and repr(master.generation.raw) not in text
         assert "hidden" in text
 
 
 def test_master_key_must_be_32_bytes() -> None:
     with pytest.raises(ValueError):
-        keys.MasterKey(bytes(31), VAULT_ID)
+        keys.Keyring.from_master_key(bytes(31), VAULT_ID)
 
 
-def test_subkeys_differ_per_label_and_per_vault(master: keys.MasterKey) -> None:
+def test_subkeys_differ_per_label_and_per_vault(master: keys.Keyring) -> None:
     subkeys = {
-        label: master._derive(VAULT_ID, label)
+        label: keys._derive(master.generation.raw, VAULT_ID, label)
         for label in (fmt.LABEL_DATA, fmt.LABEL_META, fmt.LABEL_ID, fmt.LABEL_CHUNKER)
     }
     assert len(set(subkeys.values())) == 4
-    assert master.raw not in subkeys.values()
-    other = keys.MasterKey(master.raw, OTHER_VAULT_ID)
+    assert master.generation.raw not in subkeys.values()
+    other = keys.Keyring.from_master_key(master.generation.raw, OTHER_VAULT_ID)
     for label, sub in subkeys.items():
-        assert other._derive(OTHER_VAULT_ID, label) != sub
+        assert keys._derive(other.generation.raw, OTHER_VAULT_ID, label) != sub
     assert other.chunker_seed != master.chunker_seed
     assert other.blob_id(b"data") != master.blob_id(b"data")
     # data and meta keys really are different keys
@@ -340,8 +340,8 @@ def test_subkeys_differ_per_label_and_per_vault(master: keys.MasterKey) -> None:
         other.data.open(sealed, b"aad", "x")
 
 
-def test_blob_id_is_keyed(master: keys.MasterKey) -> None:
-    other = keys.MasterKey(bytes(32), VAULT_ID)
+def test_blob_id_is_keyed(master: keys.Keyring) -> None:
+    other = keys.Keyring.from_master_key(bytes(32), VAULT_ID)
     data = b"the same chunk"
     assert master.blob_id(data) == master.blob_id(memoryview(data))
     assert len(master.blob_id(data)) == fmt.ID_SIZE
@@ -353,17 +353,17 @@ def test_blob_id_is_keyed(master: keys.MasterKey) -> None:
     assert master.blob_id(data) not in (blake3.blake3(data).digest(), hashlib.sha256(data).digest())
 
 
-def test_chunker_seed_is_odd_and_63_bits(master: keys.MasterKey) -> None:
+def test_chunker_seed_is_odd_and_63_bits(master: keys.Keyring) -> None:
     assert master.chunker_seed & 1 and 0 < master.chunker_seed < 2**63
 
 
 def test_subkey_known_answers() -> None:
     v = json.loads((VECTORS / "keys.json").read_text())
-    master = keys.MasterKey(bytes.fromhex(v["master_key"]), bytes.fromhex(v["vault_id"]))
+    master = keys.Keyring.from_master_key(bytes.fromhex(v["master_key"]), bytes.fromhex(v["vault_id"]))
     vid = bytes.fromhex(v["vault_id"])
-    assert master._derive(vid, fmt.LABEL_DATA).hex() == v["data_key"]
-    assert master._derive(vid, fmt.LABEL_META).hex() == v["meta_key"]
-    assert master._derive(vid, fmt.LABEL_ID).hex() == v["id_key"]
+    assert keys._derive(master.generation.raw, vid, fmt.LABEL_DATA).hex() == v["data_key"]
+    assert keys._derive(master.generation.raw, vid, fmt.LABEL_META).hex() == v["meta_key"]
+    assert keys._derive(master.generation.raw, vid, fmt.LABEL_ID).hex() == v["id_key"]
     assert master.chunker_seed == v["chunker_seed"]
     chunk = bytes.fromhex(v["chunk"])
     blob_id = master.blob_id(chunk)
@@ -378,10 +378,10 @@ def test_subkey_known_answers() -> None:
 
 
 def test_new_master_keys_are_random() -> None:
-    assert keys.new_master_key(VAULT_ID).raw != keys.new_master_key(VAULT_ID).raw
+    assert keys.new_keyring(VAULT_ID).generation.raw != keys.new_keyring(VAULT_ID).generation.raw
 
 
-def test_slot_parse_accepts_only_known_policies(cheap_kdf: kdf.KdfParams, master: keys.MasterKey) -> None:
+def test_slot_parse_accepts_only_known_policies(cheap_kdf: kdf.KdfParams, master: keys.Keyring) -> None:
     slot, raw = keys.build_slot(master, VAULT_ID, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
     doc = json.loads(raw)
     for bad in ("sometimes", None, 1):
@@ -390,12 +390,12 @@ def test_slot_parse_accepts_only_known_policies(cheap_kdf: kdf.KdfParams, master
             keys.parse_slot(json.dumps(doc).encode(), slot.slot_id)
 
 
-def test_slot_version_newer_is_unsupported(cheap_kdf: kdf.KdfParams, master: keys.MasterKey) -> None:
+def test_slot_version_newer_is_unsupported(cheap_kdf: kdf.KdfParams, master: keys.Keyring) -> None:
     from vault.errors import UnsupportedVersionError
 
     slot, raw = keys.build_slot(master, VAULT_ID, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
     doc = json.loads(raw)
-    doc["version"] = 2
+    doc["version"] = fmt.FORMAT_VERSION_MAX + 1
     with pytest.raises(UnsupportedVersionError):
         keys.parse_slot(json.dumps(doc).encode(), slot.slot_id)
     for bad in (True, "1", None, 0):

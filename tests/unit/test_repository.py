@@ -69,12 +69,12 @@ def test_create_then_open(backend: MemoryBackend, repo: Repository, cheap_kdf: k
     assert load_config(backend).vault_id == repo.vault_id
     assert [s.slot_id for s in repo.keys.slots()] == [repo.slot.slot_id]
     opened = Repository.open(backend, PASSWORD)
-    assert opened.key.raw == repo.key.raw
+    assert opened.key.generation.raw == repo.key.generation.raw
     assert opened.config == repo.config
     assert opened.slot.slot_id == repo.slot.slot_id
     assert len(opened.index) == 0 and opened.records() == []
     # The config is plaintext but holds no secret.
-    assert repo.key.raw.hex() not in backend.load(CONFIG_HANDLE).decode()
+    assert repo.key.generation.raw.hex() not in backend.load(CONFIG_HANDLE).decode()
 
 
 def test_second_create_is_conflict_and_changes_nothing(
@@ -157,7 +157,7 @@ def test_open_rehashes_a_weak_default_slot(
     assert opened.slot.params != stronger
     opened = Repository.open(backend, PASSWORD)
     assert opened.slot.params == stronger and opened.slot.slot_id == repo.slot.slot_id
-    assert opened.key.raw == repo.key.raw
+    assert opened.key.generation.raw == repo.key.generation.raw
     assert [s.params for s in opened.keys.slots()] == [stronger]
 
 
@@ -233,7 +233,7 @@ def test_several_packs_leave_exactly_one_index_object(
     assert {p.hex() for p in idx.packs()} == set(packs)
     assert len(idx) == len(data)
     for name in packs:  # every pack's own header agrees with the index
-        entries, _ = read_pack_header(backend, repo.key, repo.vault_id, name)
+        entries = read_pack_header(backend, repo.key, repo.vault_id, name)[0].entries
         assert sorted(entries, key=lambda e: e.offset) == sorted(
             idx.packs()[bytes.fromhex(name)], key=lambda e: e.offset
         )

@@ -136,6 +136,11 @@ def test_a_restore_writes_its_temporary_file_0600_under_umask_0(tmp_path: Path) 
 REVIEWED_COMPARES = {
     ("vault/ops/check.py", "in_header.get(e.blob_id) != e"):
         "index entry vs pack header entry: both authenticated, neither chosen by an attacker, not a MAC check",
+    ("vault/crypto/keys.py", "magic != KEYRING_MAGIC"):
+        "a format marker inside the plaintext the slot's AEAD already authenticated: public, not a MAC",
+    ("vault/repo/blobs.py", "generation != key.current"): "key generation numbers: public, stored in the clear",
+    ("vault/repo/index.py", "key.current != 0"): "a key generation number: public, stored in the clear",
+    ("vault/ops/rekey.py", "g != repo.key.current"): "key generation numbers: public, stored in the clear",
 }
 _SECRETISH = ("password", "passwd", "secret", "digest", "checksum", "tag", "mac", "kek", "wrapped", "key", ".raw",
               "blob_id", "hash")

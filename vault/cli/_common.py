@@ -133,12 +133,18 @@ def new_recovery_key(path: str, location: str) -> str:
 def open_repo(s: Settings, lock: str | None = None) -> Repository:
     """Open the vault at the configured location with the configured password, and take a ``"shared"`` or
     ``"exclusive"`` lock for the rest of the command (released by ``vault.cli.run`` whatever happens)."""
+    return open_repo_with_password(s, lock)[0]
+
+
+def open_repo_with_password(s: Settings, lock: str | None = None) -> tuple[Repository, bytes]:
+    """:func:`open_repo`, also returning the password that opened it (for `rekey`, which rewraps that slot)."""
     from vault.repo.config import load_config
     from vault.repo.repository import Repository
 
     backend = backend_for(s)
     config = load_config(backend)  # "no vault here" (exit 10) before asking for a password
-    repo = Repository.open(backend, read_password(s), config=config)
+    password = read_password(s)
+    repo = Repository.open(backend, password, config=config)
     if lock is not None:
         from vault.repo.locks import acquire
 
@@ -151,7 +157,7 @@ def open_repo(s: Settings, lock: str | None = None) -> Repository:
         )
         STATE.cleanups.append(held.release)
         STATE.lock = held
-    return repo
+    return repo, password
 
 
 @contextmanager

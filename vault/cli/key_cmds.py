@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vault.cli import _common
+from vault.cli import _common, progress
 
 if TYPE_CHECKING:
     from vault.crypto.kdf import KdfParams
@@ -127,6 +127,60 @@ def key_remove(ctx: typer.Context, key_id: Annotated[str, typer.Argument(metavar
     _common.say(s, f"removed key {key_id}")
 
 
+def rekey(
+    ctx: typer.Context,
+    reencrypt: Annotated[
+        bool,
+        typer.Option("--reencrypt", help="Also rewrite all stored data under the new key (after a leak)."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on standard output.")] = False,
+) -> None:
+    """Make a new master key for new data; with --reencrypt, rewrite everything under it and verify it.
+
+    Keeps the password (or recovery key) in use and removes every other key: add them again afterwards.
+    An interrupted --reencrypt resumes when run again.
+
+    Example: vault rekey --reencrypt && vault key add --recovery ~/vault-recovery.txt
+    """
+    from vault.ops.rekey import rekey as _rekey
+
+    s = _common.settings(ctx)
+    repo, password = _common.open_repo_with_password(s, lock="exclusive")
+    lock = _common.STATE.lock
+    with _common.pipeline(s) as pipe, progress.bar(s, "rekey", None) as advance:
+        report = _rekey(
+            repo, password, pipe, reencrypt,
+            refresh_lock=lock.refresh if lock is not None else None,
+            on_total=advance.set_total, on_progress=advance,
+        )
+    _common.STATE.nbytes = report.bytes_written
+    if as_json:
+        _common.print_json(report.to_json())
+        return
+    if report.resumed:
+        _common.say(s, f"resumed the re-encryption to key generation {report.generation}")
+    else:
+        _common.say(s, f"key generation {report.generation} is current: new data is sealed under a new master key")
+    for removed in report.removed_keys:
+        again = "vault key add --recovery FILE" if removed["type"] == "recovery" else "vault key add"
+        _common.say(s, f"removed {removed['type']} key {removed['id']}: it opens only the old key; "
+                       f"add it again with `{again}`")
+    if report.reencrypted:
+        _common.say(
+            s,
+            f"re-encrypted {report.packs_rewritten} pack(s) into {report.packs_written} "
+            f"({_common.human_size(report.bytes_written)}) and {report.records_rewritten} version record(s); "
+            f"{report.blobs_verified} blob(s) verified; the old keys are gone from this key",
+        )
+    elif report.older_generations:
+        _common.say(
+            s,
+            "data stored before stays under key generation(s) "
+            f"{', '.join(map(str, report.older_generations))}; `vault rekey --reencrypt` rewrites it",
+        )
+
+
 def register(app: typer.Typer) -> None:
     app.command("passwd")(passwd)
+    app.command("rekey")(rekey)
     app.add_typer(key_app, name="key")

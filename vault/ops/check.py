@@ -58,14 +58,20 @@ def _label(rec: VersionRecord) -> str:
 def _check_pack(repo: Repository, pack_id: bytes, indexed: list[fmt.BlobEntry]) -> list[str]:
     name = pack_id.hex()
     try:
-        entries, _ = read_pack_header(repo.backend, repo.key, repo.vault_id, name)
+        header, _ = read_pack_header(repo.backend, repo.key, repo.vault_id, name)
     except ObjectNotFoundError:
         return [f"pack {Handle(Kind.DATA, name)} is missing ({len(indexed)} blobs)"]
     except IntegrityError as exc:
         return [str(exc)]
-    in_header = {e.blob_id: e for e in entries}
+    in_header = {e.blob_id: e for e in header.entries}
     wrong = sum(1 for e in indexed if in_header.get(e.blob_id) != e)
-    return [f"pack {Handle(Kind.DATA, name)}: {wrong} blob(s) differ from the index"] if wrong else []
+    problems = [f"pack {Handle(Kind.DATA, name)}: {wrong} blob(s) differ from the index"] if wrong else []
+    if header.generation != repo.index.generation_of(pack_id):
+        problems.append(
+            f"pack {Handle(Kind.DATA, name)} is sealed under key generation {header.generation}, the index says "
+            f"{repo.index.generation_of(pack_id)}"
+        )
+    return problems
 
 
 def _read_pack(repo: Repository, pack_id: bytes, entries: list[fmt.BlobEntry]) -> tuple[list[bytes], int, int]:
@@ -74,7 +80,8 @@ def _read_pack(repo: Repository, pack_id: bytes, entries: list[fmt.BlobEntry]) -
         data = load_pack(repo.backend, pack_id.hex())
     except IntegrityError:  # missing or oversized: every blob in it is lost
         return [e.blob_id for e in entries], 0, 0
-    _, bad = verify_blobs(repo.key, repo.vault_id, pack_id.hex(), data, entries)
+    generation = repo.index.generation_of(pack_id)
+    _, bad = verify_blobs(repo.key, repo.vault_id, pack_id.hex(), data, entries, generation)
     return [e.blob_id for e in bad], len(entries), len(data)
 
 

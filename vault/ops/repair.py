@@ -55,9 +55,9 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
     pack_infos = list(backend.list(Kind.DATA))
     sizes = {i.handle.name: i.size for i in pack_infos}
     index = Index()
-    readable: list[tuple[bytes, list[fmt.BlobEntry]]] = []
+    readable: list[fmt.IndexedPack] = []
     damaged_blobs = 0
-    for name, good, bad, error in pipeline.ordered(
+    for name, generation, good, bad, error in pipeline.ordered(
         lambda name: _verify_pack(repo, name), list(sizes), max_in_flight=4, pool=pipeline.io
     ):
         if error:
@@ -66,8 +66,8 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
         if bad:
             damaged_blobs += bad
             report.actions.append(f"pack <data/{name[:10]}>: {bad} damaged blob(s) left out of the index")
-        index.add_pack(bytes.fromhex(name), good)
-        readable.append((bytes.fromhex(name), good))
+        index.add_pack(bytes.fromhex(name), good, generation)
+        readable.append(fmt.IndexedPack(bytes.fromhex(name), generation, good))
     old_index = [i.handle for i in backend.list(Kind.INDEX)]
     new_handle = write_index(backend, repo.key, repo.vault_id, readable) if readable else None
     for h in old_index:
@@ -109,9 +109,9 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
 
     # -- unreferenced packs ----------------------------------------------------------------------------------
     needed = refs.all
-    unused = [pid for pid, entries in readable if not any(e.blob_id in needed for e in entries)]
+    unused = [p.pack_id for p in readable if not any(e.blob_id in needed for e in p.entries)]
     if unused:
-        keep = [(pid, entries) for pid, entries in readable if pid not in set(unused)]
+        keep = [p for p in readable if p.pack_id not in set(unused)]
         replacement = write_index(backend, repo.key, repo.vault_id, keep) if keep else None
         if new_handle is not None:
             backend.remove(new_handle)
@@ -127,13 +127,13 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
     return report
 
 
-def _verify_pack(repo: Repository, name: str) -> tuple[str, list[fmt.BlobEntry], int, str]:
-    """Read one whole pack; returns its name, the entries whose blobs verify, how many did not, and an error
-    when the pack itself (size, preamble, header) can't be read."""
+def _verify_pack(repo: Repository, name: str) -> tuple[str, int, list[fmt.BlobEntry], int, str]:
+    """Read one whole pack; returns its name, its key generation, the entries whose blobs verify, how many did
+    not, and an error when the pack itself (size, preamble, header) can't be read."""
     try:
         data = load_pack(repo.backend, name)
-        entries = parse_pack_header(lambda o, n: data[o : o + n], len(data), repo.key, repo.vault_id, name)
+        header = parse_pack_header(lambda o, n: data[o : o + n], len(data), repo.key, repo.vault_id, name)
     except (IntegrityError, ObjectNotFoundError) as exc:
-        return name, [], 0, str(exc)
-    good, bad = verify_blobs(repo.key, repo.vault_id, name, data, entries)
-    return name, good, len(bad), ""
+        return name, 0, [], 0, str(exc)
+    good, bad = verify_blobs(repo.key, repo.vault_id, name, data, header.entries, header.generation)
+    return name, header.generation, good, len(bad), ""

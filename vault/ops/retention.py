@@ -5,9 +5,9 @@ keeps the newest version of each of the N most recent days that have one (likewi
 version kept by any rule is kept.
 
 prune runs under the exclusive lock. Packs with no referenced blob are deleted; packs whose referenced bytes
-are under REPACK_THRESHOLD of the pack are repacked: their live blobs are copied, still sealed, into new packs
-(a blob's AAD binds its id, type and vault, not its pack, so it needs no re-encryption). The order keeps a crash
-harmless: new packs, then the new index, then old index objects go, then old packs go.
+are under REPACK_THRESHOLD of the pack are repacked: their live blobs are copied into new packs (vault.repo.repack:
+still sealed when under the current key generation, sealed again when under an older one). The order keeps a
+crash harmless: new packs, then the new index, then old index objects go, then old packs go.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from vault import format as fmt
 from vault.errors import IntegrityError, NotFoundError, ObjectNotFoundError, UsageError
 from vault.names import check_name
 from vault.pipeline.runner import Pipeline
-from vault.repo.blobs import SealedBlob, open_blob
 from vault.repo.catalog import VersionRecord
 from vault.repo.index import write_index
-from vault.repo.packs import PackBuilder, load_pack
+from vault.repo.repack import copy_blobs
 from vault.repo.repository import Repository
 from vault.repo.walk import collect
 from vault.storage.base import Handle, Kind
@@ -164,10 +163,11 @@ def prune(
     sizes = {o.handle.name: o.size for o in backend.list(Kind.DATA)}
     packs = repo.index.packs()
 
-    keep: list[tuple[bytes, list[fmt.BlobEntry]]] = []
-    repack: list[tuple[bytes, list[fmt.BlobEntry]]] = []
+    keep: list[fmt.IndexedPack] = []
+    repack: list[fmt.IndexedPack] = []
     delete: list[bytes] = []
     for pack_id, entries in packs.items():
+        generation = repo.index.generation_of(pack_id)
         if pack_id.hex() not in sizes:
             continue  # indexed but missing: `check` reports it, nothing to free
         live = [e for e in entries if e.blob_id in needed]
@@ -177,39 +177,42 @@ def prune(
         if not live:
             delete.append(pack_id)
         elif live_bytes < REPACK_THRESHOLD * sizes[pack_id.hex()]:
-            repack.append((pack_id, live))
+            repack.append(fmt.IndexedPack(pack_id, generation, live))
         else:
-            keep.append((pack_id, entries))
+            keep.append(fmt.IndexedPack(pack_id, generation, entries))
     indexed = {p.hex() for p in packs}
     orphans = [bytes.fromhex(n) for n in sizes if n not in indexed]  # from interrupted puts
 
     report.packs_deleted = len(delete) + len(orphans)
     report.packs_repacked = len(repack)
-    report.bytes_deleted = sum(sizes[p.hex()] for p in delete + orphans + [p for p, _ in repack])
+    repacked = [p.pack_id for p in repack]
+    report.bytes_deleted = sum(sizes[p.hex()] for p in delete + orphans + repacked)
     if dry_run:
-        report.packs_written, report.bytes_written = _repack_size(repack)
+        report.packs_written, report.bytes_written = _repack_size(repack, len(fmt.pack_preamble(repo.key.current)))
         return report
 
     if on_total is not None:
-        on_total(sum(sizes[p.hex()] for p, _ in repack))
-    written = _repack(repo, pipeline, repack, report, on_progress)
+        on_total(sum(sizes[p.hex()] for p in repacked))
+    copied = copy_blobs(repo, pipeline, repack, on_progress)
+    written = copied.packs
+    report.packs_written, report.bytes_written = len(written), copied.bytes_written
     if delete or repack or orphans or len(repo.index.index_names) > 1:
         old_index = [o.handle for o in backend.list(Kind.INDEX)]
         write_index(backend, repo.key, repo.vault_id, keep + written)
         for h in old_index:
             with contextlib.suppress(ObjectNotFoundError):
                 backend.remove(h)
-    for pack_id in delete + orphans + [p for p, _ in repack]:
+    for pack_id in delete + orphans + repacked:
         with contextlib.suppress(ObjectNotFoundError):
             backend.remove(Handle(Kind.DATA, pack_id.hex()))
     return report
 
 
-def _repack_size(repack: list[tuple[bytes, list[fmt.BlobEntry]]]) -> tuple[int, int]:
-    """The packs and bytes that :func:`_repack` would write (same order, dedup and pack boundaries, and each
+def _repack_size(repack: list[fmt.IndexedPack], preamble_size: int) -> tuple[int, int]:
+    """The packs and bytes that :func:`copy_blobs` would write (same order, dedup and pack boundaries, and each
     pack's preamble, sealed header and trailer), so a dry run reports what the real prune frees."""
     packs = total = count = 0
-    size = fmt.PACK_PREAMBLE_SIZE
+    size = preamble_size
     seen: set[bytes] = set()
 
     def flush() -> None:
@@ -217,10 +220,10 @@ def _repack_size(repack: list[tuple[bytes, list[fmt.BlobEntry]]]) -> tuple[int, 
         if count:
             packs += 1
             total += size + 4 + count * fmt.ENTRY_SIZE + fmt.AEAD_OVERHEAD + fmt.PACK_TRAILER_SIZE
-        count, size = 0, fmt.PACK_PREAMBLE_SIZE
+        count, size = 0, preamble_size
 
-    for _, live in repack:
-        for e in live:
+    for source in repack:
+        for e in source.entries:
             if e.blob_id in seen:
                 continue
             seen.add(e.blob_id)
@@ -230,48 +233,3 @@ def _repack_size(repack: list[tuple[bytes, list[fmt.BlobEntry]]]) -> tuple[int, 
                 flush()
     flush()
     return packs, total
-
-
-def _repack(
-    repo: Repository,
-    pipeline: Pipeline,
-    repack: list[tuple[bytes, list[fmt.BlobEntry]]],
-    report: PruneReport,
-    on_progress: Callable[[int], None] | None = None,
-) -> list[tuple[bytes, list[fmt.BlobEntry]]]:
-    """Copy live sealed blobs into new packs; returns the new packs' index entries."""
-    written: list[tuple[bytes, list[fmt.BlobEntry]]] = []
-    builder = PackBuilder()
-    seen: set[bytes] = set()
-
-    def flush() -> None:
-        nonlocal builder
-        if builder.entries:
-            data = builder.finish(repo.key, repo.vault_id)
-            repo.backend.save(Handle(Kind.DATA, builder.name), data)
-            written.append((builder.pack_id, builder.entries))
-            report.packs_written += 1
-            report.bytes_written += len(data)
-        builder = PackBuilder()
-
-    def load(item: tuple[bytes, list[fmt.BlobEntry]]) -> tuple[list[fmt.BlobEntry], bytes]:
-        pack_id, live = item
-        handle = Handle(Kind.DATA, pack_id.hex())
-        data = load_pack(repo.backend, handle.name)
-        for e in live:  # never spread a damaged blob into a new pack: verify before copying
-            open_blob(repo.key, repo.vault_id, e, data[e.offset : e.offset + e.length], f"blob in pack {handle}")
-        return live, data
-
-    for live, data in pipeline.ordered(load, repack, max_in_flight=2, pool=pipeline.io):
-        if on_progress is not None:
-            on_progress(len(data))
-        for e in live:
-            if e.blob_id in seen:
-                continue
-            seen.add(e.blob_id)
-            sealed = data[e.offset : e.offset + e.length]
-            builder.add(SealedBlob(e.blob_id, e.blob_type, e.flags, e.raw_length, sealed))
-            if builder.full():
-                flush()
-    flush()
-    return written

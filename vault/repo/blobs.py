@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import zstandard
 
 from vault import format as fmt
-from vault.crypto.keys import MasterKey
+from vault.crypto.keys import Keyring
 from vault.errors import IntegrityError
 
 _local = threading.local()
@@ -61,7 +61,7 @@ class SealedBlob:
 
 
 def seal_blob(
-    key: MasterKey, vault_id: bytes, blob_type: int, blob_id: bytes, data: bytes | memoryview, level: int
+    key: Keyring, vault_id: bytes, blob_type: int, blob_id: bytes, data: bytes | memoryview, level: int
 ) -> SealedBlob:
     """Compress (when ``level`` > 0 and it helps) and encrypt one blob whose id is already known."""
     raw_length = len(data)
@@ -77,13 +77,34 @@ def seal_blob(
     return SealedBlob(blob_id, blob_type, flags, raw_length, key.data.seal(payload, aad))
 
 
-def open_blob(key: MasterKey, vault_id: bytes, entry: fmt.BlobEntry, sealed: bytes, what: str) -> bytes:
-    """Authenticate, decrypt and decompress one blob; the result is exactly ``entry.raw_length`` bytes.
-    Raises IntegrityError for anything altered, truncated or inconsistent."""
+def open_payload(
+    key: Keyring, vault_id: bytes, entry: fmt.BlobEntry, sealed: bytes, what: str, generation: int
+) -> bytes:
+    """Authenticate and decrypt one blob sealed under key ``generation``; returns its payload, still compressed
+    when ``entry.flags`` says so. Raises IntegrityError."""
     if len(sealed) != entry.length:
         raise IntegrityError(f"{what} is truncated")
     aad = fmt.blob_aad(vault_id, entry.blob_type, entry.flags, entry.raw_length, entry.blob_id)
-    payload = key.data.open(sealed, aad, what)
+    return key.get(generation, what).data.open(sealed, aad, what)
+
+
+def reseal(key: Keyring, vault_id: bytes, entry: fmt.BlobEntry, sealed: bytes, generation: int) -> SealedBlob:
+    """A blob sealed under key ``generation``, sealed under the current generation (a new nonce, the same
+    payload: nothing is decompressed). A blob already under the current generation is returned as it is.
+    The caller has verified it. Raises IntegrityError."""
+    if generation != key.current:
+        payload = open_payload(key, vault_id, entry, sealed, f"blob {entry.blob_id.hex()[:10]}", generation)
+        aad = fmt.blob_aad(vault_id, entry.blob_type, entry.flags, entry.raw_length, entry.blob_id)
+        sealed = key.data.seal(payload, aad)
+    return SealedBlob(entry.blob_id, entry.blob_type, entry.flags, entry.raw_length, sealed)
+
+
+def open_blob(
+    key: Keyring, vault_id: bytes, entry: fmt.BlobEntry, sealed: bytes, what: str, generation: int
+) -> bytes:
+    """Authenticate, decrypt (under key ``generation``) and decompress one blob; the result is exactly
+    ``entry.raw_length`` bytes. Raises IntegrityError for anything altered, truncated or inconsistent."""
+    payload = open_payload(key, vault_id, entry, sealed, what, generation)
     if entry.flags & fmt.FLAG_ZSTD:
         try:
             # python-zstandard ignores max_output_size when the frame declares its content size and allocates
@@ -101,7 +122,7 @@ def open_blob(key: MasterKey, vault_id: bytes, entry: fmt.BlobEntry, sealed: byt
     return data
 
 
-def verify_blob_id(key: MasterKey, data: bytes, entry: fmt.BlobEntry, what: str) -> None:
+def verify_blob_id(key: Keyring, data: bytes, entry: fmt.BlobEntry, what: str) -> None:
     """Recompute the keyed hash (check --read-data): proves the plaintext is the one the id names."""
     if not hmac.compare_digest(key.blob_id(data, entry.blob_type), entry.blob_id):  # a MAC: constant time
         raise IntegrityError(f"{what} does not match its id")

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from vault import format as fmt
-from vault.crypto.keys import MasterKey
+from vault.crypto.keys import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError
-from vault.repo.objects import open_object, seal_object
+from vault.repo.objects import object_generation, open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind
 
 RECORD_VERSION = 1
@@ -62,7 +62,7 @@ def _parse(doc: dict[str, Any], record_id: str, what: str) -> VersionRecord:
     v = doc.get("v")
     if not isinstance(v, int) or isinstance(v, bool):
         raise IntegrityError(f"{what} has no version")
-    fmt.check_version(v, what)
+    fmt.check_version(v, what, maximum=1)
     item, created, vtype, host = doc.get("item"), doc.get("created"), doc.get("type"), doc.get("host")
     if not (isinstance(item, str) and isinstance(created, str) and isinstance(host, str)):
         raise IntegrityError(f"{what} is malformed")
@@ -80,18 +80,24 @@ def _parse(doc: dict[str, Any], record_id: str, what: str) -> VersionRecord:
     )
 
 
-def load_record(backend: Backend, key: MasterKey, vault_id: bytes, handle: Handle) -> VersionRecord:
+def load_record(backend: Backend, key: Keyring, vault_id: bytes, handle: Handle) -> VersionRecord:
+    return read_record(backend, key, vault_id, handle)[0]
+
+
+def read_record(backend: Backend, key: Keyring, vault_id: bytes, handle: Handle) -> tuple[VersionRecord, int]:
+    """One version record and the key generation it is sealed under. IntegrityError, ObjectNotFoundError."""
     what = f"version record {handle}"
     raw = backend.load(handle, 0, MAX_RECORD_SIZE + 1)
     if len(raw) > MAX_RECORD_SIZE:
         raise IntegrityError(f"{what} is too large")
-    plain = open_object(key.meta, vault_id, handle, fmt.ObjectType.VERSION, raw)
-    return _parse(fmt.decode_json_object(plain, what), handle.name, what)
+    plain = open_object(key, vault_id, handle, fmt.ObjectType.VERSION, raw)
+    generation = object_generation(raw, fmt.ObjectType.VERSION, what)
+    return _parse(fmt.decode_json_object(plain, what), handle.name, what), generation
 
 
 def load_records(
     backend: Backend,
-    key: MasterKey,
+    key: Keyring,
     vault_id: bytes,
     on_error: Callable[[Handle, IntegrityError], None] | None = None,
 ) -> list[VersionRecord]:
@@ -110,16 +116,16 @@ def load_records(
     return sorted(records, key=lambda r: (r.item, r.version, r.created, r.record_id))
 
 
-def write_record(backend: Backend, key: MasterKey, vault_id: bytes, record: VersionRecord) -> None:
+def write_record(backend: Backend, key: Keyring, vault_id: bytes, record: VersionRecord) -> None:
     payload = fmt.encode_json(record.to_json())
-    backend.save(record.handle, seal_object(key.meta, vault_id, record.handle, fmt.ObjectType.VERSION, payload))
+    backend.save(record.handle, seal_object(key, vault_id, record.handle, fmt.ObjectType.VERSION, payload))
 
 
 def new_record_id() -> str:
     return os.urandom(fmt.ID_SIZE).hex()
 
 
-def commit_record(backend: Backend, key: MasterKey, vault_id: bytes, record: VersionRecord) -> VersionRecord:
+def commit_record(backend: Backend, key: Keyring, vault_id: bytes, record: VersionRecord) -> VersionRecord:
     """Write a version record, then make sure no other record of the item holds the same number.
 
     Two puts of one item at the same time may both pick ``max + 1``. After writing, we look again; if another

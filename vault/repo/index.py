@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from vault import format as fmt
-from vault.crypto.keys import MasterKey
+from vault.crypto.keys import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError
-from vault.repo.objects import open_object, seal_object
+from vault.repo.objects import object_generation, open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind
 
 
@@ -23,6 +23,7 @@ from vault.storage.base import Backend, Handle, Kind
 class BlobLocation:
     pack_id: bytes
     entry: fmt.BlobEntry
+    generation: int = 0  # the key generation the pack is sealed under
 
     @property
     def pack_handle(self) -> Handle:
@@ -37,7 +38,9 @@ class Index:
         self._lock = threading.Lock()
         self.index_names: list[str] = []
         # Checkpoint objects seen at load time, with their packs: a put's, or one left by a put that died.
-        self.checkpoints: list[tuple[Handle, list[tuple[bytes, list[fmt.BlobEntry]]]]] = []
+        self.checkpoints: list[tuple[Handle, list[fmt.IndexedPack]]] = []
+        # Key generation of every pack listed (a pack is sealed under one generation).
+        self._generations: dict[bytes, int] = {}
 
     def __len__(self) -> int:
         return len(self._blobs)
@@ -48,10 +51,18 @@ class Index:
     def get(self, blob_id: bytes) -> BlobLocation | None:
         return self._blobs.get(blob_id)
 
-    def add_pack(self, pack_id: bytes, entries: Iterable[fmt.BlobEntry]) -> None:
+    def add_pack(self, pack_id: bytes, entries: Iterable[fmt.BlobEntry], generation: int) -> None:
         with self._lock:
+            self._generations[pack_id] = generation
             for e in entries:
-                self._blobs.setdefault(e.blob_id, BlobLocation(pack_id, e))
+                # A blob stored twice resolves to either copy, both valid; a copy under a later key generation
+                # (made by `rekey --reencrypt`) wins, so reads move to the new key as soon as it exists.
+                old = self._blobs.get(e.blob_id)
+                if old is None or generation > old.generation:
+                    self._blobs[e.blob_id] = BlobLocation(pack_id, e, generation)
+
+    def generation_of(self, pack_id: bytes) -> int:
+        return self._generations.get(pack_id, 0)
 
     def locations(self) -> list[BlobLocation]:
         with self._lock:
@@ -63,10 +74,14 @@ class Index:
             out.setdefault(loc.pack_id, []).append(loc.entry)
         return out
 
+    def indexed_packs(self) -> list[fmt.IndexedPack]:
+        """Every pack with the entries this index resolves to it, and its key generation."""
+        return [fmt.IndexedPack(p, self.generation_of(p), entries) for p, entries in self.packs().items()]
+
 
 def load_index(
     backend: Backend,
-    key: MasterKey,
+    key: Keyring,
     vault_id: bytes,
     on_error: Callable[[Handle, IntegrityError], None] | None = None,
 ) -> Index:
@@ -82,8 +97,9 @@ def load_index(
             if len(raw) > fmt.MAX_METADATA_RAW:
                 raise IntegrityError(f"index object {info.handle} is too large")
             types = (fmt.ObjectType.INDEX, fmt.ObjectType.INDEX_CHECKPOINT)
-            plain = open_object(key.meta, vault_id, info.handle, types, raw)
-            packs = fmt.decode_index(plain, f"index object {info.handle}")
+            plain = open_object(key, vault_id, info.handle, types, raw)
+            with_generations = object_generation(raw, types, f"index object {info.handle}") != 0
+            packs = fmt.decode_index(plain, f"index object {info.handle}", with_generations)
         except ObjectNotFoundError:
             continue  # merged away by a concurrent put's finish(); its entries are in the merged object
         except IntegrityError as exc:
@@ -91,8 +107,8 @@ def load_index(
                 raise
             on_error(info.handle, exc)
             continue
-        for pack_id, entries in packs:
-            index.add_pack(pack_id, entries)
+        for p in packs:
+            index.add_pack(p.pack_id, p.entries, p.generation)
         index.index_names.append(info.handle.name)
         if raw[5] == fmt.ObjectType.INDEX_CHECKPOINT:
             index.checkpoints.append((info.handle, packs))
@@ -101,15 +117,16 @@ def load_index(
 
 def write_index(
     backend: Backend,
-    key: MasterKey,
+    key: Keyring,
     vault_id: bytes,
-    packs: Sequence[tuple[bytes, Sequence[fmt.BlobEntry]]],
+    packs: Sequence[fmt.IndexedPack],
     checkpoint: bool = False,
 ) -> Handle:
-    """Write one index object for ``packs``; returns its handle. Call only once the packs are durable.
-    ``checkpoint`` marks the one-pack objects a running put writes (see BlobWriter)."""
+    """Write one index object for ``packs`` (sealed under the current key generation); returns its handle.
+    Call only once the packs are durable. ``checkpoint`` marks the one-pack objects a running put writes (see
+    BlobWriter)."""
     handle = Handle(Kind.INDEX, os.urandom(fmt.ID_SIZE).hex())
-    payload = fmt.encode_index(packs)
+    payload = fmt.encode_index(packs, with_generations=key.current != 0)
     obj_type = fmt.ObjectType.INDEX_CHECKPOINT if checkpoint else fmt.ObjectType.INDEX
-    backend.save(handle, seal_object(key.meta, vault_id, handle, obj_type, payload))
+    backend.save(handle, seal_object(key, vault_id, handle, obj_type, payload))
     return handle

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from vault import format as fmt
-from vault.errors import IntegrityError, ObjectNotFoundError, VaultError, VaultLockedError
+from vault.errors import IntegrityError, ObjectNotFoundError, UnknownGenerationError, VaultError, VaultLockedError
 from vault.repo.objects import open_object, seal_object
 from vault.repo.repository import Repository
 from vault.storage.base import Handle, Kind
@@ -82,6 +82,10 @@ class Lock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def refresh(self) -> None:
+        """Write the lock again now (under the keyring's current generation: `rekey` calls this)."""
+        self._write()
+
     def _write(self) -> None:
         doc = {
             "exclusive": self.exclusive,
@@ -90,7 +94,7 @@ class Lock:
             "time": time.time(),
             "command": self.command,
         }
-        raw = seal_object(self.repo.key.meta, self.repo.vault_id, self.handle, LOCK_OBJECT_TYPE, fmt.encode_json(doc))
+        raw = seal_object(self.repo.key, self.repo.vault_id, self.handle, LOCK_OBJECT_TYPE, fmt.encode_json(doc))
         self.repo.backend.save(self.handle, raw)
 
     def _refresh_loop(self) -> None:
@@ -120,7 +124,7 @@ class Lock:
 
 def read_lock(repo: Repository, handle: Handle) -> LockInfo:
     what = f"lock {handle}"
-    plain = open_object(repo.key.meta, repo.vault_id, handle, LOCK_OBJECT_TYPE, repo.backend.load(handle, 0, 65536))
+    plain = open_object(repo.key, repo.vault_id, handle, LOCK_OBJECT_TYPE, repo.backend.load(handle, 0, 65536))
     doc = fmt.decode_json_object(plain, what)
     exclusive, host, pid, t, command = (doc.get(k) for k in ("exclusive", "host", "pid", "time", "command"))
     if not (
@@ -173,6 +177,10 @@ def _first_conflict(
             info = read_lock(repo, obj.handle)
         except ObjectNotFoundError:
             continue  # released while we looked
+        except UnknownGenerationError:
+            # Written under a key generation newer than ours: a live holder with a current key, maybe. Never
+            # remove it; our key can't read this vault's newer data anyway.
+            raise
         except IntegrityError:
             # Every real holder shares our master key, and saves are atomic, so a lock that fails
             # authentication was never written by vault: it protects nothing and would block forever.
@@ -200,6 +208,8 @@ def others_hold_locks(repo: Repository, mine: Lock) -> bool:
         try:
             if not is_stale(read_lock(repo, obj.handle)):
                 return True
+        except UnknownGenerationError:
+            return True
         except (ObjectNotFoundError, IntegrityError):
             continue
     return False

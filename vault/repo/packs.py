@@ -1,7 +1,8 @@
 """Packs: many sealed blobs in one object of about 16 MiB, with an encrypted header listing them.
 
-``"VLTP" | version | blob... | sealed header | u32 header length``. The header lets `repair` rebuild the index
-from packs alone (restic's pack format works the same way). Pack names are 32 random bytes in hex.
+``"VLTP" | version | [key generation] | blob... | sealed header | u32 header length``. The header lets
+`repair` rebuild the index from packs alone (restic's pack format works the same way). Pack names are 32
+random bytes in hex.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from vault import format as fmt
-from vault.crypto.keys import MasterKey
+from vault.crypto.keys import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.blobs import SealedBlob, open_blob, verify_blob_id
 from vault.storage.base import Backend, Handle, Kind
@@ -20,10 +22,13 @@ from vault.storage.base import Backend, Handle, Kind
 class PackBuilder:
     """Accumulates sealed blobs in memory until the pack is full. Not thread-safe: one owner."""
 
-    def __init__(self) -> None:
+    def __init__(self, generation: int) -> None:
+        """``generation``: the key generation every blob added was sealed under (the keyring's current one)."""
         self.pack_id = os.urandom(fmt.ID_SIZE)
-        self._parts: list[bytes] = [fmt.PACK_PREAMBLE]
-        self.size = fmt.PACK_PREAMBLE_SIZE
+        self.generation = generation
+        preamble = fmt.pack_preamble(generation)
+        self._parts: list[bytes] = [preamble]
+        self.size = len(preamble)
         self.entries: list[fmt.BlobEntry] = []
 
     @property
@@ -42,9 +47,11 @@ class PackBuilder:
     def full(self) -> bool:
         return self.size >= fmt.PACK_TARGET_SIZE
 
-    def finish(self, key: MasterKey, vault_id: bytes) -> bytes:
+    def finish(self, key: Keyring, vault_id: bytes) -> bytes:
         """The whole pack's bytes, header and trailer included."""
-        header = key.meta.seal(fmt.encode_entries(self.entries), fmt.pack_header_aad(vault_id, self.name))
+        meta = key.get(self.generation, f"pack {self.name}").meta
+        aad = fmt.pack_header_aad(vault_id, self.name, self.generation)
+        header = meta.seal(fmt.encode_entries(self.entries), aad)
         self._parts.append(header)
         self._parts.append(struct.pack("<I", len(header)))
         data = b"".join(self._parts)
@@ -53,9 +60,9 @@ class PackBuilder:
 
 
 def read_pack_header(
-    backend: Backend, key: MasterKey, vault_id: bytes, name: str
-) -> tuple[list[fmt.BlobEntry], int]:
-    """Read and authenticate a pack's header from the end of the pack; returns its entries and the pack size.
+    backend: Backend, key: Keyring, vault_id: bytes, name: str
+) -> tuple[PackHeader, int]:
+    """Read and authenticate a pack's header from the end of the pack; returns it and the pack size.
     Raises IntegrityError (also for a missing pack: the vault needs it) or StorageError."""
     handle = Handle(Kind.DATA, name)
     try:
@@ -66,23 +73,32 @@ def read_pack_header(
     return entries, size
 
 
+@dataclass(frozen=True)
+class PackHeader:
+    generation: int  # the key generation its blobs and header are sealed under
+    entries: list[fmt.BlobEntry]
+
+
 def parse_pack_header(
-    read: Callable[[int, int], bytes], size: int, key: MasterKey, vault_id: bytes, name: str
-) -> list[fmt.BlobEntry]:
-    """The authenticated entries of a pack of ``size`` bytes, reading through ``read(offset, length)`` (ranged
+    read: Callable[[int, int], bytes], size: int, key: Keyring, vault_id: bytes, name: str
+) -> PackHeader:
+    """The authenticated header of a pack of ``size`` bytes, reading through ``read(offset, length)`` (ranged
     loads from the store, or slices of a pack already in memory). Raises IntegrityError."""
     what = f"pack {Handle(Kind.DATA, name)}"
     if size < fmt.PACK_PREAMBLE_SIZE + fmt.PACK_TRAILER_SIZE + fmt.AEAD_OVERHEAD:
         raise IntegrityError(f"{what} is truncated")
-    fmt.parse_pack_preamble(read(0, fmt.PACK_PREAMBLE_SIZE), what)
+    generation, preamble_size = fmt.parse_pack_preamble(read(0, min(size, fmt.PACK_PREAMBLE_MAX_SIZE)), what)
     hlen = fmt.parse_pack_trailer(read(size - 4, 4), size, what)
     header_start = size - 4 - hlen
-    plain = key.meta.open(read(header_start, hlen), fmt.pack_header_aad(vault_id, name), f"header of {what}")
+    if header_start < preamble_size:
+        raise IntegrityError(f"{what} has an invalid header length")
+    meta = key.get(generation, what).meta
+    plain = meta.open(read(header_start, hlen), fmt.pack_header_aad(vault_id, name, generation), f"header of {what}")
     entries, end = fmt.decode_entries(plain, 0, f"header of {what}")
     if end != len(plain):
         raise IntegrityError(f"header of {what} has trailing bytes")
-    fmt.check_pack_entries(entries, header_start, what)
-    return entries
+    fmt.check_pack_entries(entries, header_start, what, preamble_size)
+    return PackHeader(generation, entries)
 
 
 def load_pack(backend: Backend, name: str) -> bytes:
@@ -103,15 +119,17 @@ def load_pack(backend: Backend, name: str) -> bytes:
 
 
 def verify_blobs(
-    key: MasterKey, vault_id: bytes, name: str, data: bytes, entries: list[fmt.BlobEntry]
+    key: Keyring, vault_id: bytes, name: str, data: bytes, entries: list[fmt.BlobEntry], generation: int
 ) -> tuple[list[fmt.BlobEntry], list[fmt.BlobEntry]]:
-    """Authenticate, decompress and re-hash every listed blob of a pack already in memory (``load_pack``).
-    Returns the entries that verify and those that do not; raises nothing for a damaged blob."""
+    """Authenticate, decompress and re-hash every listed blob of a pack already in memory (``load_pack``),
+    sealed under key ``generation``. Returns the entries that verify and those that do not; raises nothing for
+    a damaged blob (nor for a generation the keyring lacks: every blob is then reported bad)."""
     good, bad = [], []
     for e in entries:
         what = f"blob {e.blob_id.hex()[:10]} in pack {Handle(Kind.DATA, name)}"
         try:
-            verify_blob_id(key, open_blob(key, vault_id, e, data[e.offset : e.offset + e.length], what), e, what)
+            sealed = data[e.offset : e.offset + e.length]
+            verify_blob_id(key, open_blob(key, vault_id, e, sealed, what, generation), e, what)
         except IntegrityError:
             bad.append(e)
             continue

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from vault import format as fmt
 from vault.crypto import kdf
-from vault.crypto.keys import POLICY_DEFAULT, KeySlot, KeyStore, MasterKey, new_master_key
+from vault.crypto.keys import POLICY_DEFAULT, Keyring, KeySlot, KeyStore, new_keyring
 from vault.errors import ConflictError, IntegrityError, ObjectNotFoundError
 from vault.repo import catalog
 from vault.repo.blobs import open_blob
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class Repository:
     backend: Backend
     config: VaultConfig
-    key: MasterKey
+    key: Keyring
     slot: KeySlot
     _index: Index | None = field(default=None, repr=False)
     _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -52,7 +52,7 @@ class Repository:
                 pass
         backend.create_root()
         config = new_config()
-        key = new_master_key(config.vault_id)
+        key = new_keyring(config.vault_id)
         slot = KeyStore(backend, config.vault_id).add(key, password, params, policy)
         backend.save(CONFIG_HANDLE, config.to_bytes())
         return cls(backend, config, key, slot)
@@ -99,7 +99,7 @@ class Repository:
             sealed = self.backend.load(loc.pack_handle, loc.entry.offset, loc.entry.length)
         except ObjectNotFoundError:
             raise IntegrityError(f"pack {loc.pack_handle} is missing; run `vault check`") from None
-        return open_blob(self.key, self.vault_id, loc.entry, sealed, what)
+        return open_blob(self.key, self.vault_id, loc.entry, sealed, what, loc.generation)
 
     def load_tree(self, tree_id: bytes) -> list[Node]:
         return decode_tree(self.load_blob(tree_id, fmt.BlobType.TREE), f"tree {tree_id.hex()[:10]}")

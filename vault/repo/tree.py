@@ -73,7 +73,7 @@ def decode_tree(raw: bytes, what: str) -> list[Node]:
     v = doc.get("v")
     if not isinstance(v, int) or isinstance(v, bool):
         raise IntegrityError(f"{what} has no version")
-    fmt.check_version(v, what)
+    fmt.check_version(v, what, maximum=1)
     items = doc.get("nodes")
     if not isinstance(items, list):
         raise IntegrityError(f"{what} has no node list")

@@ -45,9 +45,9 @@ class BlobWriter:
         self.blobs_added = 0
         self._claimed: set[bytes] = set()
         self._lock = threading.Lock()
-        self._builder = PackBuilder()
-        self._uploads: deque[tuple[Future[Handle], bytes, list[fmt.BlobEntry]]] = deque()
-        self._written: list[tuple[bytes, list[fmt.BlobEntry]]] = []
+        self._builder = PackBuilder(repo.key.current)
+        self._uploads: deque[tuple[Future[Handle], fmt.IndexedPack]] = deque()
+        self._written: list[fmt.IndexedPack] = []
         self._checkpoints: list[Handle] = []
 
     # -- runs on worker threads ---------------------------------------------------------------------------
@@ -96,27 +96,28 @@ class BlobWriter:
             self._flush_pack()
 
     def _flush_pack(self) -> None:
-        builder, self._builder = self._builder, PackBuilder()
+        builder, self._builder = self._builder, PackBuilder(self.repo.key.current)
         if not builder.entries:
             return
         data = builder.finish(self.repo.key, self.repo.vault_id)
-        fut = self.pipeline.io.submit(self._upload, builder.pack_id, builder.entries, data)
-        self._uploads.append((fut, builder.pack_id, builder.entries))
+        pack = fmt.IndexedPack(builder.pack_id, builder.generation, builder.entries)
+        fut = self.pipeline.io.submit(self._upload, pack, data)
+        self._uploads.append((fut, pack))
         while len(self._uploads) > MAX_UPLOADS_IN_FLIGHT:
             self._complete_one()
 
-    def _upload(self, pack_id: bytes, entries: list[fmt.BlobEntry], data: bytes) -> Handle:
+    def _upload(self, pack: fmt.IndexedPack, data: bytes) -> Handle:
         """On the I/O pool: store the pack, then at once a one-pack index object for it (a checkpoint), so
         a rerun after a crash finds and reuses its blobs. finish() folds the checkpoints into one object."""
         backend, key, vault_id = self.repo.backend, self.repo.key, self.repo.vault_id
-        backend.save(Handle(Kind.DATA, pack_id.hex()), data)
-        return write_index(backend, key, vault_id, [(pack_id, entries)], checkpoint=True)
+        backend.save(Handle(Kind.DATA, pack.pack_id.hex()), data)
+        return write_index(backend, key, vault_id, [pack], checkpoint=True)
 
     def _complete_one(self) -> None:
-        fut, pack_id, entries = self._uploads.popleft()
+        fut, pack = self._uploads.popleft()
         self._checkpoints.append(fut.result())  # re-raises the upload's StorageError
-        self.repo.index.add_pack(pack_id, entries)
-        self._written.append((pack_id, entries))
+        self.repo.index.add_pack(pack.pack_id, pack.entries, pack.generation)
+        self._written.append(pack)
 
     def finish(self) -> None:
         """Write the last pack, wait for every upload, then make sure the index covers the new packs. Only after
@@ -148,9 +149,9 @@ class BlobWriter:
     def abort(self) -> None:
         """Wait for the uploads in flight so nothing writes after the command ends. Packs already indexed by a
         checkpoint are reused by a rerun; anything else is unreferenced data that `prune` sweeps."""
-        for fut, _, _ in self._uploads:
+        for fut, _ in self._uploads:
             fut.cancel()
-        for fut, _, _ in self._uploads:
+        for fut, _ in self._uploads:
             with contextlib.suppress(Exception):  # already failing: the first error is reported
                 fut.result()
         self._uploads.clear()

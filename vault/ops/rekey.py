@@ -1,0 +1,226 @@
+"""`vault rekey`: a new master key for new data, and with ``reencrypt`` every stored byte rewritten under it.
+
+A key generation is a master key and the AEAD keys derived from it (vault.crypto.keys.Keyring). Rekeying adds a
+new generation and makes it current: new packs and objects are sealed under it, older ones stay readable because
+the keyring keeps their generations. The identity keys (blob ids, chunker seed) are kept, so data stored before
+and after still deduplicates. What a leak of the old master key still gives away is said in docs/security.md.
+
+The keyring lives inside the key slots, and only the slot that opened the vault can be rewrapped (the other
+passwords are unknown here), so every other slot is removed: like `cryptsetup reencrypt` keeping one keyslot,
+the user adds the other passwords (and a recovery key) again. The opening slot is rewritten first, so a crash
+in between leaves other slots that open only the older generations, and rerunning `rekey` removes them.
+
+``reencrypt`` then runs under the exclusive lock, in an order that keeps every step safe to interrupt:
+
+1. every blob in a pack of an older generation is verified and sealed again under the current one, into new
+   packs, each indexed by a checkpoint object as soon as it is durable (a rerun skips what is done: the index
+   resolves a blob to its copy under the latest generation);
+2. one index object lists every pack (all current), then the other index objects go, then every pack the new
+   index does not list goes (old-generation packs, and leftovers of interrupted puts nothing references);
+3. each version record of an older generation is written again under the current one, then the old one goes
+   (a rerun finds the copy already made);
+4. ``check --read-data`` verifies every stored byte and that nothing names an older generation;
+5. the slot is rewrapped with the older generations dropped from its keyring.
+
+Until step 5 the slot's keyring carries a "re-encryption pending" flag: rerunning `vault rekey --reencrypt`
+resumes with the same generation instead of starting another one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vault import format as fmt
+from vault.crypto.keys import POLICY_RECOVERY
+from vault.errors import IntegrityError, ObjectNotFoundError
+from vault.ops.check import check
+from vault.pipeline.runner import Pipeline
+from vault.repo import catalog
+from vault.repo.config import CONFIG_HANDLE
+from vault.repo.index import load_index, write_index
+from vault.repo.objects import object_generation
+from vault.repo.repack import copy_blobs
+from vault.repo.repository import Repository
+from vault.storage.base import Handle, Kind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RekeyReport:
+    generation: int = 0
+    resumed: bool = False
+    reencrypted: bool = False
+    removed_keys: list[dict[str, str]] = field(default_factory=list)
+    packs_rewritten: int = 0  # old-generation packs whose blobs were sealed again
+    packs_written: int = 0
+    bytes_written: int = 0
+    packs_deleted: int = 0
+    records_rewritten: int = 0
+    blobs_verified: int = 0
+    older_generations: list[int] = field(default_factory=list)  # still held (data under them remains)
+
+    def to_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def rekey(
+    repo: Repository,
+    password: bytes,
+    pipeline: Pipeline,
+    reencrypt: bool,
+    refresh_lock: Callable[[], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> RekeyReport:
+    """Make a new key generation current (or, when a re-encryption is pending and ``reencrypt`` is set, resume
+    it), then optionally re-encrypt everything under it. Call under the exclusive lock; ``refresh_lock``
+    rewrites that lock under the new generation. Raises IntegrityError (damaged data: nothing old is deleted
+    then; `vault repair` first), UnknownGenerationError (the opening key predates a later rekey), StorageError.
+    """
+    report = RekeyReport()
+    # Reading every index object and record first refuses a key that predates a later rekey (UnknownGeneration):
+    # rotating from its keyring would reuse a generation number and drop the key of data sealed under it.
+    repo._index = load_index(repo.backend, repo.key, repo.vault_id)
+    repo.records()
+    report.resumed = reencrypt and repo.key.reencrypt_pending
+    if not report.resumed:
+        _new_generation(repo, password, reencrypt, report)
+        if refresh_lock is not None:
+            refresh_lock()
+    report.generation = repo.key.current
+    if reencrypt:
+        _reencrypt(repo, password, pipeline, report, on_total, on_progress)
+    report.older_generations = [g for g in repo.key.generations if g != repo.key.current]
+    return report
+
+
+def _new_generation(repo: Repository, password: bytes, reencrypt: bool, report: RekeyReport) -> None:
+    if repo.config.format_version < fmt.FORMAT_VERSION_GENERATIONS:
+        # Readers that know only version 1 must refuse this vault up front (exit 21), not fail on its objects.
+        repo.config = dataclasses.replace(repo.config, format_version=fmt.FORMAT_VERSION_GENERATIONS)
+        repo.backend.save(CONFIG_HANDLE, repo.config.to_bytes())
+    store = repo.keys
+    keyring = repo.key.rotated(reencrypt)
+    others = [s for s in store.slots() if s.slot_id != repo.slot.slot_id]
+    repo.slot = store.rewrap(repo.slot, keyring, password)
+    repo.key = keyring
+    log.info("key generation %d is current; key slot %s rewrapped", keyring.current, repo.slot.slot_id)
+    for slot in others:
+        with contextlib.suppress(ObjectNotFoundError):
+            store.backend.remove(Handle(Kind.KEYS, slot.slot_id))
+        kind = "recovery" if slot.policy == POLICY_RECOVERY else "password"
+        report.removed_keys.append({"id": slot.slot_id, "type": kind})
+        log.info("removed key slot %s (%s): it holds only the older key generations", slot.slot_id, kind)
+
+
+def _reencrypt(
+    repo: Repository,
+    password: bytes,
+    pipeline: Pipeline,
+    report: RekeyReport,
+    on_total: Callable[[int], None] | None,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    backend, current = repo.backend, repo.key.current
+    index = repo.index
+    # 1. Blobs whose latest copy is under an older generation, grouped by the pack holding that copy.
+    sources = [p for p in index.indexed_packs() if p.generation != current]
+    sizes = {o.handle.name: o.size for o in backend.list(Kind.DATA)}
+    if on_total is not None:
+        on_total(sum(sizes.get(p.pack_id.hex(), 0) for p in sources))
+
+    def checkpoint(pack: fmt.IndexedPack) -> None:
+        write_index(backend, repo.key, repo.vault_id, [pack], checkpoint=True)
+        index.add_pack(pack.pack_id, pack.entries, pack.generation)
+
+    copied = copy_blobs(repo, pipeline, sources, on_progress, on_pack=checkpoint)
+    report.packs_rewritten = len(sources)
+    report.packs_written, report.bytes_written = len(copied.packs), copied.bytes_written
+
+    # 2. One index object for every pack, all under the current generation; then the rest goes.
+    merged = index.indexed_packs()
+    if any(p.generation != current for p in merged):  # copy_blobs raised for anything it could not copy
+        raise IntegrityError("blobs under an older key generation remain after re-encryption")
+    old_objects = [o.handle for o in backend.list(Kind.INDEX)]
+    keep = write_index(backend, repo.key, repo.vault_id, merged)
+    for handle in old_objects:
+        with contextlib.suppress(ObjectNotFoundError):
+            backend.remove(handle)
+    listed = {p.pack_id.hex() for p in merged}
+    for info in backend.list(Kind.DATA):
+        if info.handle.name not in listed:
+            with contextlib.suppress(ObjectNotFoundError):
+                backend.remove(info.handle)
+            report.packs_deleted += 1
+    repo._index = None
+    log.info("re-encrypted %d pack(s) into %d; index object %s", len(sources), len(copied.packs), keep)
+
+    # 3. Version records.
+    loaded = []
+    for info in backend.list(Kind.VERSIONS):
+        with contextlib.suppress(ObjectNotFoundError):
+            loaded.append(catalog.read_record(backend, repo.key, repo.vault_id, info.handle))
+    done = {_content(r) for r, gen in loaded if gen == current}
+    for record, generation in loaded:
+        if generation == current:
+            continue
+        if _content(record) not in done:  # a rerun may have written the copy already
+            copy = dataclasses.replace(record, record_id=catalog.new_record_id())
+            catalog.write_record(backend, repo.key, repo.vault_id, copy)
+            done.add(_content(record))
+            report.records_rewritten += 1
+        backend.remove(record.handle)
+
+    # Locks left by processes that died under an older generation would become unreadable: none is live
+    # (we hold the exclusive lock), so they go now.
+    for info in backend.list(Kind.LOCKS):
+        with contextlib.suppress(ObjectNotFoundError, IntegrityError):
+            raw = backend.load(info.handle, 0, 65536)
+            if object_generation(raw, fmt.ObjectType.LOCK, f"lock {info.handle}") != current:
+                backend.remove(info.handle)
+
+    # 4. Verify every stored byte, and that nothing names an older generation.
+    result = check(repo, pipeline, read_data=True)
+    report.blobs_verified = result.blobs_read
+    stale = _objects_under_older_generations(repo)
+    if not result.ok or stale:
+        problems = result.problems + stale
+        more = f" (and {len(problems) - 1} more)" if problems[1:] else ""
+        raise IntegrityError(
+            f"re-encryption did not verify: {problems[0]}{more}",
+            hint="the older key generations are kept; run `vault check`, then `vault rekey --reencrypt` again",
+        )
+
+    # 5. Drop the older generations from the key that opened the vault.
+    keyring = repo.key.current_only()
+    repo.slot = repo.keys.rewrap(repo.slot, keyring, password)
+    repo.key = keyring
+    report.reencrypted = True
+    log.info("re-encryption verified; key slot %s holds generation %d only", repo.slot.slot_id, current)
+
+
+def _content(record: catalog.VersionRecord) -> str:
+    """A record's content without its object name: equal for a record and its re-encrypted copy."""
+    return fmt.encode_json(record.to_json()).decode("ascii")
+
+
+def _objects_under_older_generations(repo: Repository) -> list[str]:
+    current, found = repo.key.current, []
+    for kind, obj_type in ((Kind.INDEX, (fmt.ObjectType.INDEX, fmt.ObjectType.INDEX_CHECKPOINT)),
+                           (Kind.VERSIONS, fmt.ObjectType.VERSION)):
+        for info in repo.backend.list(kind):
+            with contextlib.suppress(ObjectNotFoundError):
+                raw = repo.backend.load(info.handle, 0, fmt.OBJECT_PREFIX_MAX_SIZE + fmt.AEAD_OVERHEAD)
+                if object_generation(raw, obj_type, str(info.handle)) != current:
+                    found.append(f"{info.handle} is still sealed under an older key generation")
+    for info in repo.backend.list(Kind.DATA):
+        with contextlib.suppress(ObjectNotFoundError):
+            head = repo.backend.load(info.handle, 0, fmt.PACK_PREAMBLE_MAX_SIZE)
+            if fmt.parse_pack_preamble(head, str(info.handle))[0] != current:
+                found.append(f"{info.handle} is still sealed under an older key generation")
+    return found

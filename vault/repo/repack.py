@@ -1,0 +1,76 @@
+"""Copy blobs out of existing packs into new ones: prune's repack and `rekey --reencrypt` share this.
+
+Every blob is authenticated and decompressed (open_blob) before it is copied, so a damaged blob is never spread
+into a new pack. A blob already sealed under the keyring's current generation is copied as it is (its AAD binds
+its id, type and vault, not its pack); one sealed under an older generation is decrypted and sealed again under
+the current one, still compressed. New packs are saved one at a time; the caller indexes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from vault import format as fmt
+from vault.pipeline.runner import Pipeline
+from vault.repo.blobs import open_blob, reseal
+from vault.repo.packs import PackBuilder, load_pack
+from vault.repo.repository import Repository
+from vault.storage.base import Handle, Kind
+
+
+@dataclass
+class CopyResult:
+    packs: list[fmt.IndexedPack] = field(default_factory=list)
+    bytes_written: int = 0
+
+
+def copy_blobs(
+    repo: Repository,
+    pipeline: Pipeline,
+    sources: Sequence[fmt.IndexedPack],
+    on_progress: Callable[[int], None] | None = None,
+    on_pack: Callable[[fmt.IndexedPack], None] | None = None,
+) -> CopyResult:
+    """Copy the blobs each source lists (once each) into new packs under the current key generation.
+
+    ``on_progress`` gets each source pack's size as it is read; ``on_pack`` each new pack once it is durable.
+    Raises IntegrityError for a blob that fails to verify (nothing of that source is copied) and StorageError.
+    """
+    result = CopyResult()
+    key, vault_id = repo.key, repo.vault_id
+    builder = PackBuilder(key.current)
+    seen: set[bytes] = set()
+
+    def flush() -> None:
+        nonlocal builder
+        if builder.entries:
+            data = builder.finish(key, vault_id)
+            repo.backend.save(Handle(Kind.DATA, builder.name), data)
+            pack = fmt.IndexedPack(builder.pack_id, builder.generation, builder.entries)
+            result.packs.append(pack)
+            result.bytes_written += len(data)
+            if on_pack is not None:
+                on_pack(pack)
+        builder = PackBuilder(key.current)
+
+    def load(source: fmt.IndexedPack) -> tuple[fmt.IndexedPack, bytes]:
+        handle = Handle(Kind.DATA, source.pack_id.hex())
+        data = load_pack(repo.backend, handle.name)
+        for e in source.entries:  # never spread a damaged blob into a new pack: verify before copying
+            sealed = data[e.offset : e.offset + e.length]
+            open_blob(key, vault_id, e, sealed, f"blob {e.blob_id.hex()[:10]} in pack {handle}", source.generation)
+        return source, data
+
+    for source, data in pipeline.ordered(load, list(sources), max_in_flight=2, pool=pipeline.io):
+        if on_progress is not None:
+            on_progress(len(data))
+        for e in source.entries:
+            if e.blob_id in seen:
+                continue
+            seen.add(e.blob_id)
+            builder.add(reseal(key, vault_id, e, data[e.offset : e.offset + e.length], source.generation))
+            if builder.full():
+                flush()
+    flush()
+    return result

@@ -109,6 +109,11 @@ def test_reencrypt_leaves_nothing_the_old_key_can_read(vault: VaultCli, tmp_path
     assert_error(vault("rekey"), 20, "key generation 1")  # refused: it would reuse generation 1's number
     assert_error(vault("get", "big.bin", "-o", str(tmp_path / "leak.bin")), 20)
     assert not (tmp_path / "leak.bin").exists()
+    # Nor may it "repair" what it can't read as damage: repair, prune and check change nothing.
+    stored = {k: snapshot(vault.vault_path / k) for k in ("data", "index", "versions", "keys")}
+    for command in (["repair"], ["prune"], ["check", "--read-data"], ["rm", "docs"]):
+        assert_error(vault(*command), 20, "key generation")
+    assert {k: snapshot(vault.vault_path / k) for k in stored} == stored
     old_slot.write_bytes(current)
     _restore_all(vault, tmp_path, src, "still")
 

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass, field
 
 from vault import format as fmt
-from vault.errors import IntegrityError, ObjectNotFoundError
+from vault.errors import IntegrityError, ObjectNotFoundError, UnknownGenerationError
 from vault.pipeline.runner import Pipeline
 from vault.repo import catalog
 from vault.repo.index import Index, write_index
@@ -133,6 +133,8 @@ def _verify_pack(repo: Repository, name: str) -> tuple[str, int, list[fmt.BlobEn
     try:
         data = load_pack(repo.backend, name)
         header = parse_pack_header(lambda o, n: data[o : o + n], len(data), repo.key, repo.vault_id, name)
+    except UnknownGenerationError:
+        raise  # the opening key predates a rekey: rebuilding the index without this pack would lose it
     except (IntegrityError, ObjectNotFoundError) as exc:
         return name, 0, [], 0, str(exc)
     good, bad = verify_blobs(repo.key, repo.vault_id, name, data, header.entries, header.generation)

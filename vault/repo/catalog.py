@@ -17,7 +17,7 @@ from typing import Any
 
 from vault import format as fmt
 from vault.crypto.keys import Keyring
-from vault.errors import IntegrityError, ObjectNotFoundError
+from vault.errors import IntegrityError, ObjectNotFoundError, UnknownGenerationError
 from vault.repo.objects import object_generation, open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind
 
@@ -109,6 +109,8 @@ def load_records(
             records.append(load_record(backend, key, vault_id, info.handle))
         except ObjectNotFoundError:
             continue  # removed (rm, forget) between listing and reading
+        except UnknownGenerationError:
+            raise  # the opening key predates a rekey: never damage to skip (repair would remove the record)
         except IntegrityError as exc:
             if on_error is None:
                 raise

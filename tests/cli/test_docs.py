@@ -202,6 +202,8 @@ def json_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out["vault check --json"] = parse_json(_run(env, "check", "--read-data", "--json"))
     out["vault repair --json"] = parse_json(_run(env, "repair", "--json"))
     out["vault log --json"] = parse_json(_run(env, "log", "--json"))
+    assert _run(env, "key", "add", "--recovery", str(base / "recovery.txt")).code == 0
+    out["vault rekey --json"] = parse_json(_run(env, "rekey", "--reencrypt", "--json"))
     return out
 
 
@@ -219,6 +221,7 @@ JSON_COMMANDS = [
     "vault prune --json",
     "vault check --json",
     "vault repair --json",
+    "vault rekey --json",
 ]
 
 

@@ -172,3 +172,19 @@ def test_version_2_layouts_known_answers() -> None:
     prefix = fmt.object_prefix(fmt.ObjectType.VERSION, 258)
     assert prefix == b"VLTO\x02\x02\x02\x01\x00\x00"
     assert fmt.object_aad(prefix, VID, "ef" * 32) == b"vault/object" + prefix + VID + b"ef" * 32
+
+
+def test_a_repository_notices_its_slot_was_rewrapped_after_it_unlocked(cheap_kdf: kdf.KdfParams) -> None:
+    """The CLI unlocks, then locks; `slot_changed` tells it a `rekey` ran in between (it then unlocks again)."""
+    from vault.repo.repository import Repository
+
+    backend = MemoryBackend()
+    Repository.create(backend, PASSWORD, cheap_kdf)
+    early = Repository.open(backend, PASSWORD, rehash=False)
+    assert not early.slot_changed()
+    other = Repository.open(backend, PASSWORD, rehash=False)
+    other.keys.rewrap(other.slot, other.key.rotated(reencrypt=False), PASSWORD)
+    assert early.slot_changed()
+    assert Repository.open(backend, PASSWORD, rehash=False).key.current == 1
+    backend.remove(Handle(Kind.KEYS, early.slot.slot_id))
+    assert early.slot_changed()

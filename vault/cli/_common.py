@@ -144,19 +144,28 @@ def open_repo_with_password(s: Settings, lock: str | None = None) -> tuple[Repos
     backend = backend_for(s)
     config = load_config(backend)  # "no vault here" (exit 10) before asking for a password
     password = read_password(s)
-    repo = Repository.open(backend, password, config=config)
+    repo = Repository.open(backend, password, config=config, rehash=False)
     if lock is not None:
         from vault.repo.locks import acquire
 
-        held = acquire(
-            repo,
-            exclusive=lock == "exclusive",
-            command=STATE.command,
-            wait_s=s.retry_lock_s,
-            on_stale=lambda info: STATE.recovery(f"removed stale {info.describe()}"),
-        )
+        for attempt in range(3):
+            held = acquire(
+                repo,
+                exclusive=lock == "exclusive",
+                command=STATE.command,
+                wait_s=s.retry_lock_s,
+                on_stale=lambda info: STATE.recovery(f"removed stale {info.describe()}"),
+            )
+            # Unlocking happens before locking: a `rekey` (or `passwd`) that ran in between changed the keyring
+            # this command would write under. Under our lock no such change can start, so look once more.
+            if not repo.slot_changed() or attempt == 2:
+                break
+            held.release()
+            repo = Repository.open(backend, password, config=config, rehash=False)
         STATE.cleanups.append(held.release)
         STATE.lock = held
+        # Rewrapping a slot is a key change: only under a lock, so it never races a `rekey` of that slot.
+        repo.slot = repo.keys.rehash_if_weak(repo.slot, repo.key, password)
     return repo, password
 
 

@@ -468,6 +468,11 @@ class KeyStore:
             raise IntegrityError(f"key slot {info.handle.name} is too large")
         return parse_slot(self.backend.load(info.handle, 0, MAX_SLOT_SIZE + 1), info.handle.name)
 
+    def read_slot(self, slot_id: str) -> KeySlot:
+        """One slot by id. ObjectNotFoundError, IntegrityError."""
+        raw = self.backend.load(Handle(Kind.KEYS, slot_id), 0, MAX_SLOT_SIZE + 1)
+        return parse_slot(raw, slot_id)
+
     def slots(self) -> list[KeySlot]:
         """Every slot, ordered by id. A slot that fails to parse raises IntegrityError."""
         return sorted((self._read_slot(info) for info in self.backend.list(Kind.KEYS)), key=lambda s: s.slot_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -70,6 +71,15 @@ class Repository:
         if rehash:
             slot = store.rehash_if_weak(slot, key, password)
         return cls(backend, config, key, slot)
+
+    def slot_changed(self) -> bool:
+        """True when the slot that opened the vault was rewritten or removed since (`rekey`, `passwd` or
+        `key remove` in another process between our unlock and our lock): our keyring may be out of date."""
+        try:
+            # Ciphertext as stored, not a secret; compared in constant time all the same (the review's rule).
+            return not hmac.compare_digest(self.keys.read_slot(self.slot.slot_id).wrapped, self.slot.wrapped)
+        except (ObjectNotFoundError, IntegrityError):
+            return True
 
     # -- index and blobs -------------------------------------------------------------------------------------
     @property

@@ -118,7 +118,13 @@ def test_a_key_with_one_character_changed_is_a_wrong_password(cli: VaultCli, tmp
     assert recovery.normalize(wrong) is None
     r = cli("ls", env={"VAULT_PASSWORD": wrong})
     assert_error(r, 12, "wrong password")
+    assert "looks like a recovery key" in r.err and "typo" in r.err  # the hint line
     assert wrong not in r.err and key not in r.err
+    dropped = key[:-1]  # a character left out: still the shape of a key
+    assert "looks like a recovery key" in cli("ls", env={"VAULT_PASSWORD": dropped}).err
+    plain = cli("ls", env={"VAULT_PASSWORD": "an ordinary wrong password"})
+    assert_error(plain, 12, "wrong password")
+    assert "recovery key" not in plain.err
 
 
 def test_key_add_recovery_adds_a_second_key(cli: VaultCli, tmp_path: Path) -> None:

@@ -520,6 +520,9 @@ class KeyStore:
             raise unwrap_failed
         if mismatched or not damaged:
             hint = f"{len(damaged)} key slot(s) are damaged; `vault check` tells more" if damaged else None
+            if recovery.looks_like_a_mistyped_key(password):
+                hint = "this looks like a recovery key, but its checksum does not match: check each group of 4 "
+                hint += "characters for a typo (0, 1 and 8 are read as O, I and B)"
             raise AuthenticationError("wrong password: no key slot of this vault opens with it", hint=hint)
         raise damaged[0]
 

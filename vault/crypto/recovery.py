@@ -3,7 +3,8 @@
 30 random bytes (240 bits) and a 5-byte checksum (keyed BLAKE2b), in base32: 56 characters written as 14
 groups of 4, like ``ABCD-EFGH-…``. Typing it back is forgiving: case, spaces and dashes don't matter, and the
 digits 0, 1 and 8 (which base32 does not use) are read as O, I and B. A mistyped key fails the checksum, so
-it is not mistaken for a recovery key: it is tried as an ordinary password, which no slot takes (exit 12).
+it is not mistaken for a recovery key: it is tried as an ordinary password, which no slot takes (exit 12, with
+a hint that it looks like a recovery key with a typo).
 
 A recovery key opens its own key slot like a password does (``--password-file`` takes it). Its slot uses the
 minimum argon2id cost: a 240-bit key cannot be guessed, so a slow hash would only slow down its owner.
@@ -55,6 +56,24 @@ def normalize(text: bytes | str) -> bytes | None:
     if not hmac.compare_digest(_checksum(key), check):
         return None
     return _format(raw).encode("ascii")
+
+
+_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+
+
+def looks_like_a_mistyped_key(text: bytes | str) -> bool:
+    """True when ``text`` is not a valid recovery key but has its shape (base32 in about 56 characters): the
+    user most likely typed a recovery key with a typo, and deserves that hint rather than "wrong password"."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError:
+            return False
+    if normalize(text) is not None:
+        return False
+    compact = "".join(text.split()).replace("-", "").upper().translate(_TYPO)
+    full = (KEY_BYTES + CHECK_BYTES) * 8 // 5
+    return full - 3 <= len(compact) <= full + 3 and set(compact) <= _ALPHABET
 
 
 def write_key_file(path: str, key: str, location: str, created: str) -> None:

@@ -266,12 +266,23 @@ def test_replayed_index_after_prune_is_reported_and_harmless(vault: VaultCli, tm
     vault("check", check=0)
 
 
+def _elsewhere(vault: VaultCli, tmp_path: Path) -> VaultCli:
+    """The same vault and password from another machine: a state directory that never saw this vault."""
+    state = tmp_path / "other-machine-state"
+    return VaultCli(vault.vault_path, dict(vault.env, XDG_STATE_HOME=str(state)))
+
+
 @pytest.mark.parametrize("pruned", [False, True])
-def test_limit_replayed_version_record_after_rm_reappears(vault: VaultCli, tmp_path: Path, pruned: bool) -> None:
-    """LIMIT (docs/security.md, "Replayed or deleted version records"): a version record removed by `rm` and
-    put back by someone who kept a copy is a valid, authenticated object of this vault, and the version
-    reappears. restic and borg share this limit. After a prune its data is gone, so it is reported."""
+def test_replayed_version_record_after_rm_is_detected_where_it_was_removed(
+    vault: VaultCli, tmp_path: Path, pruned: bool
+) -> None:
+    """A version record removed by `rm` and put back by someone who kept a copy is a valid, authenticated
+    object of this vault. The machine that saw it go remembers its name (vault.witness, like borg's client-side
+    security directory): every command warns and `check` fails naming the version. LIMIT: a machine that never
+    saw it removed can't tell (restic and borg share this). After a prune its data is gone, so it is reported
+    either way."""
     data = random_bytes(50_000, seed=21)
+    other = _elsewhere(vault, tmp_path)
     vault("put", str(write_file(tmp_path / "a.bin", data)), check=0)
     record = _only(vault.vault_path, "versions")
     kept = record.read_bytes()
@@ -281,19 +292,34 @@ def test_limit_replayed_version_record_after_rm_reappears(vault: VaultCli, tmp_p
     assert vault("ls", "--json", check=0).stdout.strip() == "[]"
     record.write_bytes(kept)  # the attacker's replay
 
-    items = json.loads(vault("ls", "--json", check=0).stdout)
-    assert [i["name"] for i in items] == ["a.bin"]  # it is back
+    listed = vault("ls", "--json", check=0)
+    assert [i["name"] for i in json.loads(listed.stdout)] == ["a.bin"]  # it is back ...
+    assert "removed earlier are back" in listed.err and "replayed" in listed.err  # ... and this machine says so
+    result = vault("check")
+    assert_error(result, 20, "check found")
+    assert "a.bin version 1: its record was removed earlier and is back" in result.stdout
+    assert "vault rm NAME --version N" in result.err
+    log = json.loads(vault("log", "--json", check=0).stdout)
+    assert any("replayed" in str(e.get("extra")) for e in log if e["command"] == "ls")
+
+    # The LIMIT: from another machine it is a genuine record.
     if not pruned:
-        assert _get_bytes(vault, "a.bin") == data
-        vault("check", "--read-data", check=0)  # nothing to notice: it is a genuine record
+        assert _get_bytes(other, "a.bin") == data
+        elsewhere = other("check", "--read-data", check=0)
+        assert "replayed" not in elsewhere.err
     else:
-        _assert_get_fails(vault, "a.bin", tmp_path)
-        assert_error(vault("check"), 20)
+        _assert_get_fails(other, "a.bin", tmp_path)
+        assert_error(other("check"), 20)
+
+    # Removing it again settles it here.
+    vault("rm", "a.bin", check=0)
+    assert "replayed" not in vault("check", check=0).err
 
 
-def test_limit_deleted_version_record_is_indistinguishable_from_rm(vault: VaultCli, tmp_path: Path) -> None:
-    """LIMIT: deleting a version record looks exactly like `vault rm --version`: history no longer shows it
-    and check is clean. Only the operation log of the machine that wrote it remembers the put."""
+def test_deleted_version_record_is_noticed_by_the_machine_that_saw_it(vault: VaultCli, tmp_path: Path) -> None:
+    """Deleting a version record looks exactly like `vault rm --version` from another machine: history no
+    longer shows it and check is clean there (the LIMIT). The machine that saw the record, and did not remove
+    it, warns once and `check` notes it; its operation log also remembers the put."""
     src = tmp_path / "a.bin"
     write_file(src, random_bytes(40_000, seed=31))
     vault("put", str(src), check=0)
@@ -301,17 +327,28 @@ def test_limit_deleted_version_record_is_indistinguishable_from_rm(vault: VaultC
     write_file(src, random_bytes(40_000, seed=32))
     vault("put", str(src), check=0)
     (v1,) = first
+    kept = v1.read_bytes()
     v1.unlink()  # the attacker's deletion
-    history = json.loads(vault("history", "a.bin", "--json", check=0).stdout)
-    assert [h["version"] for h in history] == [2]
-    vault("check", "--read-data", check=0)
+    other = _elsewhere(vault, tmp_path)
+    assert "gone" not in other("ls", check=0).err  # never saw it: can't tell
+    result = vault("history", "a.bin", "--json", check=0)
+    assert [h["version"] for h in json.loads(result.stdout)] == [2]
+    assert "1 version(s) that this machine saw are gone and it did not remove them" in result.err
+    assert "gone" not in vault("ls", check=0).err  # said once
+    other("check", "--read-data", check=0)
     log = json.loads(vault("log", "--json", check=0).stdout)
     assert [e["command"] for e in log if e["outcome"] == "success"].count("put") == 2
+    # Put back, the deleted record is a replay.
+    v1.write_bytes(kept)
+    assert "removed earlier are back" in vault("ls", check=0).err
 
 
-def test_limit_rollback_of_the_whole_storage_is_not_detected(vault: VaultCli, tmp_path: Path) -> None:
-    """LIMIT: a storage reset to an older copy is a consistent older vault; vault keeps no state outside the
-    storage that could tell. The local operation log still lists the put that is gone."""
+def test_rollback_of_the_whole_storage_is_noticed_by_a_machine_that_saw_the_newer_state(
+    vault: VaultCli, tmp_path: Path
+) -> None:
+    """A storage reset to an older copy is a consistent older vault. The machine that saw the newer state
+    notices versions gone that it did not remove; its operation log lists the put that is gone. LIMIT: a
+    machine that never saw the newer state can't tell."""
     src = tmp_path / "a.bin"
     write_file(src, random_bytes(40_000, seed=41))
     vault("put", str(src), check=0)
@@ -321,9 +358,12 @@ def test_limit_rollback_of_the_whole_storage_is_not_detected(vault: VaultCli, tm
     vault("put", str(src), check=0)
     shutil.rmtree(vault.vault_path)
     shutil.copytree(old, vault.vault_path)  # the rollback
-    history = json.loads(vault("history", "a.bin", "--json", check=0).stdout)
-    assert [h["version"] for h in history] == [1]
-    vault("check", "--read-data", check=0)
+    result = vault("history", "a.bin", "--json", check=0)
+    assert [h["version"] for h in json.loads(result.stdout)] == [1]
+    assert "saw are gone" in result.err and "rolled back" in result.err
+    other = _elsewhere(vault, tmp_path)
+    checked = other("check", "--read-data", check=0)
+    assert "gone" not in checked.err
     puts = [e for e in json.loads(vault("log", "--json", check=0).stdout) if e["command"] == "put"]
     assert len(puts) == 2
 

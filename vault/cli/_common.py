@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from vault.repo.locks import Lock
     from vault.repo.repository import Repository
     from vault.storage.base import Backend
+    from vault.witness import Findings
 
 
 @dataclass
@@ -48,11 +49,13 @@ class RunState:
     secrets: list[bytes] = field(default_factory=list)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     lock: Lock | None = None
+    witnessed: Findings | None = None  # what vault.witness found when the vault was opened
 
     def reset(self) -> None:
         """Start a new run (the library can run several commands in one process, as tests do)."""
         self.command, self.location, self.nbytes = "", None, None
         self.extra, self.secrets, self.cleanups, self.lock = {}, [], [], None
+        self.witnessed = None
 
     def recovery(self, action: str) -> None:
         """Note a recovery action (a stale lock broken, orphans removed) for the operation log."""
@@ -166,7 +169,22 @@ def open_repo_with_password(s: Settings, lock: str | None = None) -> tuple[Repos
         STATE.lock = held
         # Rewrapping a slot is a key change: only under a lock, so it never races a `rekey` of that slot.
         repo.slot = repo.keys.rehash_if_weak(repo.slot, repo.key, password)
+    _witness(repo)
     return repo, password
+
+
+def _witness(repo: Repository) -> None:
+    """Compare the vault's version records with what this machine saw last (vault.witness), warn about a
+    replay, deletion or rollback, and take in this command's own changes when it ends."""
+    from vault.witness import Witness
+
+    witness = Witness(repo.vault_id)
+    STATE.witnessed = findings = witness.start(repo.backend)
+    for message in findings.messages():
+        note(f"warning: {message}")
+        STATE.recovery(f"noticed: {message}")
+    backend = repo.backend
+    STATE.cleanups.append(lambda: witness.finish(backend))  # runs before the lock is released
 
 
 @contextmanager

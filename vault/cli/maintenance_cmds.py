@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vault.cli import _common, progress
+
+if TYPE_CHECKING:
+    from vault.ops.check import CheckReport
+    from vault.repo.repository import Repository
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on standard output.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")]
@@ -30,6 +34,7 @@ def check(
         if read_data:
             advance.set_total(repo.stored_bytes())
         report = _check(repo, pipe, read_data, on_progress=advance)
+    _witnessed_problems(repo, report)
     _common.STATE.nbytes = report.bytes_read
     if as_json:
         _common.print_json(report.to_json())
@@ -42,9 +47,27 @@ def check(
             what = f", {report.blobs_read} blobs read and verified" if read_data else ""
             _common.say(s, f"no problems found: {report.versions} version(s), {report.packs} pack(s){what}")
     if not report.ok:
-        raise IntegrityError(
-            f"check found {len(report.problems)} problem(s)", hint="`vault repair` rebuilds what can be rebuilt"
-        )
+        replayed = _common.STATE.witnessed is not None and _common.STATE.witnessed.replayed
+        hint = "`vault repair` rebuilds what can be rebuilt"
+        if replayed:
+            hint = ("unless you put an older copy of the storage back yourself, remove each replayed version with "
+                    "`vault rm NAME --version N`; " + hint)
+        raise IntegrityError(f"check found {len(report.problems)} problem(s)", hint=hint)
+
+
+def _witnessed_problems(repo: Repository, report: CheckReport) -> None:
+    """What this machine remembers (vault.witness): a record removed earlier and back is a problem (a replay);
+    records seen here and gone are a note (another machine's rm, or a deletion or rollback)."""
+    found = _common.STATE.witnessed
+    if found is None:
+        return
+    if found.replayed:
+        labels = {r.record_id: f"{r.item} version {r.version}" for r in repo.records()}
+        for name in found.replayed:
+            what = labels.get(name, f"version record versions/{name[:10]}")
+            report.problems.append(f"{what}: its record was removed earlier and is back (the storage replayed it)")
+    if found.vanished:
+        report.notes.append(found.messages()[-1])
 
 
 def repair(ctx: typer.Context, as_json: JsonOpt = False) -> None:

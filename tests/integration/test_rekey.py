@@ -115,6 +115,12 @@ def test_reencrypt_leaves_nothing_the_old_key_can_read(vault: VaultCli, tmp_path
         assert_error(vault(*command), 20, "key generation")
     assert {k: snapshot(vault.vault_path / k) for k in stored} == stored
     old_slot.write_bytes(current)
+    # Put back beside the current one, `key list` shows it for what it is rather than failing.
+    planted = vault.vault_path / "keys" / "00112233aabbccdd"
+    planted.write_bytes(leaked.replace(old_slot.name.encode(), planted.name.encode()))
+    rows = {r["id"]: r for r in json.loads(vault("key", "list", "--json", check=0).stdout)}
+    assert rows[planted.name]["created"].startswith("unknown") and rows[old_slot.name]["current"]
+    planted.unlink()
     _restore_all(vault, tmp_path, src, "still")
 
 
@@ -207,3 +213,31 @@ def test_an_interrupted_reencrypt_resumes_and_loses_nothing(vault: VaultCli, tmp
     vault("check", "--read-data", check=0)
     history = json.loads(vault("history", "docs", "--json", check=0).stdout)
     assert [h["version"] for h in history] == [1]  # no duplicated record from the interrupted run
+
+
+def test_a_rekey_interrupted_between_rewrap_and_slot_removal_is_finished_by_the_rerun(
+    vault: VaultCli, tmp_path: Path
+) -> None:
+    """The crash window of the first step: the opening slot holds the new keyring, the others still exist.
+    `key list` still works, and the rerun (resuming the pending re-encryption) removes them."""
+    from vault.ops import rekey as rekey_op
+    from vault.repo.repository import Repository
+    from vault.storage.local import LocalBackend
+
+    src = _stored(vault, tmp_path)
+    vault("key", "add", env={"VAULT_NEW_PASSWORD": SECOND}, check=0)
+    repo = Repository.open(LocalBackend(str(vault.vault_path)), vault.env["VAULT_PASSWORD"].encode(), rehash=False)
+    rekey_op._new_generation(repo, vault.env["VAULT_PASSWORD"].encode(), reencrypt=True)  # ... and the crash
+    assert len(json.loads(vault("key", "list", "--json", check=0).stdout)) == 2
+    report = json.loads(vault("rekey", "--reencrypt", "--json", check=0).stdout)
+    assert report["resumed"] and report["generation"] == 1 and len(report["removed_keys"]) == 1
+    assert len(json.loads(vault("key", "list", "--json", check=0).stdout)) == 1
+    assert _all_generations(vault.vault_path) == {1}
+    _restore_all(vault, tmp_path, src, "resumed")
+    # A key added while a re-encryption is pending holds the current key and is kept by the rerun.
+    repo = Repository.open(LocalBackend(str(vault.vault_path)), vault.env["VAULT_PASSWORD"].encode(), rehash=False)
+    rekey_op._new_generation(repo, vault.env["VAULT_PASSWORD"].encode(), reencrypt=True)
+    vault("key", "add", env={"VAULT_NEW_PASSWORD": SECOND}, check=0)
+    report = json.loads(vault("rekey", "--reencrypt", "--json", check=0).stdout)
+    assert report["resumed"] and report["generation"] == 2 and report["removed_keys"] == []
+    _restore_all(VaultCli(vault.vault_path, dict(vault.env, VAULT_PASSWORD=SECOND)), tmp_path, src, "added")

@@ -308,6 +308,11 @@ def _info_aad(vault_id: bytes, slot_id: str, version: int) -> bytes:
     return fmt.AAD_KEY_SLOT + b"/info" + bytes([version]) + vault_id + slot_id.encode("ascii")
 
 
+def info_aad(vault_id: bytes, slot: KeySlot) -> bytes:
+    """The associated data of a slot's sealed details."""
+    return _info_aad(vault_id, slot.slot_id, slot.version)
+
+
 def _hasher(params: kdf.KdfParams) -> PasswordHasher:
     return PasswordHasher(
         time_cost=params.time_cost,

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from vault import format as fmt
 from vault.crypto.keys import POLICY_RECOVERY
+from vault.crypto.keys import info_aad as keys_info_aad
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.ops.check import check
 from vault.pipeline.runner import Pipeline
@@ -89,9 +90,10 @@ def rekey(
     repo.records()
     report.resumed = reencrypt and repo.key.reencrypt_pending
     if not report.resumed:
-        _new_generation(repo, password, reencrypt, report)
+        _new_generation(repo, password, reencrypt)
         if refresh_lock is not None:
             refresh_lock()
+    _remove_older_slots(repo, report)
     report.generation = repo.key.current
     if reencrypt:
         _reencrypt(repo, password, pipeline, report, on_total, on_progress)
@@ -99,23 +101,37 @@ def rekey(
     return report
 
 
-def _new_generation(repo: Repository, password: bytes, reencrypt: bool, report: RekeyReport) -> None:
+def _new_generation(repo: Repository, password: bytes, reencrypt: bool) -> None:
     if repo.config.format_version < fmt.FORMAT_VERSION_GENERATIONS:
         # Readers that know only version 1 must refuse this vault up front (exit 21), not fail on its objects.
         repo.config = dataclasses.replace(repo.config, format_version=fmt.FORMAT_VERSION_GENERATIONS)
         repo.backend.save(CONFIG_HANDLE, repo.config.to_bytes())
-    store = repo.keys
     keyring = repo.key.rotated(reencrypt)
-    others = [s for s in store.slots() if s.slot_id != repo.slot.slot_id]
-    repo.slot = store.rewrap(repo.slot, keyring, password)
+    repo.slot = repo.keys.rewrap(repo.slot, keyring, password)
     repo.key = keyring
     log.info("key generation %d is current; key slot %s rewrapped", keyring.current, repo.slot.slot_id)
-    for slot in others:
+
+
+def _remove_older_slots(repo: Repository, report: RekeyReport) -> None:
+    """Remove every other slot written before the current generation existed: it holds only older keys. A
+    slot's details are sealed under the generation current when it was written, which tells them apart from
+    slots added since (`key add` while a re-encryption was pending) without knowing their passwords. A
+    rerun after a crash between the rewrap and these removals finishes them."""
+    store = repo.keys
+    current = repo.key.generation
+    for slot in store.slots():
+        if slot.slot_id == repo.slot.slot_id:
+            continue
+        try:
+            current.meta.open(slot.info, keys_info_aad(repo.vault_id, slot), f"key slot {slot.slot_id}")
+            continue  # written under the current generation: it holds the current key
+        except IntegrityError:
+            pass
         with contextlib.suppress(ObjectNotFoundError):
             store.backend.remove(Handle(Kind.KEYS, slot.slot_id))
         kind = "recovery" if slot.policy == POLICY_RECOVERY else "password"
         report.removed_keys.append({"id": slot.slot_id, "type": kind})
-        log.info("removed key slot %s (%s): it holds only the older key generations", slot.slot_id, kind)
+        log.info("removed key slot %s (%s): it holds only older key generations", slot.slot_id, kind)
 
 
 def _reencrypt(

@@ -87,6 +87,8 @@ def info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         _common.print_json(doc)
         return
     k = doc["kdf"]
+    older = doc["older_key_generations"]
+    held = f" (data from before it under {', '.join(map(str, older))}: `vault rekey --reencrypt`)" if older else ""
     typer.echo(
         f"location:        {doc['location']}\n"
         f"format version:  {doc['format_version']}\n"
@@ -97,7 +99,8 @@ def info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         f"stored size:     {_common.human_size(doc['stored_bytes'])}\n"
         f"dedup ratio:     {doc['dedup_ratio']}\n"
         f"compression:     {doc['compression_ratio']}\n"
-        f"key derivation:  argon2id, {k['memory_kib'] // 1024} MiB, t={k['time_cost']}, p={k['parallelism']}"
+        f"key derivation:  argon2id, {k['memory_kib'] // 1024} MiB, t={k['time_cost']}, p={k['parallelism']}\n"
+        f"key generation:  {doc['key_generation']}{held}"
     )
 
 

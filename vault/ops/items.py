@@ -138,4 +138,6 @@ def info(repo: Repository) -> dict[str, Any]:
             "time_cost": p.time_cost,
             "parallelism": p.parallelism,
         },
+        "key_generation": repo.key.current,
+        "older_key_generations": [g for g in repo.key.generations if g != repo.key.current],
     }

@@ -233,3 +233,45 @@ def test_no_file_is_renamed_into_place_before_it_is_durable(
     monkeypatch.undo()
     assert not early
     assert _state(tmp_path / "out") == _state(stored)
+
+
+@pytest.mark.parametrize("what", ["src/big.bin", "src"])
+def test_big_files_are_flushed_while_written(
+    vault: VaultCli, stored: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str,
+) -> None:
+    """A file of 3 MiB with FLUSH_EVERY_BYTES at 256 KiB: fdatasync runs during the write (on a
+    thread of its own), and the result is the same file; alone or inside a tree."""
+    monkeypatch.setattr(get, "FLUSH_EVERY_BYTES", 256 << 10)
+    real = os.fdatasync
+    calls: list[int] = []
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append(fd), real(fd))[1])
+    repo = Repository.open(LocalBackend(vault.vault_path), PASSWORD.encode(), rehash=False)
+    record, node, _ = resolve(repo, what, None)
+    dest = tmp_path / "out"
+    with Pipeline(2) as pipe:
+        Restorer(repo, pipe).restore(record, node, str(dest), False)
+    monkeypatch.undo()
+    assert calls  # at least once (once per chunk at most: a 3 MiB file has a few)
+    if what == "src":
+        assert _state(dest) == _state(stored)
+    else:
+        assert dest.read_bytes() == (stored / "big.bin").read_bytes()
+    assert _temp_files(tmp_path) == []
+
+
+def test_a_failed_flush_fails_the_file_and_leaves_nothing(
+    vault: VaultCli, stored: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(get, "FLUSH_EVERY_BYTES", 256 << 10)
+
+    def eio(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fdatasync", eio)
+    repo = Repository.open(LocalBackend(vault.vault_path), PASSWORD.encode(), rehash=False)
+    record, node, _ = resolve(repo, "src/big.bin", None)
+    with Pipeline(2) as pipe, pytest.raises(StorageError, match="Input/output error"):
+        Restorer(repo, pipe).restore(record, node, str(tmp_path / "big.out"), False)
+    monkeypatch.undo()
+    assert not (tmp_path / "big.out").exists()
+    assert _temp_files(tmp_path) == []

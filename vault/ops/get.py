@@ -19,7 +19,7 @@ import secrets
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypeVar
 
@@ -152,17 +152,24 @@ class Restorer:
         fd = _os_call(lambda: os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                                       0o600, dir_fd=dir_fd), f"cannot create a file beside {node.name}")
         ok = False
+        flusher = _Flusher(fd) if node.size >= 2 * FLUSH_EVERY_BYTES else None
         try:
             n = 0
             try:
                 for data in chunks:
                     _os_call(lambda d=data: _write_all(fd, d), f"cannot write {node.name}")  # type: ignore[misc]
                     n += len(data)
+                    if flusher is not None:
+                        _os_call(lambda t=n: flusher.wrote(t), f"cannot write {node.name}")  # type: ignore[misc]
+                if flusher is not None:
+                    _os_call(flusher.close, f"cannot write {node.name}")
                 os.fchmod(fd, node.mode & 0o7777)
                 os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
                 if fsync:
                     _os_call(lambda: os.fsync(fd), f"cannot write {node.name}")
             finally:
+                if flusher is not None:
+                    flusher.abandon()  # no fdatasync may still run on fd once it is closed
                 os.close(fd)
             ok = True
             return tmp, n
@@ -554,6 +561,44 @@ class _TreeRestore:
             return [self.r._write_temp(d.fd, node, self.force, self.r.chunks(node), fsync=self.syncfs is None)]
         except (IntegrityError, ConflictError) as exc:
             return [exc]
+
+
+FLUSH_EVERY_BYTES = 64 << 20
+
+
+class _Flusher:
+    """While a big file is written, ``fdatasync`` it every FLUSH_EVERY_BYTES on a thread of its own (never
+    a pool thread: the writers on the I/O pool would wait for it), one at a time, so its dirty pages stay
+    bounded and the last fsync (or syncfs) finds little left to write: the page cache is written back while
+    the restore goes on instead of after it. An error of one is raised by the next ``wrote`` or ``close``."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.synced_to = 0
+        self.pool: ThreadPoolExecutor | None = None
+        self.running: Future[None] | None = None
+
+    def wrote(self, total: int) -> None:
+        if total - self.synced_to < FLUSH_EVERY_BYTES:
+            return
+        if self.running is not None:
+            if not self.running.done():
+                return  # still busy: the next write tries again
+            self.running.result()
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="vault-fdatasync")
+        self.synced_to = total
+        self.running = self.pool.submit(os.fdatasync, self.fd)
+
+    def close(self) -> None:
+        if self.running is not None:
+            running, self.running = self.running, None
+            running.result()
+
+    def abandon(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
 
 
 class RestoreFailed(IntegrityError):

@@ -782,7 +782,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-entry-tuning", action="store_true",
                    help="experiment: skip what the console script does first (vault._entry._tune_malloc)")
     p.add_argument("--pack-writev", action="store_true",
-                   help="experiment: write packs from their parts with os.writev instead of joining them")
+                   help="experiment (historical: vault does this itself since the writev change, so it is a "
+                        "no-op there): write packs from their parts with os.writev instead of joining them")
     g = sub.add_parser("get", help="get what the last put stored, with stage timing")
     g.add_argument("--threads", type=int, default=2)
     m = sub.add_parser("micro", help="single-core speed of each primitive")

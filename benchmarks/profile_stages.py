@@ -218,7 +218,7 @@ def install() -> None:
     blobs._decompressor = lambda: _TimedCodec(real_d())
     patch(writer.BlobWriter, "_encode", "encode (dedup check, rest)")
     patch(writer.BlobWriter, "_add", "pack: add blob")
-    patch(packs.PackBuilder, "finish", "pack: header + join")
+    patch(packs.PackBuilder, "finish_parts", "pack: header")
     patch(writer, "write_index", "index object (encode+seal+save)")
     patch(catalog, "commit_record", "version record")
     patch(local, "_write_all", "write object (os.write)")
@@ -567,7 +567,7 @@ def cmd_pyspy(args: argparse.Namespace) -> int:
         ("write", r"^_write_all|BufferedWriter"),
         ("pread", r"^_pread_exactly"),
         ("read + FastCDC cut + copy (main)", r"^Chunker\.chunks|^_read_up_to|^_Prefixed"),
-        ("pack join", r"^PackBuilder\.finish"),
+        ("pack header", r"^PackBuilder\.finish_parts"),
         ("idle: pool thread waiting for work", r"^_worker \("),
         ("wait: Future.result", r"^Future\.result|^_result_or_cancel"),
         ("wait: lock/condition", r"^Condition\.wait|^Event\.wait|^Semaphore|^Lock"),
@@ -782,7 +782,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-entry-tuning", action="store_true",
                    help="experiment: skip what the console script does first (vault._entry._tune_malloc)")
     p.add_argument("--pack-writev", action="store_true",
-                   help="experiment: write packs from their parts with os.writev instead of joining them")
+                   help="experiment (historical: vault does this itself since the writev change, so it is a "
+                        "no-op there): write packs from their parts with os.writev instead of joining them")
     g = sub.add_parser("get", help="get what the last put stored, with stage timing")
     g.add_argument("--threads", type=int, default=2)
     m = sub.add_parser("micro", help="single-core speed of each primitive")

@@ -13,8 +13,8 @@ Untimed for every run: the set-up (a fresh repository for a first store: ``vault
 ``restic init``, ``borg init``; an empty destination for a restore) and a ``sync`` so no run pays for the
 previous one's dirty pages. The page cache is warm (the input is read once before a data set, and every case
 gets ``--warmup`` untimed runs first); nothing drops it. Restored data is compared with the input after the
-timed runs. vault, restic and borg fsync what they store; `vault get` also fsyncs each restored file; `zstd`
-and `age` fsync nothing.
+timed runs. vault, restic and borg fsync what they store; `vault get` also makes what it restores durable (fsync
+of a file, syncfs in batches for a tree); `zstd` and `age` fsync nothing.
 
 The tools other than vault are skipped with a note when they are not installed (Debian: ``apt-get install
 restic borgbackup age zstd``). ``vault check --read-data`` (and ``restic check --read-data``, ``borg check

@@ -168,6 +168,30 @@ def test_early_close_cancels_pending_work() -> None:
     assert n <= 3 + 4 + 1
 
 
+def test_closing_after_the_pool_shut_down_does_not_hang() -> None:
+    """A generator closed only after the pipeline (e.g. held by an exception's traceback): the work that
+    shutdown cancelled is not waited for (it never runs, so wait() would never see it finish)."""
+    release = threading.Event()
+
+    def slow(x: int) -> int:
+        if x:
+            release.wait(5)  # item 1 runs and blocks; 2, 3 stay queued
+        return x
+
+    p = Pipeline(1)
+    gen = p.ordered(slow, range(100), max_in_flight=4)
+    assert next(gen) == 0
+    closing = threading.Thread(target=p.close)  # cancels the queued items, waits for item 1
+    closing.start()
+    time.sleep(0.05)
+    release.set()
+    closing.join(5)
+    closer = threading.Thread(target=gen.close, daemon=True)
+    closer.start()
+    closer.join(5)
+    assert not closer.is_alive(), "closing the generator hung"
+
+
 def test_break_out_of_the_loop_cancels() -> None:
     t = Tracker(delay=0.005)
     with Pipeline(2) as p:

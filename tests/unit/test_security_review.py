@@ -141,6 +141,7 @@ REVIEWED_COMPARES = {
     ("vault/repo/blobs.py", "generation != key.current"): "key generation numbers: public, stored in the clear",
     ("vault/repo/index.py", "key.current != 0"): "a key generation number: public, stored in the clear",
     ("vault/ops/rekey.py", "g != repo.key.current"): "key generation numbers: public, stored in the clear",
+    ("vault/ops/items.py", "g != repo.key.current"): "key generation numbers: public, stored in the clear",
 }
 _SECRETISH = ("password", "passwd", "secret", "digest", "checksum", "tag", "mac", "kek", "wrapped", "key", ".raw",
               "blob_id", "hash")

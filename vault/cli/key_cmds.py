@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -10,7 +10,6 @@ from vault.cli import _common, progress
 
 if TYPE_CHECKING:
     from vault.crypto.kdf import KdfParams
-    from vault.crypto.keys import KeySlot
     from vault.repo.repository import Repository
 
 key_app = typer.Typer(help="Several passwords for one vault.", no_args_is_help=True)
@@ -100,7 +99,10 @@ def key_list(
     s = _common.settings(ctx)
     repo = _common.open_repo(s)
     rows = sorted(
-        (_public_info(repo, slot) | {"current": slot.slot_id == repo.slot.slot_id} for slot in repo.keys.slots()),
+        (
+            slot.public_info(repo.key, repo.vault_id) | {"current": slot.slot_id == repo.slot.slot_id}
+            for slot in repo.keys.slots()
+        ),
         key=lambda r: (r["created"], r["id"]),
     )
     if as_json:
@@ -111,27 +113,6 @@ def key_list(
         k = r["kdf"]
         typer.echo(f"{mark} {r['id']}\t{r['type']}\t{r['created']}\t{r['host']}\t"
                    f"argon2id {k['memory_kib'] // 1024} MiB t={k['time_cost']} p={k['parallelism']}")
-
-
-def _public_info(repo: Repository, slot: KeySlot) -> dict[str, Any]:
-    """A slot's row; one whose details this key can't open (made before the last `rekey`, by a run that was
-    interrupted before removing it) is listed with what is known, not as damage."""
-    from vault.errors import IntegrityError
-
-    try:
-        return slot.public_info(repo.key, repo.vault_id)
-    except IntegrityError:
-        return {
-            "id": slot.slot_id,
-            "created": "unknown (older key)",
-            "host": "unknown",
-            "type": "recovery" if slot.policy == "recovery" else "password",
-            "kdf": {
-                "memory_kib": slot.params.memory_kib,
-                "time_cost": slot.params.time_cost,
-                "parallelism": slot.params.parallelism,
-            },
-        }
 
 
 @key_app.command("remove")

@@ -54,9 +54,10 @@ class Pipeline:
                 yield window.popleft().result()
         finally:
             # Reached on success (empty), on an error, or when the consumer stops early.
-            for fut in window:
-                fut.cancel()
-            wait(window)
+            # Wait only for what could not be cancelled (it is running): a cancelled future counts as done for
+            # wait() only once a worker has dequeued it, which never happens after the pool shut down (a
+            # generator closed late, e.g. by a traceback that held it, would then hang here).
+            wait([fut for fut in window if not fut.cancel()])
 
     def close(self) -> None:
         self.cpu.shutdown(wait=True, cancel_futures=True)

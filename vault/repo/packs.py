@@ -49,14 +49,18 @@ class PackBuilder:
 
     def finish(self, key: Keyring, vault_id: bytes) -> bytes:
         """The whole pack's bytes, header and trailer included."""
+        return b"".join(self.finish_parts(key, vault_id))
+
+    def finish_parts(self, key: Keyring, vault_id: bytes) -> list[bytes]:
+        """The whole pack as its parts, unjoined (preamble, sealed blobs, header, trailer): ``finish`` without
+        the 16 MiB copy, for ``storage.base.save_parts``."""
         meta = key.get(self.generation, f"pack {self.name}").meta
         aad = fmt.pack_header_aad(vault_id, self.name, self.generation)
         header = meta.seal(fmt.encode_entries(self.entries), aad)
-        self._parts.append(header)
-        self._parts.append(struct.pack("<I", len(header)))
-        data = b"".join(self._parts)
-        self._parts = []
-        return data
+        parts, self._parts = self._parts, []
+        parts.append(header)
+        parts.append(struct.pack("<I", len(header)))
+        return parts
 
 
 def read_pack_header(

@@ -16,7 +16,7 @@ from vault.pipeline.runner import Pipeline
 from vault.repo.blobs import open_blob, reseal
 from vault.repo.packs import PackBuilder, load_pack
 from vault.repo.repository import Repository
-from vault.storage.base import Handle, Kind
+from vault.storage.base import Handle, Kind, save_parts
 
 
 @dataclass
@@ -45,11 +45,11 @@ def copy_blobs(
     def flush() -> None:
         nonlocal builder
         if builder.entries:
-            data = builder.finish(key, vault_id)
-            repo.backend.save(Handle(Kind.DATA, builder.name), data)
+            parts = builder.finish_parts(key, vault_id)
+            save_parts(repo.backend, Handle(Kind.DATA, builder.name), parts)
             pack = fmt.IndexedPack(builder.pack_id, builder.generation, builder.entries)
             result.packs.append(pack)
-            result.bytes_written += len(data)
+            result.bytes_written += sum(len(p) for p in parts)
             if on_pack is not None:
                 on_pack(pack)
         builder = PackBuilder(key.current)

@@ -16,9 +16,13 @@ from vault.repo.blobs import SealedBlob, seal_blob
 from vault.repo.index import write_index
 from vault.repo.packs import PackBuilder
 from vault.repo.repository import Repository
-from vault.storage.base import Handle, Kind
+from vault.storage.base import Handle, Kind, save_parts, saves_parts
 
-MAX_UPLOADS_IN_FLIGHT = 2  # packs being written at once; each holds ~16 MiB
+MAX_UPLOADS_IN_FLIGHT = 2  # packs being uploaded at once; each holds ~16 MiB
+# A local directory: one. Writing a pack into the page cache takes a fraction of the time the workers take to
+# fill the next one, so a second upload in flight bought no speed, only 16 MiB more peak RSS (measured: see
+# docs/performance.md). A remote store keeps two, to overlap the latency of one request with the next.
+MAX_LOCAL_UPLOADS_IN_FLIGHT = 1
 BATCH_BYTES = 1 << 20  # a work item is one big chunk, or small chunks adding up to about this much
 BATCH_CHUNKS = 128
 
@@ -47,6 +51,7 @@ class BlobWriter:
         self._lock = threading.Lock()
         self._builder = PackBuilder(repo.key.current)
         self._uploads: deque[tuple[Future[Handle], fmt.IndexedPack]] = deque()
+        self._max_uploads = MAX_LOCAL_UPLOADS_IN_FLIGHT if saves_parts(repo.backend) else MAX_UPLOADS_IN_FLIGHT
         self._written: list[fmt.IndexedPack] = []
         self._checkpoints: list[Handle] = []
 
@@ -99,18 +104,19 @@ class BlobWriter:
         builder, self._builder = self._builder, PackBuilder(self.repo.key.current)
         if not builder.entries:
             return
-        data = builder.finish(self.repo.key, self.repo.vault_id)
+        # Unjoined: a local backend writes the parts with writev, the others join them (storage.base.save_parts).
+        parts = builder.finish_parts(self.repo.key, self.repo.vault_id)
         pack = fmt.IndexedPack(builder.pack_id, builder.generation, builder.entries)
-        fut = self.pipeline.io.submit(self._upload, pack, data)
+        fut = self.pipeline.io.submit(self._upload, pack, parts)
         self._uploads.append((fut, pack))
-        while len(self._uploads) > MAX_UPLOADS_IN_FLIGHT:
+        while len(self._uploads) > self._max_uploads:
             self._complete_one()
 
-    def _upload(self, pack: fmt.IndexedPack, data: bytes) -> Handle:
+    def _upload(self, pack: fmt.IndexedPack, parts: list[bytes]) -> Handle:
         """On the I/O pool: store the pack, then at once a one-pack index object for it (a checkpoint), so
         a rerun after a crash finds and reuses its blobs. finish() folds the checkpoints into one object."""
         backend, key, vault_id = self.repo.backend, self.repo.key, self.repo.vault_id
-        backend.save(Handle(Kind.DATA, pack.pack_id.hex()), data)
+        save_parts(backend, Handle(Kind.DATA, pack.pack_id.hex()), parts)
         return write_index(backend, key, vault_id, [pack], checkpoint=True)
 
     def _complete_one(self) -> None:

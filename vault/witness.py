@@ -133,13 +133,40 @@ class Witness:
         if self._start is None:
             return
         try:
-            names = {info.handle.name for info in backend.list(Kind.VERSIONS)}
             with self._locked():
+                # Listed under the file lock, and only this command's own view counts as removed: another
+                # command of this user may have added records (to ``seen``) since this one started.
+                names = {info.handle.name for info in backend.list(Kind.VERSIONS)}
                 seen, gone = self._load()
-                removed = sorted((seen | self._start) - names)
                 known_gone = set(gone)
-                gone.extend(n for n in removed if n not in known_gone)
+                gone.extend(sorted(n for n in self._start - names if n not in known_gone))
                 # A replayed name stays in `gone` (and is reported again) until it is removed again.
-                self._save(names - known_gone, gone)
+                self._save((seen | names) - set(gone), gone)
         except Exception:
             log.debug("witness: could not update %s", self.path, exc_info=True)
+
+    def removing(self, names: list[str]) -> None:
+        """Called before this command deletes version records: they are ``gone`` already, so a command killed
+        half way is not taken for a rollback by the next one. Never raises."""
+        try:
+            with self._locked():
+                seen, gone = self._load()
+                known_gone = set(gone)
+                gone.extend(n for n in names if n not in known_gone)
+                self._save(seen - set(names), gone)
+        except Exception:
+            log.debug("witness: could not update %s", self.path, exc_info=True)
+
+
+_ACTIVE: Witness | None = None  # the witness of the command this process runs (one per CLI process)
+
+
+def activate(witness: Witness | None) -> None:
+    global _ACTIVE
+    _ACTIVE = witness
+
+
+def removing(names: list[str]) -> None:
+    """Tell the running command's witness (if any) that these version records are about to be deleted."""
+    if _ACTIVE is not None and names:
+        _ACTIVE.removing(names)

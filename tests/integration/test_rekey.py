@@ -98,8 +98,20 @@ def test_reencrypt_leaves_nothing_the_old_key_can_read(vault: VaultCli, tmp_path
     (old_slot,) = (vault.vault_path / "keys").iterdir()
     leaked = old_slot.read_bytes()  # someone copied the key slot, and knows the password
 
+    # A lock left under generation 0 by a process that is still alive (this one) after generation 0 was
+    # retired: later lockers remove it as damage instead of being blocked by it forever.
+    from vault.repo.locks import Lock
+    from vault.repo.repository import Repository
+    from vault.storage.local import LocalBackend
+
+    old_repo = Repository.open(LocalBackend(str(vault.vault_path)), vault.env["VAULT_PASSWORD"].encode(), rehash=False)
+
     result = vault("rekey", "--reencrypt", check=0)
     assert "re-encrypted" in result.stdout and "the old keys are gone" in result.stdout
+    Lock(old_repo, False, "put").refresh()  # written late by a process that unlocked before the rekey
+    assert len(list((vault.vault_path / "locks").iterdir())) == 1
+    vault("put", str(src / "big.bin"), "--name", "after", check=0)
+    assert not any((vault.vault_path / "locks").iterdir())
     assert _all_generations(vault.vault_path) == {1}
     _restore_all(vault, tmp_path, src, "reencrypted")
     vault("check", "--read-data", check=0)
@@ -117,6 +129,7 @@ def test_reencrypt_leaves_nothing_the_old_key_can_read(vault: VaultCli, tmp_path
     for command in (["repair"], ["prune"], ["check", "--read-data"], ["rm", "docs"]):
         assert_error(vault(*command), 20, "key generation")
     assert {k: snapshot(vault.vault_path / k) for k in stored} == stored
+    assert not any((vault.vault_path / "locks").iterdir())  # and leaves no lock of its own behind
     old_slot.write_bytes(current)
     # Put back beside the current one (a replayed old slot), `key list` names it as not of the current key,
     # like a slot planted from another vault, and `key remove` takes it out.
@@ -246,3 +259,14 @@ def test_a_rekey_interrupted_between_rewrap_and_slot_removal_is_finished_by_the_
     report = json.loads(vault("rekey", "--reencrypt", "--json", check=0).stdout)
     assert report["resumed"] and report["generation"] == 2 and report["removed_keys"] == []
     _restore_all(VaultCli(vault.vault_path, dict(vault.env, VAULT_PASSWORD=SECOND)), tmp_path, src, "added")
+
+
+def test_a_damaged_key_slot_does_not_stop_a_rekey(vault: VaultCli, tmp_path: Path) -> None:
+    """A slot that does not parse can't hold the new key: rekey removes it (and `key remove` can too)."""
+    _stored(vault, tmp_path)
+    (vault.vault_path / "keys" / "0000000000000000").write_text("{}")
+    report = json.loads(vault("rekey", "--json", check=0).stdout)
+    assert report["removed_keys"] == [{"id": "0000000000000000", "type": "damaged"}]
+    (vault.vault_path / "keys" / "0000000000000001").write_text("{}")
+    vault("key", "remove", "0000000000000001", check=0)
+    assert len(list((vault.vault_path / "keys").iterdir())) == 1

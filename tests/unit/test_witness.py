@@ -80,3 +80,32 @@ def test_a_corrupt_or_foreign_file_starts_afresh_and_never_fails(tmp_path: Path)
     blocked = tmp_path / "file-not-dir"
     blocked.write_text("x")
     assert _command(backend, blocked) == ([], [])
+
+
+def test_overlapping_commands_do_not_make_a_false_replay(tmp_path: Path) -> None:
+    """put1 starts; put2 adds r2 and finishes; put1 finishes: r2 is not taken for removed (review finding)."""
+    backend = MemoryBackend()
+    _record(backend, 1)
+    _command(backend, tmp_path)
+    first, second = Witness(VID, tmp_path), Witness(VID, tmp_path)
+    first.start(backend)
+    second.start(backend)
+    r2 = _record(backend, 2)
+    second.finish(backend)
+    first.finish(backend)
+    assert _command(backend, tmp_path) == ([], [])
+    backend.remove(Handle(Kind.VERSIONS, r2))  # and when someone else removes it, it is noticed
+    assert _command(backend, tmp_path) == ([], [r2])
+
+
+def test_a_command_killed_after_announcing_removals_is_not_taken_for_a_rollback(tmp_path: Path) -> None:
+    backend = MemoryBackend()
+    a = _record(backend, 1)
+    _command(backend, tmp_path)
+    killed = Witness(VID, tmp_path)
+    killed.start(backend)
+    killed.removing([a])
+    backend.remove(Handle(Kind.VERSIONS, a))  # ... and the process dies before finish()
+    assert _command(backend, tmp_path) == ([], [])
+    backend.save(Handle(Kind.VERSIONS, a), b"sealed record")
+    assert _command(backend, tmp_path) == ([a], [])

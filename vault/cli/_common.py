@@ -56,6 +56,9 @@ class RunState:
         self.command, self.location, self.nbytes = "", None, None
         self.extra, self.secrets, self.cleanups, self.lock = {}, [], [], None
         self.witnessed = None
+        from vault.witness import activate
+
+        activate(None)
 
     def recovery(self, action: str) -> None:
         """Note a recovery action (a stale lock broken, orphans removed) for the operation log."""
@@ -141,6 +144,7 @@ def open_repo(s: Settings, lock: str | None = None) -> Repository:
 
 def open_repo_with_password(s: Settings, lock: str | None = None) -> tuple[Repository, bytes]:
     """:func:`open_repo`, also returning the password that opened it (for `rekey`, which rewraps that slot)."""
+    from vault.errors import ConflictError, UnknownGenerationError
     from vault.repo.config import load_config
     from vault.repo.repository import Repository
 
@@ -152,18 +156,28 @@ def open_repo_with_password(s: Settings, lock: str | None = None) -> tuple[Repos
         from vault.repo.locks import acquire
 
         for attempt in range(3):
-            held = acquire(
-                repo,
-                exclusive=lock == "exclusive",
-                command=STATE.command,
-                wait_s=s.retry_lock_s,
-                on_stale=lambda info: STATE.recovery(f"removed stale {info.describe()}"),
-            )
             # Unlocking happens before locking: a `rekey` (or `passwd`) that ran in between changed the keyring
-            # this command would write under. Under our lock no such change can start, so look once more.
-            if not repo.slot_changed() or attempt == 2:
+            # this command would write under (and other holders' locks may be sealed under a newer generation).
+            # Under our lock no such change can start, so look once more, and unlock again if it happened.
+            try:
+                held = acquire(
+                    repo,
+                    exclusive=lock == "exclusive",
+                    command=STATE.command,
+                    wait_s=s.retry_lock_s,
+                    on_stale=lambda info: STATE.recovery(f"removed stale {info.describe()}"),
+                )
+            except UnknownGenerationError:
+                if attempt == 2 or not repo.slot_changed():
+                    raise
+                repo = Repository.open(backend, password, config=config, rehash=False)
+                continue
+            if not repo.slot_changed():
                 break
             held.release()
+            if attempt == 2:
+                raise ConflictError("the key that opened the vault keeps changing (`rekey` or `passwd` elsewhere)",
+                                    hint="run the command again once they are done")
             repo = Repository.open(backend, password, config=config, rehash=False)
         STATE.cleanups.append(held.release)
         STATE.lock = held
@@ -176,10 +190,11 @@ def open_repo_with_password(s: Settings, lock: str | None = None) -> tuple[Repos
 def _witness(repo: Repository) -> None:
     """Compare the vault's version records with what this machine saw last (vault.witness), warn about a
     replay, deletion or rollback, and take in this command's own changes when it ends."""
-    from vault.witness import Witness
+    from vault.witness import Witness, activate
 
     witness = Witness(repo.vault_id)
     STATE.witnessed = findings = witness.start(repo.backend)
+    activate(witness)
     for message in findings.messages():
         note(f"warning: {message}")
         STATE.recovery(f"noticed: {message}")

@@ -161,9 +161,15 @@ class Keyring:
         return tuple(self._gens)
 
     def get(self, number: int, what: str) -> Generation:
-        """The keys of generation ``number``. IntegrityError when this keyring does not hold it: the bytes were
-        sealed by a later `rekey` than the slot that opened the vault knows of, or their header was altered."""
+        """The keys of generation ``number``. UnknownGenerationError when it is newer than any this keyring holds
+        (sealed after a `rekey` that the opening slot predates: not damage); plain IntegrityError when it is
+        older (a generation `rekey --reencrypt` retired: an old object put back, or an altered header)."""
         gen = self._gens.get(number)
+        if gen is None and number < max(self._gens):
+            raise IntegrityError(
+                f"{what} is sealed under key generation {number}, which this vault no longer uses: an old object "
+                "was put back, or its header was altered"
+            )
         if gen is None:
             raise UnknownGenerationError(
                 f"{what} is sealed under key generation {number}, which the key that opened the vault does not "
@@ -566,7 +572,7 @@ class KeyStore:
 
     def remove(self, slot_id: str) -> None:
         """Remove a slot. NotFoundError for an unknown id; ConflictError for the last slot."""
-        ids = [s.slot_id for s in self.slots()]
+        ids = [info.handle.name for info in self.backend.list(Kind.KEYS)]  # also slots that don't parse
         if slot_id not in ids:
             raise NotFoundError(f"no key with id {slot_id!r}")
         if len(ids) == 1:

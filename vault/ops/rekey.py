@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vault import format as fmt
+from vault import witness
 from vault.crypto.keys import POLICY_RECOVERY
 from vault.crypto.keys import info_aad as keys_info_aad
 from vault.errors import IntegrityError, ObjectNotFoundError
@@ -44,9 +45,10 @@ from vault.repo import catalog
 from vault.repo.config import CONFIG_HANDLE
 from vault.repo.index import load_index, write_index
 from vault.repo.objects import object_generation
+from vault.repo.packs import load_pack, parse_pack_header, verify_blobs
 from vault.repo.repack import copy_blobs
 from vault.repo.repository import Repository
-from vault.storage.base import Handle, Kind
+from vault.storage.base import Kind
 
 log = logging.getLogger(__name__)
 
@@ -119,19 +121,23 @@ def _remove_older_slots(repo: Repository, report: RekeyReport) -> None:
     rerun after a crash between the rewrap and these removals finishes them."""
     store = repo.keys
     current = repo.key.generation
-    for slot in store.slots():
-        if slot.slot_id == repo.slot.slot_id:
+    for info in store.backend.list(Kind.KEYS):
+        if info.handle.name == repo.slot.slot_id:
             continue
-        try:
-            current.meta.open(slot.info, keys_info_aad(repo.vault_id, slot), f"key slot {slot.slot_id}")
-            continue  # written under the current generation: it holds the current key
-        except IntegrityError:
-            pass
+        kind = "damaged"  # a slot that does not even parse can't hold the current key either
+        with contextlib.suppress(IntegrityError, ObjectNotFoundError):
+            slot = store.read_slot(info.handle.name)
+            kind = "recovery" if slot.policy == POLICY_RECOVERY else "password"
+            try:
+                current.meta.open(slot.info, keys_info_aad(repo.vault_id, slot), f"key slot {slot.slot_id}")
+                continue  # written under the current generation: it holds the current key
+            except IntegrityError:
+                pass
         with contextlib.suppress(ObjectNotFoundError):
-            store.backend.remove(Handle(Kind.KEYS, slot.slot_id))
-        kind = "recovery" if slot.policy == POLICY_RECOVERY else "password"
-        report.removed_keys.append({"id": slot.slot_id, "type": kind})
-        log.info("removed key slot %s (%s): it holds only older key generations", slot.slot_id, kind)
+            store.backend.remove(info.handle)
+        slot_id = info.handle.name
+        report.removed_keys.append({"id": slot_id, "type": kind})
+        log.info("removed key slot %s (%s): it holds only older key generations", slot_id, kind)
 
 
 def _reencrypt(
@@ -155,6 +161,15 @@ def _reencrypt(
         index.add_pack(pack.pack_id, pack.entries, pack.generation)
 
     copied = copy_blobs(repo, pipeline, sources, on_progress, on_pack=checkpoint)
+    # Read every new pack back before anything old is deleted: a pack the store damaged or lost on the way
+    # must stop the job while the old copies still exist.
+    for pack in copied.packs:
+        data = load_pack(backend, pack.pack_id.hex())
+        header = parse_pack_header(_slicer(data), len(data), repo.key, repo.vault_id, pack.pack_id.hex())
+        _, bad = verify_blobs(repo.key, repo.vault_id, pack.pack_id.hex(), data, list(pack.entries), current)
+        if bad or header.generation != current or header.entries != list(pack.entries):
+            raise IntegrityError(f"re-encrypted pack <data/{pack.pack_id.hex()[:10]}> does not read back intact",
+                                 hint="nothing old was deleted; run `vault rekey --reencrypt` again")
     report.packs_rewritten = len(sources)
     report.packs_written, report.bytes_written = len(copied.packs), copied.bytes_written
 
@@ -190,15 +205,12 @@ def _reencrypt(
             catalog.write_record(backend, repo.key, repo.vault_id, copy)
             done.add(_content(record))
             report.records_rewritten += 1
+        witness.removing([record.record_id])
         backend.remove(record.handle)
 
-    # Locks left by processes that died under an older generation would become unreadable: none is live
-    # (we hold the exclusive lock), so they go now.
-    for info in backend.list(Kind.LOCKS):
-        with contextlib.suppress(ObjectNotFoundError, IntegrityError):
-            raw = backend.load(info.handle, 0, 65536)
-            if object_generation(raw, fmt.ObjectType.LOCK, f"lock {info.handle}") != current:
-                backend.remove(info.handle)
+    # Locks left by processes that died under an older generation become unreadable once it is dropped; a later
+    # locker removes them as damage (Keyring.get: an older generation is never "newer data"), so none is swept
+    # here, where our own lock might be one of them.
 
     # 4. Verify every stored byte, and that nothing names an older generation.
     result = check(repo, pipeline, read_data=True)
@@ -218,6 +230,10 @@ def _reencrypt(
     repo.key = keyring
     report.reencrypted = True
     log.info("re-encryption verified; key slot %s holds generation %d only", repo.slot.slot_id, current)
+
+
+def _slicer(data: bytes) -> Callable[[int, int], bytes]:
+    return lambda offset, length: data[offset : offset + length]
 
 
 def _content(record: catalog.VersionRecord) -> str:

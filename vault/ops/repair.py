@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass, field
 
 from vault import format as fmt
+from vault import witness
 from vault.errors import IntegrityError, ObjectNotFoundError, UnknownGenerationError
 from vault.pipeline.runner import Pipeline
 from vault.repo import catalog
@@ -84,6 +85,7 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
     records = catalog.load_records(
         backend, repo.key, repo.vault_id, on_error=lambda h, exc: broken_records.append(h)
     )
+    witness.removing([h.name for h in broken_records])
     for h in broken_records:
         backend.remove(h)
         report.actions.append(f"removed version record {h}: it failed authentication")
@@ -101,6 +103,7 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
             backend, repo.key, repo.vault_id,
             dataclasses.replace(rec, record_id=catalog.new_record_id(), damaged=lost),
         )
+        witness.removing([rec.record_id])
         backend.remove(rec.handle)
         if lost:
             report.actions.append(f"marked {label} as damaged: {len(lost)} path(s) lost")

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from vault import format as fmt
+from vault import witness
 from vault.errors import IntegrityError, NotFoundError, ObjectNotFoundError, UsageError
 from vault.names import check_name
 from vault.pipeline.runner import Pipeline
@@ -103,6 +104,7 @@ def forget(repo: Repository, names: list[str], policy: Policy, dry_run: bool) ->
                  "action": "keep" if keep else "drop", "reasons": reasons[r.record_id]}
             )
             if not keep and not dry_run:
+                witness.removing([r.record_id])
                 with contextlib.suppress(ObjectNotFoundError):
                     repo.backend.remove(r.handle)
     return report

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vault import format as fmt
+from vault import witness
 from vault.crypto.keys import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError, UnknownGenerationError
 from vault.repo.objects import object_generation, open_object, seal_object
@@ -145,6 +146,7 @@ def commit_record(backend: Backend, key: Keyring, vault_id: bytes, record: Versi
             record, record_id=new_record_id(), version=max(r.version for r in mine) + 1
         )
         write_record(backend, key, vault_id, moved)
+        witness.removing([record.record_id])
         with contextlib.suppress(ObjectNotFoundError):
             backend.remove(record.handle)
         record = moved

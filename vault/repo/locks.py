@@ -152,7 +152,12 @@ def acquire(
     deadline = time.monotonic() + wait_s
     while True:
         lock._write()
-        blocker = _first_conflict(repo, lock, on_stale)
+        try:
+            blocker = _first_conflict(repo, lock, on_stale)
+        except BaseException:
+            with contextlib.suppress(VaultError):  # never leave our own lock behind
+                repo.backend.remove(lock.handle)
+            raise
         if blocker is None:
             lock.start_refreshing()
             return lock

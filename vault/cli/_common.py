@@ -144,7 +144,7 @@ def open_repo(s: Settings, lock: str | None = None) -> Repository:
 
 def open_repo_with_password(s: Settings, lock: str | None = None) -> tuple[Repository, bytes]:
     """:func:`open_repo`, also returning the password that opened it (for `rekey`, which rewraps that slot)."""
-    from vault.errors import ConflictError, UnknownGenerationError
+    from vault.errors import UnknownGenerationError, VaultLockedError
     from vault.repo.config import load_config
     from vault.repo.repository import Repository
 
@@ -176,7 +176,7 @@ def open_repo_with_password(s: Settings, lock: str | None = None) -> tuple[Repos
                 break
             held.release()
             if attempt == 2:
-                raise ConflictError("the key that opened the vault keeps changing (`rekey` or `passwd` elsewhere)",
+                raise VaultLockedError("the key that opened the vault keeps changing (`rekey` or `passwd` elsewhere)",
                                     hint="run the command again once they are done")
             repo = Repository.open(backend, password, config=config, rehash=False)
         STATE.cleanups.append(held.release)

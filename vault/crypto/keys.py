@@ -270,11 +270,10 @@ class KeySlot:
         """When and on which host the slot was made (decrypted with the vault's key: the generation current
         when the slot was written, which may be an older one this keyring holds). IntegrityError."""
         what = f"key slot {self.slot_id}"
-        aad = _info_aad(vault_id, self.slot_id, self.version)
         plain = None
         for number in sorted(keyring.generations, reverse=True):
             with contextlib.suppress(IntegrityError):
-                plain = keyring.get(number, what).meta.open(self.info, aad, what)
+                plain = self._open_info(keyring.get(number, what), vault_id)
                 break
         if plain is None:
             raise IntegrityError(f"{what} has details this key can't open")
@@ -283,6 +282,19 @@ class KeySlot:
         if not isinstance(created, str) or not isinstance(host, str):
             raise IntegrityError(f"key slot {self.slot_id} has malformed details")
         return created, host
+
+    def written_under(self, generation: Generation, vault_id: bytes) -> bool:
+        """True when the slot was written while ``generation`` was current (its details open under it): it
+        then holds that generation's key. `rekey` tells older slots apart this way, without their passwords."""
+        try:
+            self._open_info(generation, vault_id)
+        except IntegrityError:
+            return False
+        return True
+
+    def _open_info(self, generation: Generation, vault_id: bytes) -> bytes:
+        aad = _info_aad(vault_id, self.slot_id, self.version)
+        return generation.meta.open(self.info, aad, f"key slot {self.slot_id}")
 
     def public_info(self, master: Keyring, vault_id: bytes) -> dict[str, Any]:
         created, host = self.details(master, vault_id)
@@ -313,10 +325,6 @@ def _wrap_aad(
 def _info_aad(vault_id: bytes, slot_id: str, version: int) -> bytes:
     return fmt.AAD_KEY_SLOT + b"/info" + bytes([version]) + vault_id + slot_id.encode("ascii")
 
-
-def info_aad(vault_id: bytes, slot: KeySlot) -> bytes:
-    """The associated data of a slot's sealed details."""
-    return _info_aad(vault_id, slot.slot_id, slot.version)
 
 
 def _hasher(params: kdf.KdfParams) -> PasswordHasher:
@@ -477,7 +485,7 @@ class KeyStore:
         """Load (size-capped) and parse one slot. IntegrityError."""
         if info.size > MAX_SLOT_SIZE:
             raise IntegrityError(f"key slot {info.handle.name} is too large")
-        return parse_slot(self.backend.load(info.handle, 0, MAX_SLOT_SIZE + 1), info.handle.name)
+        return self.read_slot(info.handle.name)
 
     def read_slot(self, slot_id: str) -> KeySlot:
         """One slot by id. ObjectNotFoundError, IntegrityError."""

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from vault import format as fmt
 from vault import witness
 from vault.crypto.keys import POLICY_RECOVERY
-from vault.crypto.keys import info_aad as keys_info_aad
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.ops.check import check
 from vault.pipeline.runner import Pipeline
@@ -128,11 +127,8 @@ def _remove_older_slots(repo: Repository, report: RekeyReport) -> None:
         with contextlib.suppress(IntegrityError, ObjectNotFoundError):
             slot = store.read_slot(info.handle.name)
             kind = "recovery" if slot.policy == POLICY_RECOVERY else "password"
-            try:
-                current.meta.open(slot.info, keys_info_aad(repo.vault_id, slot), f"key slot {slot.slot_id}")
-                continue  # written under the current generation: it holds the current key
-            except IntegrityError:
-                pass
+            if slot.written_under(current, repo.vault_id):
+                continue  # it holds the current key
         with contextlib.suppress(ObjectNotFoundError):
             store.backend.remove(info.handle)
         slot_id = info.handle.name

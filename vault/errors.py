@@ -65,9 +65,13 @@ class IntegrityError(VaultError):
     exit_code = 20
 
 
-class UnknownGenerationError(IntegrityError):
+class UnknownGenerationError(VaultError):
     """Bytes sealed under a key generation the keyring in use does not hold: made after the `vault rekey` that
-    the opening key slot predates. Not damage to repair: nothing may delete them on that ground."""
+    the opening key slot predates. Not damage: it is deliberately *not* an IntegrityError, so no code that
+    handles damage (skip, report, repair, delete) ever takes it for damage. Exit 20 like damage, as the
+    contract has no code of its own for "this key is too old"."""
+
+    exit_code = 20
 
 
 class UnsupportedVersionError(VaultError):

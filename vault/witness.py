@@ -156,17 +156,3 @@ class Witness:
                 self._save(seen - set(names), gone)
         except Exception:
             log.debug("witness: could not update %s", self.path, exc_info=True)
-
-
-_ACTIVE: Witness | None = None  # the witness of the command this process runs (one per CLI process)
-
-
-def activate(witness: Witness | None) -> None:
-    global _ACTIVE
-    _ACTIVE = witness
-
-
-def removing(names: list[str]) -> None:
-    """Tell the running command's witness (if any) that these version records are about to be deleted."""
-    if _ACTIVE is not None and names:
-        _ACTIVE.removing(names)

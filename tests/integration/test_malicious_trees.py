@@ -87,7 +87,7 @@ class Forge:
             bytes_added=0,
             host="forge",
         )
-        return catalog.commit_record(self.repo.backend, self.repo.key, self.repo.vault_id, record)
+        return self.repo.commit_record(record)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import typer
 
 from vault import __version__
 from vault.cli import _common
-from vault.cli._common import STATE, Settings
+from vault.cli._common import RunState, Settings
 
 log = logging.getLogger("vault.cli")
 
@@ -76,12 +76,14 @@ def root(
     ] = False,
 ) -> None:
     from vault.logsetup import debug_log_path, setup_logging
+    from vault.session import default_location
 
     env = _common.environ()
     verbosity = -1 if quiet else verbose
     setup_logging(verbosity, debug_log_path())
-    ctx.obj = Settings(
-        location=vault or _common.default_location(),
+    state = ctx.ensure_object(RunState)
+    state.settings = Settings(
+        location=vault or default_location(),
         # The environment variables are read by vault.passwords (in contract order), not here.
         password_file=password_file,
         password_command=password_command,
@@ -90,9 +92,9 @@ def root(
         env=env,
         retry_lock_s=retry_lock,
     )
-    STATE.command = ctx.invoked_subcommand or ""
+    state.command = ctx.invoked_subcommand or ""
     # Every command that names a vault is logged, also when it fails before opening it (a missing PATH).
-    STATE.location = _common.canonical_location(ctx.obj.location)
+    state.location = _common.canonical_location(state.settings.location)
 
 
 def _register() -> None:
@@ -124,28 +126,28 @@ def _error(message: str, hint: str | None = None) -> None:
     sys.stderr.flush()
 
 
-def _record(code: int, started: float, error: str | None) -> None:
+def _record(state: RunState, code: int, started: float, error: str | None) -> None:
     """One line in the per-vault operation log, for commands that touched a vault."""
-    if not STATE.location or not STATE.command:
+    if not state.location or not state.command:
         return
     from vault.oplog import OperationLog, OpRecord, utc_now_iso
 
     outcome = {0: "success", 3: "partial", 130: "interrupted", 143: "interrupted"}.get(code, "error")
     rec = OpRecord(
         time=utc_now_iso(),
-        command=STATE.command,
+        command=state.command,
         outcome=outcome,
         exit_code=code,
         duration_s=round(time.monotonic() - started, 3),
-        bytes=STATE.nbytes,
+        bytes=state.nbytes,
         error=error,
-        location=STATE.location,
-        extra=STATE.extra,
+        location=state.location,
+        extra=state.extra,
     )
     log_dir = _common.environ().get("VAULT_LOG_DIR") or None
     from pathlib import Path
 
-    OperationLog(STATE.location, Path(log_dir) if log_dir else None).append(rec, secrets=STATE.secrets)
+    OperationLog(state.location, Path(log_dir) if log_dir else None).append(rec, secrets=state.secrets)
 
 
 def _click_kind(exc: BaseException) -> str | None:
@@ -175,10 +177,10 @@ def run(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     code, error = 0, None
-    STATE.reset()
+    state = RunState()
     try:
         command = typer.main.get_command(app)
-        result = command.main(args=argv, prog_name="vault", standalone_mode=False)
+        result = command.main(args=argv, prog_name="vault", standalone_mode=False, obj=state)
         code = result if isinstance(result, int) else 0
         if code == 130:  # typer turns KeyboardInterrupt into Exit(130) before we see it
             error = "interrupted"
@@ -209,14 +211,12 @@ def run(argv: list[str] | None = None) -> int:
             _error(message, "see `vault --help` or `vault COMMAND --help`")
         else:
             code, error = _unexpected(exc)
-    for cleanup in reversed(STATE.cleanups):
-        try:
-            cleanup()
-        except Exception:  # releasing a lock must not hide the outcome
-            log.debug("cleanup failed", exc_info=True)
-    STATE.cleanups.clear()
+    try:
+        state.close()
+    except Exception:  # releasing a lock must not hide the outcome
+        log.debug("closing the vault failed", exc_info=True)
     with contextlib.suppress(Exception):  # the log must never change the outcome
-        _record(code, started, error)
+        _record(state, code, started, error)
     return code
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +16,9 @@ import typer
 
 if TYPE_CHECKING:
     from vault.passwords import PasswordOptions
-    from vault.pipeline.runner import Pipeline
-    from vault.repo.locks import Lock
     from vault.repo.repository import Repository
+    from vault.session import LockMode, Session
     from vault.storage.base import Backend
-    from vault.witness import Findings
 
 
 @dataclass
@@ -40,25 +36,17 @@ class Settings:
 
 @dataclass
 class RunState:
-    """What the operation log records about this run; commands fill in what they know."""
+    """One run of the command line: its settings, the vault it opened, and what the operation log records
+    about it. Made by ``vault.cli.run`` and handed to the commands through the click context (``ctx.obj``), so
+    nothing about a run outlives it or leaks into the next one in the same process (tests run many)."""
 
+    settings: Settings | None = None
     command: str = ""
     location: str | None = None
     nbytes: int | None = None
     extra: dict[str, object] = field(default_factory=dict)
     secrets: list[bytes] = field(default_factory=list)
-    cleanups: list[Callable[[], None]] = field(default_factory=list)
-    lock: Lock | None = None
-    witnessed: Findings | None = None  # what vault.witness found when the vault was opened
-
-    def reset(self) -> None:
-        """Start a new run (the library can run several commands in one process, as tests do)."""
-        self.command, self.location, self.nbytes = "", None, None
-        self.extra, self.secrets, self.cleanups, self.lock = {}, [], [], None
-        self.witnessed = None
-        from vault.witness import activate
-
-        activate(None)
+    session: Session | None = None
 
     def recovery(self, action: str) -> None:
         """Note a recovery action (a stale lock broken, orphans removed) for the operation log."""
@@ -66,14 +54,29 @@ class RunState:
         assert isinstance(actions, list)
         actions.append(action)
 
+    def close(self) -> None:
+        """Close the session (the witness takes in this run's changes, the lock is released) and keep what it
+        noticed for the log. Runs however the command ended."""
+        if self.session is None:
+            return
+        session, self.session = self.session, None
+        try:
+            session.close()
+        finally:
+            for action in session.notes:
+                self.recovery(action)
 
-STATE = RunState()
+
+def run_state(ctx: typer.Context) -> RunState:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, RunState)
+    return obj
 
 
 def settings(ctx: typer.Context) -> Settings:
-    obj = ctx.find_root().obj
-    assert isinstance(obj, Settings)
-    return obj
+    s = run_state(ctx).settings
+    assert s is not None
+    return s
 
 
 def password_options(s: Settings, new_password_file: str | None = None) -> PasswordOptions:
@@ -104,25 +107,26 @@ def canonical_location(location: str) -> str:
     return os.path.realpath(os.path.expanduser(location))
 
 
-def remember_secret(secret: bytes) -> None:
+def remember_secret(state: RunState, secret: bytes) -> None:
     """Every password or key this run handles is scrubbed from the debug log and the operation log, a last
     line of defence behind the rule that no message ever contains one."""
     from vault.logsetup import register_secret
 
     register_secret(secret)
-    STATE.secrets.append(secret)
+    state.secrets.append(secret)
 
 
-def read_password(s: Settings) -> bytes:
+def read_password(state: RunState) -> bytes:
     from vault.passwords import read_password as _read
     from vault.passwords import terminal_prompt
 
-    password = _read(password_options(s), prompt=terminal_prompt)
-    remember_secret(password)
+    assert state.settings is not None
+    password = _read(password_options(state.settings), prompt=terminal_prompt)
+    remember_secret(state, password)
     return password
 
 
-def new_recovery_key(path: str, location: str) -> str:
+def new_recovery_key(state: RunState, path: str, location: str) -> str:
     """Generate a recovery key and write it to ``path`` (0600, never over a file). The file comes first: a slot
     whose key was never written down would be useless. ConflictError, StorageError."""
     from datetime import UTC, datetime
@@ -130,84 +134,35 @@ def new_recovery_key(path: str, location: str) -> str:
     from vault.crypto import recovery
 
     key = recovery.generate()
-    remember_secret(key.encode("ascii"))
+    remember_secret(state, key.encode("ascii"))
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     recovery.write_key_file(path, key, location, created)
     return key
 
 
-def open_repo(s: Settings, lock: str | None = None) -> Repository:
-    """Open the vault at the configured location with the configured password, and take a ``"shared"`` or
-    ``"exclusive"`` lock for the rest of the command (released by ``vault.cli.run`` whatever happens)."""
-    return open_repo_with_password(s, lock)[0]
+def open_session(ctx: typer.Context, lock: LockMode | None = None) -> Session:
+    """Open the configured vault with the configured password through the library's one opener
+    (vault.session), holding a ``"shared"`` or ``"exclusive"`` lock, or none, for the rest of the command.
+    ``vault.cli.run`` closes it (witness, pools, lock) however the command ends."""
+    from vault.session import open_session as _open
+
+    state = run_state(ctx)
+    s = settings(ctx)
+    state.session = _open(
+        s.location,
+        password=lambda: read_password(state),
+        lock=lock,
+        threads=s.threads,
+        retry_lock_s=s.retry_lock_s,
+        command=state.command,
+        on_note=note,
+    )
+    return state.session
 
 
-def open_repo_with_password(s: Settings, lock: str | None = None) -> tuple[Repository, bytes]:
-    """:func:`open_repo`, also returning the password that opened it (for `rekey`, which rewraps that slot)."""
-    from vault.errors import UnknownGenerationError, VaultLockedError
-    from vault.repo.config import load_config
-    from vault.repo.repository import Repository
-
-    backend = backend_for(s)
-    config = load_config(backend)  # "no vault here" (exit 10) before asking for a password
-    password = read_password(s)
-    repo = Repository.open(backend, password, config=config, rehash=False)
-    if lock is not None:
-        from vault.repo.locks import acquire
-
-        for attempt in range(3):
-            # Unlocking happens before locking: a `rekey` (or `passwd`) that ran in between changed the keyring
-            # this command would write under (and other holders' locks may be sealed under a newer generation).
-            # Under our lock no such change can start, so look once more, and unlock again if it happened.
-            try:
-                held = acquire(
-                    repo,
-                    exclusive=lock == "exclusive",
-                    command=STATE.command,
-                    wait_s=s.retry_lock_s,
-                    on_stale=lambda info: STATE.recovery(f"removed stale {info.describe()}"),
-                )
-            except UnknownGenerationError:
-                if attempt == 2 or not repo.slot_changed():
-                    raise
-                repo = Repository.open(backend, password, config=config, rehash=False)
-                continue
-            if not repo.slot_changed():
-                break
-            held.release()
-            if attempt == 2:
-                raise VaultLockedError("the key that opened the vault keeps changing (`rekey` or `passwd` elsewhere)",
-                                    hint="run the command again once they are done")
-            repo = Repository.open(backend, password, config=config, rehash=False)
-        STATE.cleanups.append(held.release)
-        STATE.lock = held
-        # Rewrapping a slot is a key change: only under a lock, so it never races a `rekey` of that slot.
-        repo.slot = repo.keys.rehash_if_weak(repo.slot, repo.key, password)
-    _witness(repo)
-    return repo, password
-
-
-def _witness(repo: Repository) -> None:
-    """Compare the vault's version records with what this machine saw last (vault.witness), warn about a
-    replay, deletion or rollback, and take in this command's own changes when it ends."""
-    from vault.witness import Witness, activate
-
-    witness = Witness(repo.vault_id)
-    STATE.witnessed = findings = witness.start(repo.backend)
-    activate(witness)
-    for message in findings.messages():
-        note(f"warning: {message}")
-        STATE.recovery(f"noticed: {message}")
-    backend = repo.backend
-    STATE.cleanups.append(lambda: witness.finish(backend))  # runs before the lock is released
-
-
-@contextmanager
-def pipeline(s: Settings) -> Iterator[Pipeline]:
-    from vault.pipeline.runner import Pipeline
-
-    with Pipeline(s.threads) as p:
-        yield p
+def open_repo(ctx: typer.Context, lock: LockMode | None = None) -> Repository:
+    """:func:`open_session` for commands that need only the repository."""
+    return open_session(ctx, lock).repo
 
 
 def print_json(doc: Any) -> None:
@@ -247,12 +202,6 @@ def env_int(env: dict[str, str], name: str) -> int | None:
     if value < 1:
         raise UsageError(f"{name} must be at least 1")
     return value
-
-
-def default_location() -> str:
-    from platformdirs import user_data_dir
-
-    return user_data_dir("vault", appauthor=False)
 
 
 def environ() -> dict[str, str]:

@@ -22,8 +22,7 @@ def ls(
     """
     from vault.ops.items import list_contents, list_items
 
-    s = _common.settings(ctx)
-    repo = _common.open_repo(s)
+    repo = _common.open_repo(ctx)
     if name is None:
         items = list_items(repo)
         if as_json:
@@ -48,8 +47,7 @@ def history(ctx: typer.Context, name: Annotated[str, typer.Argument()], as_json:
     """
     from vault.ops.items import history as _history
 
-    s = _common.settings(ctx)
-    versions = _history(_common.open_repo(s), name)
+    versions = _history(_common.open_repo(ctx), name)
     if as_json:
         _common.print_json(versions)
         return
@@ -70,7 +68,7 @@ def rm(
     from vault.ops.items import remove
 
     s = _common.settings(ctx)
-    removed = remove(_common.open_repo(s, lock="exclusive"), name, version)
+    removed = remove(_common.open_repo(ctx, lock="exclusive"), name, version)
     _common.say(s, f"removed {len(removed)} version(s) of {name}; run `vault prune` to free space")
 
 
@@ -81,8 +79,7 @@ def info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """
     from vault.ops.items import info as _info
 
-    s = _common.settings(ctx)
-    doc = _info(_common.open_repo(s))
+    doc = _info(_common.open_repo(ctx))
     if as_json:
         _common.print_json(doc)
         return
@@ -120,7 +117,7 @@ def log_cmd(
     s = _common.settings(ctx)
     log_dir = s.env.get("VAULT_LOG_DIR") or None
     records = OperationLog(_common.canonical_location(s.location), Path(log_dir) if log_dir else None).read(n)
-    _common.STATE.location = None  # reading the log is not an operation on the vault
+    _common.run_state(ctx).location = None  # reading the log is not an operation on the vault
     if as_json:
         _common.print_json([r.to_json() for r in records])
         return

@@ -14,8 +14,7 @@ import typer
 from vault.cli import _common, progress
 
 if TYPE_CHECKING:
-    from vault.ops.put import PutResult, Putter
-    from vault.repo.repository import Repository
+    from vault.ops.put import PutResult
 
 
 def put(
@@ -66,12 +65,13 @@ def put(
     for p in paths:  # a missing PATH is exit 4 before any password is asked for
         if p != "-" and not os.path.lexists(p):
             raise NotFoundError(f"{p} does not exist")
-    repo = _common.open_repo(s, lock="shared")
+    state = _common.run_state(ctx)
+    session = _common.open_session(ctx, lock="shared")
     started = time.monotonic()
-    with _common.pipeline(s) as pipe, _SourceCommand(stdin_from_command) as command:
-        putter = Putter(repo, pipe, level=compression, excluder=excluder,
+    with _SourceCommand(stdin_from_command) as command:
+        putter = Putter(session.repo, session.pipeline, level=compression, excluder=excluder,
                         on_warning=lambda msg: _common.note(f"warning: {msg}"))
-        _resume_interrupted(repo, putter)
+        session.adopt_interrupted(putter)
         if command.stdout is not None:
             sources = [putter.add_stream(command.stdout, name or "")]
         else:
@@ -83,7 +83,7 @@ def put(
             putter.progress = advance
             results = putter.commit(sources, before_commit=command.check)
     elapsed = time.monotonic() - started
-    _common.STATE.nbytes = sum(r.bytes_read for r in results)
+    state.nbytes = sum(r.bytes_read for r in results)
     if as_json:
         _common.print_json([r.to_json() for r in results if r.version])
     else:
@@ -92,7 +92,7 @@ def put(
                 _common.say(s, _summary(r, elapsed))
     skipped = [p for r in results for p in r.skipped]
     if skipped:
-        _common.STATE.extra["skipped"] = skipped  # the contract: each named in the log too
+        state.extra["skipped"] = skipped  # the contract: each named in the log too
         raise PartialError(f"{len(skipped)} path(s) were skipped (named above)")
 
 
@@ -149,18 +149,6 @@ class _SourceCommand:
             self.proc.wait()
 
 
-def _resume_interrupted(repo: Repository, putter: Putter) -> None:
-    """Checkpoints left in the index while no other process holds a lock belong to puts that died: this put
-    reuses their data (dedup already does) and folds their packs into its own index; the log records it."""
-    from vault.repo.locks import others_hold_locks
-
-    lock = _common.STATE.lock
-    if not repo.index.checkpoints or lock is None or others_hold_locks(repo, lock):
-        return
-    packs = putter.writer.adopt_checkpoints()
-    _common.STATE.recovery(f"found {packs} pack(s) stored by an interrupted put; reusing them")
-
-
 def _summary(r: PutResult, elapsed: float) -> str:
     saving = f", {r.size / r.bytes_added:.1f}x smaller after dedup and compression" if r.bytes_added else ""
     return (
@@ -189,14 +177,14 @@ def get(
     from vault.ops.get import RestoreFailed, Restorer, destination, resolve
 
     s = _common.settings(ctx)
-    repo = _common.open_repo(s, lock="shared")
-    record, node, _ = resolve(repo, name, version)
+    state = _common.run_state(ctx)
+    session = _common.open_session(ctx, lock="shared")
+    record, node, _ = resolve(session.repo, name, version)
     total = node.size if node.type == "file" else None
-    with _common.pipeline(s) as pipe, progress.bar(s, "get", total if output != "-" else None) as advance:
-        restorer = Restorer(repo, pipe, on_progress=advance)
+    with progress.bar(s, "get", total if output != "-" else None) as advance:
+        restorer = Restorer(session.repo, session.pipeline, on_progress=advance)
         if output == "-":
-            n = restorer.to_stream(node, sys.stdout.buffer)
-            _common.STATE.nbytes = n
+            state.nbytes = restorer.to_stream(node, sys.stdout.buffer)
             return
         dest = destination(name, node, output)
         try:
@@ -205,7 +193,7 @@ def get(
             if as_json:  # the report names what was not restored; the exit code says it failed
                 _common.print_json(exc.result.to_json())
             raise
-    _common.STATE.nbytes = result.bytes_written
+    state.nbytes = result.bytes_written
     if as_json:
         _common.print_json(result.to_json())
     else:

@@ -59,10 +59,11 @@ def init(
         except ObjectNotFoundError:
             pass
     password = read_new_password(_common.password_options(s), prompt=terminal_prompt, for_init=True)
-    _common.remember_secret(password)
+    state = _common.run_state(ctx)
+    _common.remember_secret(state, password)
     # The recovery key file is written before the vault exists, so a file that can't be written leaves no
     # vault behind that lacks the key the user asked for.
-    key = _common.new_recovery_key(recovery_key, backend.location) if recovery_key is not None else None
+    key = _common.new_recovery_key(state, recovery_key, backend.location) if recovery_key is not None else None
     try:
         repo = Repository.create(backend, password, params, POLICY_EXPLICIT if explicit else POLICY_DEFAULT)
         slot = repo.keys.add_recovery(repo.key, key) if key is not None else None

@@ -21,14 +21,15 @@ NewPwOpt = Annotated[
 @key_app.callback()
 def _key_group(ctx: typer.Context) -> None:
     """Several passwords (and recovery keys) for one vault."""
-    _common.STATE.command = f"key {ctx.invoked_subcommand}"
+    _common.run_state(ctx).command = f"key {ctx.invoked_subcommand}"
 
 
-def _new_password(s: _common.Settings, new_password_file: str | None) -> bytes:
+def _new_password(ctx: typer.Context, new_password_file: str | None) -> bytes:
     from vault.passwords import read_new_password, terminal_prompt
 
+    s = _common.settings(ctx)
     pw = read_new_password(_common.password_options(s, new_password_file), prompt=terminal_prompt)
-    _common.remember_secret(pw)
+    _common.remember_secret(_common.run_state(ctx), pw)
     return pw
 
 
@@ -51,11 +52,11 @@ def passwd(ctx: typer.Context, new_password_file: NewPwOpt = None) -> None:
     from vault.errors import UsageError
 
     s = _common.settings(ctx)
-    repo = _common.open_repo(s, lock="exclusive")
+    repo = _common.open_repo(ctx, lock="exclusive")
     if repo.slot.policy == POLICY_RECOVERY:  # before asking for a new password that could not be used
         raise UsageError("the vault was opened with a recovery key, which has no password to change",
                          hint="add a password with `vault key add`; the recovery key keeps working")
-    new = _new_password(s, new_password_file)
+    new = _new_password(ctx, new_password_file)
     params, _ = _new_slot_settings(repo)
     repo.keys.replace(repo.slot, repo.key, new, params)
     _common.say(s, f"password of key {repo.slot.slot_id} changed")
@@ -75,13 +76,13 @@ def key_add(
     Example: VAULT_NEW_PASSWORD=... vault key add   |   vault key add --recovery ~/vault-recovery.txt
     """
     s = _common.settings(ctx)
-    repo = _common.open_repo(s, lock="exclusive")
+    repo = _common.open_repo(ctx, lock="exclusive")
     if recovery_file is not None:
-        key = _common.new_recovery_key(recovery_file, repo.backend.location)
+        key = _common.new_recovery_key(_common.run_state(ctx), recovery_file, repo.backend.location)
         slot = repo.keys.add_recovery(repo.key, key)
         _common.say(s, f"added recovery key {slot.slot_id}, written to {recovery_file}: print it, keep it offline")
         return
-    new = _new_password(s, new_password_file)
+    new = _new_password(ctx, new_password_file)
     params, policy = _new_slot_settings(repo)
     slot = repo.keys.add(repo.key, new, params, policy)
     _common.say(s, f"added key {slot.slot_id}")
@@ -96,8 +97,7 @@ def key_list(
 
     Example: vault key list --json
     """
-    s = _common.settings(ctx)
-    repo = _common.open_repo(s)
+    repo = _common.open_repo(ctx)
     rows = sorted(
         (
             slot.public_info(repo.key, repo.vault_id) | {"current": slot.slot_id == repo.slot.slot_id}
@@ -122,7 +122,7 @@ def key_remove(ctx: typer.Context, key_id: Annotated[str, typer.Argument(metavar
     Example: vault key remove 3fa2c81b04d1e2f3
     """
     s = _common.settings(ctx)
-    repo = _common.open_repo(s, lock="exclusive")
+    repo = _common.open_repo(ctx, lock="exclusive")
     repo.keys.remove(key_id)
     _common.say(s, f"removed key {key_id}")
 
@@ -145,15 +145,15 @@ def rekey(
     from vault.ops.rekey import rekey as _rekey
 
     s = _common.settings(ctx)
-    repo, password = _common.open_repo_with_password(s, lock="exclusive")
-    lock = _common.STATE.lock
-    with _common.pipeline(s) as pipe, progress.bar(s, "rekey", None) as advance:
+    session = _common.open_session(ctx, lock="exclusive")
+    lock = session.lock
+    with progress.bar(s, "rekey", None) as advance:
         report = _rekey(
-            repo, password, pipe, reencrypt,
+            session.repo, session.password, session.pipeline, reencrypt,
             refresh_lock=lock.refresh if lock is not None else None,
             on_total=advance.set_total, on_progress=advance,
         )
-    _common.STATE.nbytes = report.bytes_written
+    _common.run_state(ctx).nbytes = report.bytes_written
     if as_json:
         _common.print_json(report.to_json())
         return

@@ -10,7 +10,7 @@ from vault.cli import _common, progress
 
 if TYPE_CHECKING:
     from vault.ops.check import CheckReport
-    from vault.repo.repository import Repository
+    from vault.session import Session
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on standard output.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")]
@@ -29,13 +29,14 @@ def check(
     from vault.ops.check import check as _check
 
     s = _common.settings(ctx)
-    repo = _common.open_repo(s, lock="shared")
-    with _common.pipeline(s) as pipe, progress.bar(s, "check", None) as advance:
+    session = _common.open_session(ctx, lock="shared")
+    repo = session.repo
+    with progress.bar(s, "check", None) as advance:
         if read_data:
             advance.set_total(repo.stored_bytes())
-        report = _check(repo, pipe, read_data, on_progress=advance)
-    _witnessed_problems(repo, report)
-    _common.STATE.nbytes = report.bytes_read
+        report = _check(repo, session.pipeline, read_data, on_progress=advance)
+    _witnessed_problems(session, report)
+    _common.run_state(ctx).nbytes = report.bytes_read
     if as_json:
         _common.print_json(report.to_json())
     else:
@@ -47,7 +48,7 @@ def check(
             what = f", {report.blobs_read} blobs read and verified" if read_data else ""
             _common.say(s, f"no problems found: {report.versions} version(s), {report.packs} pack(s){what}")
     if not report.ok:
-        replayed = _common.STATE.witnessed is not None and _common.STATE.witnessed.replayed
+        replayed = session.findings.replayed
         hint = "`vault repair` rebuilds what can be rebuilt"
         if replayed:
             hint = ("unless you put an older copy of the storage back yourself, remove each replayed version with "
@@ -55,14 +56,12 @@ def check(
         raise IntegrityError(f"check found {len(report.problems)} problem(s)", hint=hint)
 
 
-def _witnessed_problems(repo: Repository, report: CheckReport) -> None:
+def _witnessed_problems(session: Session, report: CheckReport) -> None:
     """What this machine remembers (vault.witness): a record removed earlier and back is a problem (a replay);
     records seen here and gone are a note (another machine's rm, or a deletion or rollback)."""
-    found = _common.STATE.witnessed
-    if found is None:
-        return
+    found = session.findings
     if found.replayed:
-        labels = {r.record_id: f"{r.item} version {r.version}" for r in repo.records()}
+        labels = {r.record_id: f"{r.item} version {r.version}" for r in session.repo.records()}
         for name in found.replayed:
             what = labels.get(name, f"version record versions/{name[:10]}")
             report.problems.append(f"{what}: its record was removed earlier and is back (the storage replayed it)")
@@ -78,11 +77,10 @@ def repair(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     from vault.ops.repair import repair as _repair
 
     s = _common.settings(ctx)
-    repo = _common.open_repo(s, lock="exclusive")
-    with _common.pipeline(s) as pipe:
-        report = _repair(repo, pipe)
+    session = _common.open_session(ctx, lock="exclusive")
+    report = _repair(session.repo, session.pipeline)
     for action in report.actions:
-        _common.STATE.recovery(action)
+        _common.run_state(ctx).recovery(action)
     if as_json:
         _common.print_json(report.to_json())
         return
@@ -112,7 +110,7 @@ def forget(
     s = _common.settings(ctx)
     policy = Policy(keep_last, keep_daily, keep_weekly, keep_monthly)
     policy.check()
-    repo = _common.open_repo(s, lock=None if dry_run else "exclusive")
+    repo = _common.open_repo(ctx, lock=None if dry_run else "exclusive")
     report = _forget(repo, list(names or []), policy, dry_run)
     if as_json:
         _common.print_json(report.entries)
@@ -132,9 +130,9 @@ def prune(ctx: typer.Context, dry_run: DryRunOpt = False, as_json: JsonOpt = Fal
     from vault.ops.retention import prune as _prune
 
     s = _common.settings(ctx)
-    repo = _common.open_repo(s, lock="exclusive")
-    with _common.pipeline(s) as pipe, progress.bar(s, "prune", None) as advance:
-        report = _prune(repo, pipe, dry_run, on_total=advance.set_total, on_progress=advance)
+    session = _common.open_session(ctx, lock="exclusive")
+    with progress.bar(s, "prune", None) as advance:
+        report = _prune(session.repo, session.pipeline, dry_run, on_total=advance.set_total, on_progress=advance)
     if as_json:
         _common.print_json(report.to_json())
         return

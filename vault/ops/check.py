@@ -15,7 +15,6 @@ from vault import format as fmt
 from vault.errors import IntegrityError, ObjectNotFoundError, StorageError
 from vault.pipeline.runner import Pipeline
 from vault.repo.catalog import VersionRecord, load_records
-from vault.repo.index import load_index
 from vault.repo.packs import load_pack, read_pack_header, verify_blobs
 from vault.repo.repository import Repository
 from vault.repo.walk import collect
@@ -93,10 +92,7 @@ def check(
         repo.backend, repo.key, repo.vault_id,
         on_error=lambda h, exc: report.problems.append(f"version record {h}: {exc}"),
     )
-    repo._index = load_index(
-        repo.backend, repo.key, repo.vault_id,
-        on_error=lambda h, exc: report.problems.append(f"index object {h}: {exc}"),
-    )
+    repo.index_from_storage(on_error=lambda h, exc: report.problems.append(f"index object {h}: {exc}"))
     report.versions = len(records)
     refs = collect(repo, records)
     for rec in records:

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vault import format as fmt
-from vault import witness
 from vault.errors import NotFoundError
 from vault.names import check_name
 from vault.ops.get import resolve
@@ -103,9 +102,7 @@ def remove(repo: Repository, name: str, version: int | None) -> list[VersionReco
         recs = [r for r in recs if r.version == version]
         if not recs:
             raise NotFoundError(f"{name!r} has no version {version}")
-    witness.removing([rec.record_id for rec in recs])
-    for rec in recs:
-        repo.backend.remove(rec.handle)
+    repo.remove_records([rec.record_id for rec in recs])
     return recs
 
 

@@ -396,7 +396,7 @@ class Putter:
                 bytes_added=src.bytes_added,
                 host=socket.gethostname(),
             )
-            record = catalog.commit_record(self.repo.backend, self.repo.key, self.repo.vault_id, record)
+            record = self.repo.commit_record(record)
             results.append(
                 PutResult(
                     src.name, record.version, root.type, files, src.bytes_read, src.bytes_added, src.skipped, size

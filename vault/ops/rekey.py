@@ -35,14 +35,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vault import format as fmt
-from vault import witness
 from vault.crypto.keys import POLICY_RECOVERY
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.ops.check import check
 from vault.pipeline.runner import Pipeline
 from vault.repo import catalog
 from vault.repo.config import CONFIG_HANDLE
-from vault.repo.index import load_index, write_index
 from vault.repo.objects import object_generation
 from vault.repo.packs import load_pack, parse_pack_header, verify_blobs
 from vault.repo.repack import copy_blobs
@@ -87,7 +85,7 @@ def rekey(
     report = RekeyReport()
     # Reading every index object and record first refuses a key that predates a later rekey (UnknownGeneration):
     # rotating from its keyring would reuse a generation number and drop the key of data sealed under it.
-    repo._index = load_index(repo.backend, repo.key, repo.vault_id)
+    repo.index_from_storage()
     repo.records()
     report.resumed = reencrypt and repo.key.reencrypt_pending
     if not report.resumed:
@@ -152,11 +150,7 @@ def _reencrypt(
     if on_total is not None:
         on_total(sum(sizes.get(p.pack_id.hex(), 0) for p in sources))
 
-    def checkpoint(pack: fmt.IndexedPack) -> None:
-        write_index(backend, repo.key, repo.vault_id, [pack], checkpoint=True)
-        index.add_pack(pack.pack_id, pack.entries, pack.generation)
-
-    copied = copy_blobs(repo, pipeline, sources, on_progress, on_pack=checkpoint)
+    copied = copy_blobs(repo, pipeline, sources, on_progress, on_pack=repo.save_checkpoint)
     # Read every new pack back before anything old is deleted: a pack the store damaged or lost on the way
     # must stop the job while the old copies still exist.
     for pack in copied.packs:
@@ -173,19 +167,12 @@ def _reencrypt(
     merged = index.indexed_packs()
     if any(p.generation != current for p in merged):  # copy_blobs raised for anything it could not copy
         raise IntegrityError("blobs under an older key generation remain after re-encryption")
-    old_objects = [o.handle for o in backend.list(Kind.INDEX)]
-    keep = write_index(backend, repo.key, repo.vault_id, merged)
-    for handle in old_objects:
-        with contextlib.suppress(ObjectNotFoundError):
-            backend.remove(handle)
-    listed = {p.pack_id.hex() for p in merged}
-    for info in backend.list(Kind.DATA):
-        if info.handle.name not in listed:
-            with contextlib.suppress(ObjectNotFoundError):
-                backend.remove(info.handle)
-            report.packs_deleted += 1
-    repo._index = None
-    log.info("re-encrypted %d pack(s) into %d; index object %s", len(sources), len(copied.packs), keep)
+    repo.reindex(merged)
+    listed = {p.pack_id for p in merged}
+    unlisted = [p for p in (bytes.fromhex(o.handle.name) for o in backend.list(Kind.DATA)) if p not in listed]
+    repo.delete_packs(unlisted)
+    report.packs_deleted += len(unlisted)
+    log.info("re-encrypted %d pack(s) into %d", len(sources), len(copied.packs))
 
     # 3. Version records.
     loaded = []
@@ -196,13 +183,12 @@ def _reencrypt(
     for record, generation in loaded:
         if generation == current:
             continue
-        if _content(record) not in done:  # a rerun may have written the copy already
-            copy = dataclasses.replace(record, record_id=catalog.new_record_id())
-            catalog.write_record(backend, repo.key, repo.vault_id, copy)
-            done.add(_content(record))
-            report.records_rewritten += 1
-        witness.removing([record.record_id])
-        backend.remove(record.handle)
+        if _content(record) in done:  # a rerun wrote the copy already
+            repo.remove_records([record.record_id])
+            continue
+        repo.replace_record(record)  # sealed again under the current generation, then the old one goes
+        done.add(_content(record))
+        report.records_rewritten += 1
 
     # Locks left by processes that died under an older generation become unreadable once it is dropped; a later
     # locker removes them as damage (Keyring.get: an older generation is never "newer data"), so none is swept

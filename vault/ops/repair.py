@@ -14,17 +14,13 @@ Runs under the exclusive lock, so no put is in flight and everything unreference
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 
 from vault import format as fmt
-from vault import witness
-from vault.errors import IntegrityError, ObjectNotFoundError, UnknownGenerationError
+from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.pipeline.runner import Pipeline
 from vault.repo import catalog
-from vault.repo.index import Index, write_index
 from vault.repo.packs import load_pack, parse_pack_header, verify_blobs
 from vault.repo.repository import Repository
 from vault.repo.walk import collect
@@ -55,7 +51,6 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
     # -- index from verified packs -------------------------------------------------------------------------
     pack_infos = list(backend.list(Kind.DATA))
     sizes = {i.handle.name: i.size for i in pack_infos}
-    index = Index()
     readable: list[fmt.IndexedPack] = []
     damaged_blobs = 0
     for name, generation, good, bad, error in pipeline.ordered(
@@ -67,17 +62,12 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
         if bad:
             damaged_blobs += bad
             report.actions.append(f"pack <data/{name[:10]}>: {bad} damaged blob(s) left out of the index")
-        index.add_pack(bytes.fromhex(name), good, generation)
         readable.append(fmt.IndexedPack(bytes.fromhex(name), generation, good))
-    old_index = [i.handle for i in backend.list(Kind.INDEX)]
-    new_handle = write_index(backend, repo.key, repo.vault_id, readable) if readable else None
-    for h in old_index:
-        with contextlib.suppress(ObjectNotFoundError):
-            backend.remove(h)
-    repo._index = index
+    old_objects = sum(1 for _ in backend.list(Kind.INDEX))
+    repo.reindex(readable)
     report.actions.append(
-        f"rebuilt the index from {len(readable)} verified pack(s) ({len(index)} blobs), replacing "
-        f"{len(old_index)} index object(s)"
+        f"rebuilt the index from {len(readable)} verified pack(s) ({len(repo.index)} blobs), replacing "
+        f"{old_objects} index object(s)"
     )
 
     # -- version records -----------------------------------------------------------------------------------
@@ -85,9 +75,8 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
     records = catalog.load_records(
         backend, repo.key, repo.vault_id, on_error=lambda h, exc: broken_records.append(h)
     )
-    witness.removing([h.name for h in broken_records])
+    repo.remove_records([h.name for h in broken_records])
     for h in broken_records:
-        backend.remove(h)
         report.actions.append(f"removed version record {h}: it failed authentication")
 
     refs = collect(repo, records)
@@ -98,13 +87,7 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
             report.damaged_versions.append(label)
         if lost == rec.damaged:
             continue
-        # Records are immutable: write the replacement first, then remove the old one.
-        catalog.write_record(
-            backend, repo.key, repo.vault_id,
-            dataclasses.replace(rec, record_id=catalog.new_record_id(), damaged=lost),
-        )
-        witness.removing([rec.record_id])
-        backend.remove(rec.handle)
+        repo.replace_record(rec, damaged=lost)  # records are immutable: a replacement, then the old one goes
         if lost:
             report.actions.append(f"marked {label} as damaged: {len(lost)} path(s) lost")
         else:
@@ -114,16 +97,10 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
     needed = refs.all
     unused = [p.pack_id for p in readable if not any(e.blob_id in needed for e in p.entries)]
     if unused:
-        keep = [p for p in readable if p.pack_id not in set(unused)]
-        replacement = write_index(backend, repo.key, repo.vault_id, keep) if keep else None
-        if new_handle is not None:
-            backend.remove(new_handle)
-        new_handle = replacement
-        for pid in unused:
-            name = pid.hex()
-            with contextlib.suppress(ObjectNotFoundError):
-                backend.remove(Handle(Kind.DATA, name))
-            report.bytes_freed += sizes.get(name, 0)
+        gone = set(unused)
+        repo.reindex([p for p in readable if p.pack_id not in gone])
+        repo.delete_packs(unused)
+        report.bytes_freed += sum(sizes.get(pid.hex(), 0) for pid in unused)
         report.actions.append(
             f"removed {len(unused)} pack(s) that no version references ({report.bytes_freed} bytes)"
         )
@@ -136,8 +113,6 @@ def _verify_pack(repo: Repository, name: str) -> tuple[str, int, list[fmt.BlobEn
     try:
         data = load_pack(repo.backend, name)
         header = parse_pack_header(lambda o, n: data[o : o + n], len(data), repo.key, repo.vault_id, name)
-    except UnknownGenerationError:
-        raise  # the opening key predates a rekey: rebuilding the index without this pack would lose it
     except (IntegrityError, ObjectNotFoundError) as exc:
         return name, 0, [], 0, str(exc)
     good, bad = verify_blobs(repo.key, repo.vault_id, name, data, header.entries, header.generation)

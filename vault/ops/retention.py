@@ -12,23 +12,20 @@ crash harmless: new packs, then the new index, then old index objects go, then o
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from vault import format as fmt
-from vault import witness
-from vault.errors import IntegrityError, NotFoundError, ObjectNotFoundError, UsageError
+from vault.errors import IntegrityError, NotFoundError, UsageError
 from vault.names import check_name
 from vault.pipeline.runner import Pipeline
 from vault.repo.catalog import VersionRecord
-from vault.repo.index import write_index
 from vault.repo.repack import copy_blobs
 from vault.repo.repository import Repository
 from vault.repo.walk import collect
-from vault.storage.base import Handle, Kind
+from vault.storage.base import Kind
 
 REPACK_THRESHOLD = 0.5
 
@@ -104,9 +101,7 @@ def forget(repo: Repository, names: list[str], policy: Policy, dry_run: bool) ->
                  "action": "keep" if keep else "drop", "reasons": reasons[r.record_id]}
             )
             if not keep and not dry_run:
-                witness.removing([r.record_id])
-                with contextlib.suppress(ObjectNotFoundError):
-                    repo.backend.remove(r.handle)
+                repo.remove_records([r.record_id])
     return report
 
 
@@ -199,14 +194,8 @@ def prune(
     written = copied.packs
     report.packs_written, report.bytes_written = len(written), copied.bytes_written
     if delete or repack or orphans or len(repo.index.index_names) > 1:
-        old_index = [o.handle for o in backend.list(Kind.INDEX)]
-        write_index(backend, repo.key, repo.vault_id, keep + written)
-        for h in old_index:
-            with contextlib.suppress(ObjectNotFoundError):
-                backend.remove(h)
-    for pack_id in delete + orphans + repacked:
-        with contextlib.suppress(ObjectNotFoundError):
-            backend.remove(Handle(Kind.DATA, pack_id.hex()))
+        repo.reindex(keep + written)
+    repo.delete_packs(delete + orphans + repacked)
     return report
 
 

@@ -6,19 +6,14 @@ and a size. Listing items means reading every record, so everything the user cal
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import os
-import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from vault import format as fmt
-from vault import witness
 from vault.crypto.keys import Keyring
-from vault.errors import IntegrityError, ObjectNotFoundError, UnknownGenerationError
+from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.objects import object_generation, open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind
 
@@ -110,8 +105,6 @@ def load_records(
             records.append(load_record(backend, key, vault_id, info.handle))
         except ObjectNotFoundError:
             continue  # removed (rm, forget) between listing and reading
-        except UnknownGenerationError:
-            raise  # the opening key predates a rekey: never damage to skip (repair would remove the record)
         except IntegrityError as exc:
             if on_error is None:
                 raise
@@ -126,28 +119,3 @@ def write_record(backend: Backend, key: Keyring, vault_id: bytes, record: Versio
 
 def new_record_id() -> str:
     return os.urandom(fmt.ID_SIZE).hex()
-
-
-def commit_record(backend: Backend, key: Keyring, vault_id: bytes, record: VersionRecord) -> VersionRecord:
-    """Write a version record, then make sure no other record of the item holds the same number.
-
-    Two puts of one item at the same time may both pick ``max + 1``. After writing, we look again; if another
-    record has our number we move ours to a fresh ``max + 1`` (write the new record, then delete ours). Both
-    racers may move, which leaves a gap in the numbers but never two versions with one number once both have
-    returned; random pauses break repeated ties.
-    """
-    write_record(backend, key, vault_id, record)
-    for _ in range(8):
-        mine = [r for r in load_records(backend, key, vault_id) if r.item == record.item]
-        if not any(r.version == record.version and r.record_id != record.record_id for r in mine):
-            return record
-        time.sleep(secrets.randbelow(200) / 1000)
-        moved = dataclasses.replace(
-            record, record_id=new_record_id(), version=max(r.version for r in mine) + 1
-        )
-        write_record(backend, key, vault_id, moved)
-        witness.removing([record.record_id])
-        with contextlib.suppress(ObjectNotFoundError):
-            backend.remove(record.handle)
-        record = moved
-    return record

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from vault import format as fmt
 from vault.crypto.keys import Keyring
-from vault.errors import IntegrityError, ObjectNotFoundError, UnknownGenerationError
+from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.objects import object_generation, open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind
 
@@ -102,8 +102,6 @@ def load_index(
             packs = fmt.decode_index(plain, f"index object {info.handle}", with_generations)
         except ObjectNotFoundError:
             continue  # merged away by a concurrent put's finish(); its entries are in the merged object
-        except UnknownGenerationError:
-            raise  # the opening key predates a rekey: never damage to skip (repair would drop the object)
         except IntegrityError as exc:
             if on_error is None:
                 raise

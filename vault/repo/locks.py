@@ -182,10 +182,8 @@ def _first_conflict(
             info = read_lock(repo, obj.handle)
         except ObjectNotFoundError:
             continue  # released while we looked
-        except UnknownGenerationError:
-            # Written under a key generation newer than ours: a live holder with a current key, maybe. Never
-            # remove it; our key can't read this vault's newer data anyway.
-            raise
+        # UnknownGenerationError (sealed under a generation newer than ours: a live holder with a current
+        # key, maybe) is not damage and propagates: never remove such a lock; our key can't read newer data.
         except IntegrityError:
             # Every real holder shares our master key, and saves are atomic, so a lock that fails
             # authentication was never written by vault: it protects nothing and would block forever.

@@ -127,7 +127,8 @@ def verify_blobs(
 ) -> tuple[list[fmt.BlobEntry], list[fmt.BlobEntry]]:
     """Authenticate, decompress and re-hash every listed blob of a pack already in memory (``load_pack``),
     sealed under key ``generation``. Returns the entries that verify and those that do not; raises nothing for
-    a damaged blob (nor for a generation the keyring lacks: every blob is then reported bad)."""
+    a damaged blob. UnknownGenerationError when the keyring lacks ``generation`` (not damage: nothing is
+    reported bad for it)."""
     good, bad = [], []
     for e in entries:
         what = f"blob {e.blob_id.hex()[:10]} in pack {Handle(Kind.DATA, name)}"

@@ -30,7 +30,7 @@ def copy_blobs(
     pipeline: Pipeline,
     sources: Sequence[fmt.IndexedPack],
     on_progress: Callable[[int], None] | None = None,
-    on_pack: Callable[[fmt.IndexedPack], None] | None = None,
+    on_pack: Callable[[fmt.IndexedPack], object] | None = None,
 ) -> CopyResult:
     """Copy the blobs each source lists (once each) into new packs under the current key generation.
 

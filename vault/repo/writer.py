@@ -10,10 +10,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 
 from vault import format as fmt
-from vault.errors import ObjectNotFoundError
 from vault.pipeline.runner import Pipeline
 from vault.repo.blobs import SealedBlob, seal_blob
-from vault.repo.index import write_index
 from vault.repo.packs import PackBuilder
 from vault.repo.repository import Repository
 from vault.storage.base import Handle, Kind, save_parts, saves_parts
@@ -115,14 +113,12 @@ class BlobWriter:
     def _upload(self, pack: fmt.IndexedPack, parts: list[bytes]) -> Handle:
         """On the I/O pool: store the pack, then at once a one-pack index object for it (a checkpoint), so
         a rerun after a crash finds and reuses its blobs. finish() folds the checkpoints into one object."""
-        backend, key, vault_id = self.repo.backend, self.repo.key, self.repo.vault_id
-        save_parts(backend, Handle(Kind.DATA, pack.pack_id.hex()), parts)
-        return write_index(backend, key, vault_id, [pack], checkpoint=True)
+        save_parts(self.repo.backend, Handle(Kind.DATA, pack.pack_id.hex()), parts)
+        return self.repo.save_checkpoint(pack)
 
     def _complete_one(self) -> None:
         fut, pack = self._uploads.popleft()
         self._checkpoints.append(fut.result())  # re-raises the upload's StorageError
-        self.repo.index.add_pack(pack.pack_id, pack.entries, pack.generation)
         self._written.append(pack)
 
     def finish(self) -> None:
@@ -132,12 +128,9 @@ class BlobWriter:
         while self._uploads:
             self._complete_one()
         if self._checkpoints:
-            write_index(self.repo.backend, self.repo.key, self.repo.vault_id, self._written)
-            # The merged object is durable; the checkpoints now say nothing it doesn't. A checkpoint that is
+            # Once the merged object is durable the checkpoints say nothing it doesn't. A checkpoint that is
             # still there later was left by a put that died (see adopt_checkpoints).
-            for handle in self._checkpoints:
-                with contextlib.suppress(ObjectNotFoundError):
-                    self.repo.backend.remove(handle)
+            self.repo.commit_packs(self._written, retire=self._checkpoints)
         self._checkpoints = []
         self._written = []
 

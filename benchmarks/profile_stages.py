@@ -591,7 +591,7 @@ def cmd_pyspy(args: argparse.Namespace) -> int:
         by_name[f.name].append(f)
 
     def source_line(frame: str) -> str:
-        # py-spy names a file "vault/ops/get.py" or, for some frames, just "get.py".
+        # py-spy names a file "vault/restore/files.py" or, for some frames, just "files.py".
         m = re.search(r"\(([\w./-]+\.py):(\d+)\)$", frame)
         if not m:
             return ""

@@ -186,7 +186,7 @@ def get(
 
     Example: vault get photos/2020 -o /tmp/restore   |   vault get db.sql -o - | psql
     """
-    from vault.ops.get import RestoreFailed, Restorer, destination, resolve
+    from vault.restore import RestoreFailed, Restorer, destination, resolve
 
     s = _common.settings(ctx)
     repo = _common.open_repo(s, lock="shared")

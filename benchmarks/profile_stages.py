@@ -236,10 +236,10 @@ def install() -> None:
 
     os.fdopen = fdopen  # type: ignore[assignment]
     try:
-        import vault.ops.put as put
+        from vault.archive import store
 
-        patch(put.Putter, "add_path", "scan tree (stat, previous version)")
-        patch(put.Putter, "_node", "build trees")
+        patch(store.Putter, "add_path", "scan tree (stat, previous version)")
+        patch(store.Putter, "_node", "build trees")
     except (ImportError, AttributeError):
         pass
 

@@ -14,7 +14,7 @@ import typer
 from vault.cli import _common, progress
 
 if TYPE_CHECKING:
-    from vault.ops.put import PutResult, Putter
+    from vault.archive import PutResult, Putter
     from vault.repo.repository import Repository
 
 
@@ -44,9 +44,9 @@ def put(
 
     Example: vault put ~/Documents --exclude '*.tmp'   |   vault put --stdin-from-command 'pg_dump db' --name db.sql
     """
+    from vault.archive import Putter
     from vault.errors import NotFoundError, PartialError, UsageError
     from vault.excludes import Excluder, read_exclude_file
-    from vault.ops.put import Putter
 
     s = _common.settings(ctx)
     paths = list(paths or [])

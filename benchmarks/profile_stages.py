@@ -236,10 +236,10 @@ def install() -> None:
 
     os.fdopen = fdopen  # type: ignore[assignment]
     try:
-        import vault.ops.put as put
+        from vault.archive import store
 
-        patch(put.Putter, "add_path", "scan tree (stat, previous version)")
-        patch(put.Putter, "_node", "build trees")
+        patch(store.Putter, "add_path", "scan tree (stat, previous version)")
+        patch(store.Putter, "_node", "build trees")
     except (ImportError, AttributeError):
         pass
 
@@ -591,7 +591,7 @@ def cmd_pyspy(args: argparse.Namespace) -> int:
         by_name[f.name].append(f)
 
     def source_line(frame: str) -> str:
-        # py-spy names a file "vault/ops/get.py" or, for some frames, just "get.py".
+        # py-spy names a file "vault/restore/files.py" or, for some frames, just "files.py".
         m = re.search(r"\(([\w./-]+\.py):(\d+)\)$", frame)
         if not m:
             return ""

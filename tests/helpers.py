@@ -277,8 +277,8 @@ class ChunkPlace:
 def chunk_places(vault_dir: Path, name: str, password: str = PASSWORD) -> list[ChunkPlace]:
     """Where the chunks of file ``name`` (an item or a path inside one; latest version) are, in order."""
     from vault import format as fmt
-    from vault.ops.get import resolve
     from vault.repo.repository import Repository
+    from vault.restore import resolve
     from vault.storage.local import LocalBackend
 
     repo = Repository.open(LocalBackend(vault_dir), password.encode(), rehash=False)

@@ -23,11 +23,11 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from vault.errors import UnknownGenerationError, UsageError, VaultLockedError
 
 if TYPE_CHECKING:
-    from vault.ops.get import GetResult
-    from vault.ops.put import PutResult
+    from vault.archive import PutResult, Putter
     from vault.pipeline.runner import Pipeline
     from vault.repo.locks import Lock
     from vault.repo.repository import Repository
+    from vault.restore import GetResult
     from vault.storage.base import Backend
     from vault.witness import Findings, Witness
 
@@ -116,8 +116,8 @@ class Session:
         """Store files and directories, each as a new version of the item named after it (``name`` renames the
         one PATH given). Unreadable files are skipped and listed in each result's ``skipped``. Needs a lock.
         Raises NotFoundError (a missing PATH), UsageError, StorageError, IntegrityError."""
+        from vault.archive import Putter
         from vault.excludes import Excluder
-        from vault.ops.put import Putter
 
         if not paths:
             raise UsageError("nothing to store: give one or more paths")
@@ -132,14 +132,14 @@ class Session:
 
     def put_stream(self, stream: IO[bytes], name: str, compression: int = 3) -> PutResult:
         """Store a binary stream (read to its end) as a new version of the file item ``name``."""
-        from vault.ops.put import Putter
+        from vault.archive import Putter
 
         self._need_lock("put")
         putter = Putter(self.repo, self.pipeline, level=compression)
         self.adopt_interrupted(putter)
         return putter.commit([putter.add_stream(stream, name)])[0]
 
-    def adopt_interrupted(self, putter: Any) -> int:
+    def adopt_interrupted(self, putter: Putter) -> int:
         """Checkpoints in the index while no other process holds a lock belong to puts that died: ``putter``
         reuses their data (dedup already does) and folds their packs into its own index. Returns how many
         packs it adopted (also noted in :attr:`notes`)."""
@@ -156,7 +156,7 @@ class Session:
         """Restore the item (or the path inside an item) ``name`` to ``dest`` (default ``./basename(name)``;
         an existing directory gets it inside). Raises NotFoundError, ConflictError (``dest`` exists and not
         ``force``), IntegrityError (damaged data; nothing unauthenticated is written), StorageError."""
-        from vault.ops.get import Restorer, destination, resolve
+        from vault.restore import Restorer, destination, resolve
 
         record, node, _ = resolve(self.repo, name, version)
         target = destination(name, node, None if dest is None else str(dest))
@@ -165,7 +165,7 @@ class Session:
     def read(self, name: str, *, version: int | None = None) -> Iterable[bytes]:
         """The contents of the file ``name``, chunk by chunk, each authenticated before it is yielded (a
         damaged chunk raises IntegrityError where it would have been)."""
-        from vault.ops.get import Restorer, resolve
+        from vault.restore import Restorer, resolve
 
         _, node, _ = resolve(self.repo, name, version)
         if node.type != "file":

@@ -28,12 +28,12 @@ from support import CHEAP, PASSWORD, VaultCli
 from vault import format as fmt
 from vault.crypto.keys import POLICY_EXPLICIT
 from vault.errors import VaultError
-from vault.ops.get import Restorer, resolve
 from vault.pipeline.runner import Pipeline
 from vault.repo import catalog
 from vault.repo.repository import Repository
 from vault.repo.tree import Node, encode_tree
 from vault.repo.writer import BlobWriter
+from vault.restore import Restorer, resolve
 from vault.storage.local import LocalBackend
 
 

@@ -1,5 +1,5 @@
 """Tree restores write their files without an fsync each, make them durable in batches (syncfs) and only then
-rename them into place (vault/ops/get.py, "tree restores"). These tests run ``Restorer.restore`` in-process
+rename them into place (vault/restore/directory.py, "tree restores"). These tests run ``Restorer.restore`` in-process
 with small batch sizes, so that one small tree goes through many batches, both pools, the syncfs path and the
 fsync-per-file fallback; and they break it at each step to check that no temporary file survives a failure
 and that nothing appears under a final name before it is durable.
@@ -17,10 +17,9 @@ import pytest
 from support import PASSWORD, VaultCli
 
 from vault.errors import StorageError, VaultError
-from vault.ops import get
-from vault.ops.get import Restorer, resolve
 from vault.pipeline.runner import Pipeline
 from vault.repo.repository import Repository
+from vault.restore import GetResult, Restorer, directory, durability, resolve
 from vault.storage.local import LocalBackend
 
 T = 1_600_000_000 * 10**9 + 123_456_789
@@ -83,15 +82,15 @@ def stored(vault: VaultCli, tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(get, "SMALL_FILE_BYTES", 4000)  # the g*.bin files above 4000 bytes take the I/O pool
-    monkeypatch.setattr(get, "SMALL_BATCH_FILES", 3)
-    monkeypatch.setattr(get, "SMALL_BATCH_BYTES", 5000)
-    monkeypatch.setattr(get, "SYNC_BATCH_FILES", 5)
-    monkeypatch.setattr(get, "SYNC_BATCH_BYTES", 20_000)
-    monkeypatch.setattr(get, "SYNC_BATCH_DIRS", 2)
+    monkeypatch.setattr(directory, "SMALL_FILE_BYTES", 4000)  # the g*.bin files above 4000 bytes take the I/O pool
+    monkeypatch.setattr(directory, "SMALL_BATCH_FILES", 3)
+    monkeypatch.setattr(directory, "SMALL_BATCH_BYTES", 5000)
+    monkeypatch.setattr(directory, "SYNC_BATCH_FILES", 5)
+    monkeypatch.setattr(directory, "SYNC_BATCH_BYTES", 20_000)
+    monkeypatch.setattr(directory, "SYNC_BATCH_DIRS", 2)
 
 
-def _restore(vault: VaultCli, dest: Path, force: bool = False, threads: int = 2) -> get.GetResult:
+def _restore(vault: VaultCli, dest: Path, force: bool = False, threads: int = 2) -> GetResult:
     repo = Repository.open(LocalBackend(vault.vault_path), PASSWORD.encode(), rehash=False)
     record, node, _ = resolve(repo, "src", None)
     with Pipeline(threads) as pipe:
@@ -108,17 +107,17 @@ def test_batched_restore_gives_the_same_tree(
     fsynced: list[int] = []
     real_fsync = os.fsync
     if syncfs:
-        if get._SYNCFS is None:
+        if durability._SYNCFS is None:
             pytest.skip("no syncfs(2) here")
-        real_syncfs = get._SYNCFS
+        real_syncfs = durability._SYNCFS
 
         def counting_syncfs(fd: int) -> None:
             syncs.append(fd)
             real_syncfs(fd)
 
-        monkeypatch.setattr(get, "_SYNCFS", counting_syncfs)
+        monkeypatch.setattr(durability, "_SYNCFS", counting_syncfs)
     else:
-        monkeypatch.setattr(get, "_SYNCFS", None)
+        monkeypatch.setattr(durability, "_SYNCFS", None)
     monkeypatch.setattr(os, "fsync", lambda fd: (fsynced.append(fd), real_fsync(fd))[1])
     dest = tmp_path / "out"
     result = _restore(vault, dest, threads=threads)
@@ -173,9 +172,9 @@ def test_a_failure_mid_restore_leaves_no_temporary_file(
         return fn
 
     if where == "syncfs":
-        if get._SYNCFS is None:
+        if durability._SYNCFS is None:
             pytest.skip("no syncfs(2) here")
-        monkeypatch.setattr(get, "_SYNCFS", after(2, get._SYNCFS))
+        monkeypatch.setattr(durability, "_SYNCFS", after(2, durability._SYNCFS))
     elif where == "rename":
         monkeypatch.setattr(os, "rename", after(7, os.rename))
     elif where == "write":
@@ -205,9 +204,9 @@ def test_a_failure_mid_restore_leaves_no_temporary_file(
 def test_no_file_is_renamed_into_place_before_it_is_durable(
     vault: VaultCli, stored: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_batches: None,
 ) -> None:
-    if get._SYNCFS is None:
+    if durability._SYNCFS is None:
         pytest.skip("no syncfs(2) here")
-    real_syncfs, real_rename, real_open = get._SYNCFS, os.rename, os.open
+    real_syncfs, real_rename, real_open = durability._SYNCFS, os.rename, os.open
     written: set[str] = set()  # temporary files created since the last syncfs
     durable: set[str] = set()
     early: list[str] = []
@@ -226,7 +225,7 @@ def test_no_file_is_renamed_into_place_before_it_is_durable(
             early.append(src)
         real_rename(src, dst, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(get, "_SYNCFS", syncfs)
+    monkeypatch.setattr(durability, "_SYNCFS", syncfs)
     monkeypatch.setattr(os, "open", open_)
     monkeypatch.setattr(os, "rename", rename)
     _restore(vault, tmp_path / "out")
@@ -241,7 +240,7 @@ def test_big_files_are_flushed_while_written(
 ) -> None:
     """A file of 3 MiB with FLUSH_EVERY_BYTES at 256 KiB: fdatasync runs during the write (on a
     thread of its own), and the result is the same file; alone or inside a tree."""
-    monkeypatch.setattr(get, "FLUSH_EVERY_BYTES", 256 << 10)
+    monkeypatch.setattr(durability, "FLUSH_EVERY_BYTES", 256 << 10)
     real = os.fdatasync
     calls: list[int] = []
     monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append(fd), real(fd))[1])
@@ -262,7 +261,7 @@ def test_big_files_are_flushed_while_written(
 def test_a_failed_flush_fails_the_file_and_leaves_nothing(
     vault: VaultCli, stored: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(get, "FLUSH_EVERY_BYTES", 256 << 10)
+    monkeypatch.setattr(durability, "FLUSH_EVERY_BYTES", 256 << 10)
 
     def eio(fd: int) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))

@@ -101,12 +101,12 @@ def test_everything_vault_writes_is_private_under_umask_0(cli: VaultCli, tmp_pat
 def test_a_restore_writes_its_temporary_file_0600_under_umask_0(tmp_path: Path) -> None:
     """The file being restored is private while it is written (a restore of a 0644 file takes its mode
     only once it is complete and verified, just before the rename)."""
-    from vault.ops import get
+    from vault import restore
     from vault.repo.tree import Node
 
     seen: list[tuple[str, int]] = []
 
-    class Probe(get.Restorer):
+    class Probe(restore.Restorer):
         def chunks(self, node: Node) -> Iterator[bytes]:
             for _ in range(3):
                 for name in os.listdir(tmp_path):

@@ -14,7 +14,7 @@ import typer
 from vault.cli import _common, progress
 
 if TYPE_CHECKING:
-    from vault.ops.put import PutResult
+    from vault.archive import PutResult
 
 
 def put(
@@ -43,9 +43,9 @@ def put(
 
     Example: vault put ~/Documents --exclude '*.tmp'   |   vault put --stdin-from-command 'pg_dump db' --name db.sql
     """
+    from vault.archive import Putter
     from vault.errors import NotFoundError, PartialError, UsageError
     from vault.excludes import Excluder, read_exclude_file
-    from vault.ops.put import Putter
 
     s = _common.settings(ctx)
     paths = list(paths or [])
@@ -174,7 +174,7 @@ def get(
 
     Example: vault get photos/2020 -o /tmp/restore   |   vault get db.sql -o - | psql
     """
-    from vault.ops.get import RestoreFailed, Restorer, destination, resolve
+    from vault.restore import RestoreFailed, Restorer, destination, resolve
 
     s = _common.settings(ctx)
     state = _common.run_state(ctx)

@@ -8,10 +8,10 @@ from typing import Any
 from vault import format as fmt
 from vault.errors import NotFoundError
 from vault.names import check_name
-from vault.ops.get import resolve
 from vault.repo.catalog import VersionRecord
 from vault.repo.repository import Repository
 from vault.repo.tree import Node
+from vault.restore import resolve
 
 
 def _iso_mtime(ns: int) -> str:

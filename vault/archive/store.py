@@ -1,4 +1,4 @@
-"""`vault put`: store files, directory trees and standard input as new item versions.
+"""Storing scanned sources: read their files into chunks, build their trees, commit one version record each.
 
 Every file's chunks flow through one ordered pipeline (so many small files do not each pay a thread hop), the
 trees are built bottom-up once their files are stored, and the commit order is the design's invariant 7:
@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import stat
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,9 +21,9 @@ from datetime import UTC, datetime
 from typing import IO
 
 from vault import format as fmt
-from vault.errors import NotFoundError, StorageError, UsageError, VaultError
+from vault.archive.scan import Dir, File, Read, Scanner, Source, Warn, files_of
+from vault.errors import StorageError, UsageError
 from vault.excludes import Excluder
-from vault.names import check_name
 from vault.pipeline.chunker import Chunker
 from vault.pipeline.runner import Pipeline
 from vault.repo import catalog
@@ -34,7 +33,6 @@ from vault.repo.writer import BlobWriter
 
 log = logging.getLogger(__name__)
 
-Warn = Callable[[str], None]
 Progress = Callable[[int], None]
 
 
@@ -62,56 +60,6 @@ class PutResult:
         }
 
 
-@dataclass
-class _Read:
-    """One reading of a file. Results of the pipeline land here, behind the reader, so a second reading
-    (the file changed) never mixes with the first."""
-
-    content: list[bytes] = field(default_factory=list)
-    size: int = 0
-
-
-@dataclass
-class _File:
-    """A regular file to read; filled in as its chunks are stored."""
-
-    path: str
-    display: str
-    st: os.stat_result
-    read: _Read = field(default_factory=_Read)
-    failed: bool = False
-    mtime_ns: int | None = None  # overrides st (standard input has no stat of its own)
-    reused: Node | None = None  # unchanged since the previous version: its chunks are reused unread
-
-    @property
-    def size(self) -> int:
-        return self.read.size
-
-
-@dataclass
-class _Dir:
-    name: str
-    st: os.stat_result | None
-    children: list[_Dir | _File | Node] = field(default_factory=list)
-
-
-@dataclass
-class _Source:
-    """One item to store: its name and what it is made of."""
-
-    name: str
-    root: _Dir | _File | None = None  # None: the stream
-    stream: IO[bytes] | None = None
-    stream_file: _File | None = None
-    skipped: list[str] = field(default_factory=list)
-    bytes_added: int = 0
-    bytes_read: int = 0
-
-    @property
-    def top(self) -> _Dir | _File | None:
-        return self.stream_file if self.stream is not None else self.root
-
-
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -132,135 +80,25 @@ class Putter:
         self.repo = repo
         self.writer = BlobWriter(repo, pipeline, level)
         self.chunker = Chunker(repo.key.chunker_seed)
-        self.excluder = excluder or Excluder([])
         self.warn = on_warning or (lambda msg: log.warning("%s", msg))
         self.progress = on_progress
-        self._records: list[catalog.VersionRecord] | None = None
+        self.scanner = Scanner(repo, excluder or Excluder([]), self.warn)
 
-    # -- scanning --------------------------------------------------------------------------------------------
-    def _parent_nodes(self, tree_id: bytes | None) -> dict[str, Node]:
-        """The previous version's entries of one directory; empty when there is none or it can't be read
-        (then every file is simply read again)."""
-        if tree_id is None:
-            return {}
-        try:
-            return {n.name: n for n in self.repo.load_tree(tree_id)}
-        except VaultError as exc:
-            log.info("not using the previous version of a directory: %s", exc)
-            return {}
-
-    def _unchanged(self, st: os.stat_result, old: Node | None) -> Node | None:
-        """``old`` when the file looks untouched since it was stored and all its chunks are still indexed."""
-        if (
-            old is None
-            or old.type != "file"
-            or (old.size, old.mtime_ns, old.inode, old.ctime_ns)
-            != (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
-            or not all(c in self.repo.index for c in old.content)
-        ):
-            return None
-        return old
-
-    def _scan_dir(
-        self, path: str, display: str, rel: str, src: _Source, st: os.stat_result | None, parent: bytes | None
-    ) -> _Dir:
-        node = _Dir(os.path.basename(path.rstrip("/")) or path, st)
-        previous = self._parent_nodes(parent)
-        try:
-            with os.scandir(path) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            src.skipped.append(display)
-            self.warn(f"cannot read directory {display}: {exc.strerror}")
-            return node
-        for entry in entries:
-            child_rel = f"{rel}/{entry.name}" if rel else entry.name
-            child_display = os.path.join(display, entry.name)
-            try:
-                est = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                src.skipped.append(child_display)
-                self.warn(f"cannot stat {child_display}: {exc.strerror}")
-                continue
-            is_dir = stat.S_ISDIR(est.st_mode)
-            if self.excluder and self.excluder.excluded(child_rel, is_dir):
-                continue
-            old = previous.get(entry.name)
-            if is_dir:
-                old_tree = old.subtree if old is not None and old.type == "dir" else None
-                sub = self._scan_dir(entry.path, child_display, child_rel, src, est, old_tree)
-                sub.name = entry.name
-                node.children.append(sub)
-            elif stat.S_ISREG(est.st_mode):
-                node.children.append(_File(entry.path, child_display, est, reused=self._unchanged(est, old)))
-            elif stat.S_ISLNK(est.st_mode):
-                try:
-                    target = os.readlink(entry.path)
-                except OSError as exc:
-                    src.skipped.append(child_display)
-                    self.warn(f"cannot read link {child_display}: {exc.strerror}")
-                    continue
-                node.children.append(
-                    Node(entry.name, "link", stat.S_IMODE(est.st_mode), est.st_mtime_ns, target=target)
-                )
-            else:
-                self.warn(f"skipping {child_display}: not a regular file, directory or link")
-        return node
-
-    def _previous_root(self, item: str) -> Node | None:
-        """The root node of the item's latest undamaged version: the parent an incremental put compares with."""
-        if self._records is None:
-            self._records = self.repo.records()
-        candidates = [r for r in self._records if r.item == item and not r.damaged]
-        if not candidates:
-            return None
-        try:
-            return self.repo.root_node(candidates[-1])
-        except VaultError as exc:
-            log.info("not using the previous version of %s: %s", item, exc)
-            return None
-
-    def add_path(self, path: str, name: str | None) -> _Source:
+    # -- scanning (scan.py) ----------------------------------------------------------------------------------
+    def add_path(self, path: str, name: str | None) -> Source:
         """Scan a local path (following it if it is itself a link, as `cp` does). NotFoundError if missing."""
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            raise NotFoundError(f"{path} does not exist") from None
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror}") from None
-        item = check_name(name if name is not None else os.path.basename(os.path.normpath(path)))
-        src = _Source(item)
-        parent = self._previous_root(item)
-        if stat.S_ISDIR(st.st_mode):
-            old_tree = parent.subtree if parent is not None and parent.type == "dir" else None
-            src.root = self._scan_dir(path, path, "", src, st, old_tree)
-        elif stat.S_ISREG(st.st_mode):
-            src.root = _File(path, path, st, reused=self._unchanged(st, parent))
-        else:
-            raise UsageError(f"{path} is not a regular file or a directory")
-        return src
+        return self.scanner.add_path(path, name)
 
-    def add_stream(self, stream: IO[bytes], name: str) -> _Source:
+    def add_stream(self, stream: IO[bytes], name: str) -> Source:
         """Standard input as a file item: mode 0600 (it may be a dump of anything), modified now."""
-        now_ns = time.time_ns()
-        st = os.stat_result((0o100600, 0, 0, 1, 0, 0, 0, now_ns // 10**9, now_ns // 10**9, now_ns // 10**9))
-        src = _Source(check_name(name), stream=stream)
-        src.stream_file = _File("-", "<stdin>", st, mtime_ns=now_ns)
-        return src
+        return self.scanner.add_stream(stream, name)
 
     # -- storing ---------------------------------------------------------------------------------------------
-    def _files(self, node: _Dir | _File | Node | None) -> Iterator[_File]:
-        if isinstance(node, _File):
-            yield node
-        elif isinstance(node, _Dir):
-            for child in node.children:
-                yield from self._files(child)
-
-    def _read_file(self, f: _File, src: _Source) -> Iterator[tuple[_Read, _Source, bytes]]:
+    def _read_file(self, f: File, src: Source) -> Iterator[tuple[Read, Source, bytes]]:
         """Chunks of one file. Errors are reported and the file marked failed, never raised: a put of a tree
         goes on past an unreadable file (restic's ErrorFunc)."""
         for attempt in (1, 2):
-            f.read, f.failed = _Read(), False
+            f.read, f.failed = Read(), False
             read_bytes = 0
             try:
                 fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0) * (f.path != "-"))
@@ -290,7 +128,7 @@ class Putter:
                 src.skipped.append(f.display)
                 self.warn(f"{f.display} changed while it was read; stored as read, it may be inconsistent")
 
-    def _chunks(self, sources: list[_Source]) -> Iterator[tuple[_Read, _Source, bytes]]:
+    def _chunks(self, sources: list[Source]) -> Iterator[tuple[Read, Source, bytes]]:
         for src in sources:
             if src.stream is not None and src.stream_file is not None:
                 try:
@@ -298,13 +136,13 @@ class Putter:
                         yield src.stream_file.read, src, chunk
                 except OSError as exc:
                     raise StorageError(f"cannot read standard input: {exc.strerror}") from None
-            for f in self._files(src.root):
+            for f in files_of(src.root):
                 if f.reused is None:
                     yield from self._read_file(f, src)
 
-    def _store_data(self, sources: list[_Source]) -> None:
+    def _store_data(self, sources: list[Source]) -> None:
         # Which reading each chunk in flight belongs to, in pipeline order.
-        owners: deque[tuple[_Read, _Source]] = deque()
+        owners: deque[tuple[Read, Source]] = deque()
 
         def feed() -> Iterator[bytes]:
             for read, src, chunk in self._chunks(sources):
@@ -320,10 +158,10 @@ class Putter:
             if self.progress:
                 self.progress(length)
 
-    def _node(self, item: _Dir | _File | Node, name: str) -> Node | None:
+    def _node(self, item: Dir | File | Node, name: str) -> Node | None:
         if isinstance(item, Node):
             return item
-        if isinstance(item, _File):
+        if isinstance(item, File):
             if item.failed:
                 return None
             st = item.st
@@ -337,7 +175,7 @@ class Putter:
                         inode=0 if stream else st.st_ino, ctime_ns=0 if stream else st.st_ctime_ns)
         children = []
         for child in item.children:
-            child_name = os.path.basename(child.path) if isinstance(child, _File) else child.name
+            child_name = os.path.basename(child.path) if isinstance(child, File) else child.name
             node = self._node(child, child_name)
             if node is not None:
                 children.append(node)
@@ -346,14 +184,14 @@ class Putter:
         return Node(name, "dir", stat.S_IMODE(dst.st_mode) if dst else 0o755, dst.st_mtime_ns if dst else 0,
                     subtree=subtree)
 
-    def bytes_to_read(self, sources: list[_Source]) -> int | None:
+    def bytes_to_read(self, sources: list[Source]) -> int | None:
         """What the data stage will read (unchanged files excluded); None when a stream is involved."""
         if any(src.stream is not None for src in sources):
             return None
-        return sum(f.st.st_size for src in sources for f in self._files(src.root) if f.reused is None)
+        return sum(f.st.st_size for src in sources for f in files_of(src.root) if f.reused is None)
 
     def commit(
-        self, sources: list[_Source], before_commit: Callable[[], None] | None = None
+        self, sources: list[Source], before_commit: Callable[[], None] | None = None
     ) -> list[PutResult]:
         """Store everything, then write one version record per source. Returns what was stored.
 
@@ -365,14 +203,14 @@ class Putter:
         if len(set(names)) != len(names):
             raise UsageError("two paths of one put would be stored under the same item name; use separate puts")
         self._store_data(sources)
-        roots: list[tuple[_Source, Node, int]] = []
+        roots: list[tuple[Source, Node, int]] = []
         for src in sources:
             leaf = src.name.rsplit("/", 1)[-1]
             assert src.top is not None
             root = self._node(src.top, leaf)
             if root is None:  # the only file could not be read
                 continue
-            roots.append((src, root, sum(1 for f in self._files(src.top) if not f.failed)))
+            roots.append((src, root, sum(1 for f in files_of(src.top) if not f.failed)))
         tree_ids = [self.writer.store_one(encode_tree([root]), fmt.BlobType.TREE) for _, root, _ in roots]
         self.writer.finish()  # packs and index durable before any record names them
         if before_commit is not None:
@@ -409,11 +247,11 @@ class Putter:
         return results
 
 
-def _tree_size(node: _Dir | _File | Node | None) -> int:
-    if isinstance(node, _File):
+def _tree_size(node: Dir | File | Node | None) -> int:
+    if isinstance(node, File):
         if node.reused is not None:
             return node.reused.size
         return 0 if node.failed else node.size
-    if isinstance(node, _Dir):
+    if isinstance(node, Dir):
         return sum(_tree_size(c) for c in node.children)
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from faulty import FaultyBackend
-from support import CHEAP_INIT_ARGS, PASSWORD
+from helpers import CHEAP_INIT_ARGS, PASSWORD
 
 import vault.storage
 from vault.cli import run

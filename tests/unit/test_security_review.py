@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import CHEAP_INIT_ARGS, PASSWORD, VaultCli
+from helpers import CHEAP_INIT_ARGS, PASSWORD, VaultCli
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = sorted((REPO / "vault").rglob("*.py"))

@@ -26,6 +26,7 @@ from typing import BinaryIO, TypeVar
 from vault.errors import ConflictError, IntegrityError, NotFoundError, StorageError, UsageError, VaultError
 from vault.names import split_name
 from vault.pipeline.runner import Pipeline
+from vault.pipeline.timing import Stage
 from vault.repo.catalog import VersionRecord
 from vault.repo.repository import Repository
 from vault.repo.tree import Node, valid_segment
@@ -97,12 +98,14 @@ class Restorer:
         self.repo = repo
         self.pipeline = pipeline
         self.progress = on_progress
+        # Fetch, open and decompress are stages of the pipeline's timer (so are write, fsync, syncfs below).
+        self.load_blob: Callable[[bytes], bytes] = lambda blob_id: repo.load_blob(blob_id, timer=pipeline.timer)
 
     # -- file contents ---------------------------------------------------------------------------------------
     def chunks(self, node: Node) -> Iterator[bytes]:
         """The file's plaintext, chunk by chunk, each authenticated before it is yielded (decoded on the CPU
         pool, in order). The total length is checked against the tree at the end (IntegrityError)."""
-        return self._checked(node, self.pipeline.ordered(self.repo.load_blob, node.content))
+        return self._checked(node, self.pipeline.ordered(self.load_blob, node.content))
 
     def _checked(self, node: Node, decoded: Iterable[bytes]) -> Iterator[bytes]:
         total = 0
@@ -157,7 +160,8 @@ class Restorer:
             n = 0
             try:
                 for data in chunks:
-                    _os_call(lambda d=data: _write_all(fd, d), f"cannot write {node.name}")  # type: ignore[misc]
+                    with self.pipeline.timer.stage(Stage.WRITE):
+                        _os_call(lambda d=data: _write_all(fd, d), f"cannot write {node.name}")  # type: ignore[misc]
                     n += len(data)
                     if flusher is not None:
                         _os_call(lambda t=n: flusher.wrote(t), f"cannot write {node.name}")  # type: ignore[misc]
@@ -166,7 +170,8 @@ class Restorer:
                 os.fchmod(fd, node.mode & 0o7777)
                 os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
                 if fsync:
-                    _os_call(lambda: os.fsync(fd), f"cannot write {node.name}")
+                    with self.pipeline.timer.stage(Stage.FSYNC):
+                        _os_call(lambda: os.fsync(fd), f"cannot write {node.name}")
             finally:
                 if flusher is not None:
                     flusher.abandon()  # no fdatasync may still run on fd once it is closed
@@ -510,7 +515,8 @@ class _TreeRestore:
             return  # every file was fsynced before it was closed
         for fd in self.devices.values():
             try:
-                self.syncfs(fd)
+                with self.r.pipeline.timer.stage(Stage.SYNCFS):
+                    self.syncfs(fd)
             except OSError as exc:
                 if exc.errno != errno.ENOSYS:
                     raise StorageError(f"cannot write {self.dest}: {exc.strerror}") from None
@@ -541,7 +547,7 @@ class _TreeRestore:
         out: list[_Written | VaultError] = []
         try:
             for d, node, _ in items:
-                chunks = self.r._checked(node, map(self.r.repo.load_blob, node.content))
+                chunks = self.r._checked(node, map(self.r.load_blob, node.content))
                 try:
                     out.append(self.r._write_temp(d.fd, node, self.force, chunks, fsync=self.syncfs is None))
                 except (IntegrityError, ConflictError) as exc:

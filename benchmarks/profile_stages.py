@@ -5,14 +5,16 @@
     python benchmarks/profile_stages.py get --threads 2          # restores what the last `put` stored
     python benchmarks/profile_stages.py micro benchmarks/data/mixed.bin   # single-core costs of the primitives
 
-Runs the real command line (``vault.cli.run``) in this process with thin timing wrappers around the stages of
-the data path (read, chunk, BLAKE3, zstd, AES-GCM, pack building, write, fsync, index, waits). Each wrapper
-records wall time and *thread CPU time* (``time.thread_time``) exclusive of the wrapped stages it calls, per
-thread role (main, vault-cpu workers, vault-io). CPU times do not depend on what else the machine runs, so the
-breakdown holds on a shared machine; wall times do. Nothing in vault/ is changed: the wrappers are installed
-by assignment at run time. Overhead: a few microseconds per call (about a thousand calls per GiB).
+Runs in this process what `vault put` / `vault get` run (``Repository.open``, then ``Putter`` or ``Restorer`` on a
+``Pipeline``; without the command line's parsing, lock, witness and operation log) and passes the pipeline and
+the local backend a stage timer: vault's own hook (``vault.pipeline.timing``), which the data path calls around
+each stage (read, chunk, hash, dedup, compress, seal, pack, upload, index, fetch, open, decompress, write,
+fsync, syncfs, waits). The timer here records wall time and *thread CPU time* (``time.thread_time``) per thread
+role (main, vault-cpu workers, vault-io), each stage exclusive of the stages nested in it. CPU times do not
+depend on what else the machine runs, so the breakdown holds on a shared machine; wall times do. Nothing in
+vault/ is patched. Overhead: a few microseconds per stage (tens of stages per MiB).
 
-py-spy gives the sampled view of the same run:
+py-spy gives the sampled view of the same commands:
     py-spy record --threads --idle --rate 100 --format raw -o put.raw -- .venv/bin/vault put FILE
 and ``python benchmarks/profile_stages.py pyspy put.raw`` summarises such a file by thread and activity.
 """
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import os
 import re
 import resource
@@ -29,19 +30,37 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work" / "profile"
-PASSWORD = "benchmark-password-not-secret"
+PASSWORD = b"benchmark-password-not-secret"
 
 # -- accounting --------------------------------------------------------------------------------------------
 
-_tls = threading.local()
-_lock = threading.Lock()
-STATS: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0, 0.0, 0.0])
+# How the tables name vault's stages (vault.pipeline.timing.Stage); each is exclusive of the stages nested in it.
+LABELS = {
+    "read": "read file",
+    "chunk": "chunk: FastCDC cut + copy out",
+    "hash": "blob id (keyed BLAKE3)",
+    "dedup": "dedup lookup (index, claimed set)",
+    "compress": "zstd compress (64 KiB probe included)",
+    "seal": "AES-GCM seal",
+    "pack": "pack: add blob, seal header",
+    "upload": "pack upload (rest: create, rename)",
+    "index": "index objects (rest: encode, seal, remove)",
+    "wait: upload": "wait: pack upload (back-pressure)",
+    "wait: next result": "wait: next result of the CPU pool",
+    "write": "write (os.write/writev)",
+    "fsync": "fsync (files and directories)",
+    "fetch": "fetch blob (pread)",
+    "open": "AES-GCM open",
+    "decompress": "zstd decompress",
+    "syncfs": "syncfs",
+}
+_RATED = {label for name, label in LABELS.items() if not name.startswith("wait")}  # rows that get a MB/s
 
 
 def _role() -> str:
@@ -52,196 +71,58 @@ def _role() -> str:
 
 
 class _Frame:
-    __slots__ = ("c0", "cc", "cw", "stage", "w0")
+    """One run of a stage on one thread; the context manager :meth:`StageProfile.stage` returns."""
 
-    def __init__(self, stage: str) -> None:
-        self.stage = stage
-        self.cw = 0.0
+    __slots__ = ("c0", "cc", "cw", "name", "profile", "w0")
+
+    def __init__(self, profile: StageProfile, name: str) -> None:
+        self.profile = profile
+        self.name = name
+        self.cw = 0.0  # wall and CPU time of the stages nested in this one
         self.cc = 0.0
+        self.c0 = 0.0
+        self.w0 = 0.0
+
+    def __enter__(self) -> None:
+        self.profile.stack().append(self)
         self.c0 = time.thread_time()
         self.w0 = time.perf_counter()
 
-
-def _enter(stage: str) -> None:
-    stack = getattr(_tls, "stack", None)
-    if stack is None:
-        stack = _tls.stack = []
-    stack.append(_Frame(stage))
-
-
-def _exit() -> None:
-    w1 = time.perf_counter()
-    c1 = time.thread_time()
-    stack = _tls.stack
-    f = stack.pop()
-    w, c = w1 - f.w0, c1 - f.c0
-    with _lock:
-        s = STATS[(_role(), f.stage)]
-        s[0] += 1
-        s[1] += w - f.cw
-        s[2] += c - f.cc
-    if stack:
-        stack[-1].cw += w
-        stack[-1].cc += c
+    def __exit__(self, *exc: object) -> None:
+        w = time.perf_counter() - self.w0
+        c = time.thread_time() - self.c0
+        stack = self.profile.stack()
+        stack.pop()
+        self.profile.add(self.name, w - self.cw, c - self.cc)
+        if stack:
+            stack[-1].cw += w
+            stack[-1].cc += c
 
 
-def timed(stage: str | Callable[..., str], fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _enter(stage(*args, **kwargs) if callable(stage) else stage)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _exit()
+class StageProfile:
+    """A stage timer (``vault.pipeline.timing.StageTimer``): calls, wall time and thread CPU time per (thread
+    role, stage), each stage exclusive of the stages nested in it on the same thread. Thread-safe."""
 
-    return wrapper
+    def __init__(self) -> None:
+        self._tls = threading.local()
+        self._lock = threading.Lock()
+        self.stats: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0, 0.0, 0.0])
 
+    def stage(self, name: str) -> _Frame:
+        return _Frame(self, name)
 
-def timed_gen(stage: str, fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
-    """Time the generator's own work (each next()), not its consumer's."""
+    def stack(self) -> list[_Frame]:
+        stack: list[_Frame] | None = getattr(self._tls, "stack", None)
+        if stack is None:
+            stack = self._tls.stack = []
+        return stack
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        if SAMPLER is not None:
-            SAMPLER.mark_start()
-        gen = fn(*args, **kwargs)
-        while True:
-            _enter(stage)
-            try:
-                item = next(gen)
-            except StopIteration:
-                return
-            finally:
-                _exit()
-            yield item
-
-    return wrapper
-
-
-def patch(obj: Any, name: str, stage: str, gen: bool = False) -> None:
-    fn = getattr(obj, name)
-    setattr(obj, name, (timed_gen if gen else timed)(stage, fn))
-
-
-class _TimedFile:
-    """Stands in for the file objects vault reads from and writes to, timing read/readinto/write."""
-
-    def __init__(self, fh: Any) -> None:
-        self._fh = fh
-
-    def readinto(self, buf: Any) -> int:
-        _enter("read file (readinto)")
-        try:
-            return self._fh.readinto(buf)
-        finally:
-            _exit()
-
-    def read(self, n: int = -1) -> bytes:
-        _enter("read file (read)")
-        try:
-            return self._fh.read(n)
-        finally:
-            _exit()
-
-    def write(self, data: Any) -> int:
-        _enter("write restored file")
-        try:
-            return self._fh.write(data)
-        finally:
-            _exit()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._fh, name)
-
-    def __enter__(self) -> _TimedFile:
-        self._fh.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> Any:
-        return self._fh.__exit__(*exc)
-
-
-class _TimedCodec:
-    def __init__(self, obj: Any) -> None:
-        self._obj = obj
-
-    def compress(self, data: Any) -> bytes:
-        _enter("zstd compress")
-        try:
-            return self._obj.compress(data)
-        finally:
-            _exit()
-
-    def decompress(self, data: Any, *args: Any, **kwargs: Any) -> bytes:
-        _enter("zstd decompress")
-        try:
-            return self._obj.decompress(data, *args, **kwargs)
-        finally:
-            _exit()
-
-
-def _result_stage(*_args: Any, **_kwargs: Any) -> str:
-    caller = sys._getframe(2).f_code.co_name
-    return {"ordered": "wait: next result of the CPU pool", "_complete_one": "wait: pack upload (back-pressure)"}.get(
-        caller, f"wait: future in {caller}"
-    )
-
-
-def install() -> None:
-    """Wrap the stages of vault's data path. Only names looked up at call time can be wrapped this way."""
-    import concurrent.futures
-    import io
-
-    import vault.crypto.aead as aead
-    import vault.crypto.kdf as kdf
-    import vault.crypto.keys as keys
-    import vault.pipeline.chunker as chunker
-    import vault.repo.blobs as blobs
-    import vault.repo.catalog as catalog
-    import vault.repo.packs as packs
-    import vault.repo.repository as repository
-    import vault.repo.writer as writer
-    import vault.storage.local as local
-
-    patch(kdf, "hash_secret_raw", "argon2id (KDF)")
-    patch(repository, "load_index", "load index")
-    patch(chunker.Chunker, "chunks", "chunk: FastCDC cut + copy out", gen=True)
-    patch(keys.Keyring, "blob_id", "blob id (keyed BLAKE3)")
-    if hasattr(blobs, "_worth_compressing"):
-        patch(blobs, "_worth_compressing", "zstd probe (64 KiB sample)")
-    patch(aead.Aead, "seal", "AES-GCM seal (+nonce, concat)")
-    patch(aead.Aead, "open", "AES-GCM open")
-    patch(writer, "seal_blob", "seal_blob (rest)")  # imported by name: wrap where it is looked up
-    patch(repository, "open_blob", "open_blob (rest)")
-    real_c, real_d = blobs._compressor, blobs._decompressor
-    blobs._compressor = lambda level: _TimedCodec(real_c(level))
-    blobs._decompressor = lambda: _TimedCodec(real_d())
-    patch(writer.BlobWriter, "_encode", "encode (dedup check, rest)")
-    patch(writer.BlobWriter, "_add", "pack: add blob")
-    patch(packs.PackBuilder, "finish_parts", "pack: header")
-    patch(writer, "write_index", "index object (encode+seal+save)")
-    patch(catalog, "commit_record", "version record")
-    patch(local, "_write_all", "write object (os.write)")
-    patch(local, "_fsync_dir", "fsync directory")
-    patch(local.LocalBackend, "load", "read object (pread)")
-    patch(local.LocalBackend, "remove", "remove object")
-    patch(os, "fsync", "fsync file")
-    patch(repository.Repository, "load_blob", "load_blob (rest)")
-    concurrent.futures.Future.result = timed(_result_stage, concurrent.futures.Future.result)  # type: ignore
-    real_fdopen = os.fdopen
-
-    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
-        fh = real_fdopen(fd, *args, **kwargs)
-        return _TimedFile(fh) if isinstance(fh, (io.FileIO, io.BufferedWriter, io.BufferedReader)) else fh
-
-    os.fdopen = fdopen  # type: ignore[assignment]
-    try:
-        from vault.archive import store
-
-        patch(store.Putter, "add_path", "scan tree (stat, previous version)")
-        patch(store.Putter, "_node", "build trees")
-    except (ImportError, AttributeError):
-        pass
+    def add(self, name: str, wall: float, cpu: float) -> None:
+        with self._lock:
+            s = self.stats[(_role(), LABELS.get(name, name))]
+            s[0] += 1
+            s[1] += wall
+            s[2] += cpu
 
 
 class RssSampler:
@@ -275,112 +156,58 @@ class RssSampler:
         self._thread.join()
 
 
-SAMPLER: RssSampler | None = None
+class Usage:
+    """Wall time and this process's CPU time (user + sys, every thread) between enter and exit."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> Usage:
+        self._ru = resource.getrusage(resource.RUSAGE_SELF)
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.wall = time.perf_counter() - self._t0
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        self.cpu = (ru.ru_utime - self._ru.ru_utime) + (ru.ru_stime - self._ru.ru_stime)
 
 
-class _Parts(list):  # type: ignore[type-arg]
-    """A pack as its list of parts (experiment --pack-writev): written with os.writev, never joined."""
-
-
-def install_experiments(args: argparse.Namespace) -> list[str]:
-    """Changes to try without editing vault/: module constants (--set) and writing packs unjoined."""
-    import importlib
-
-    done = []
-    for item in args.set or []:
-        target, _, value = item.partition("=")
-        mod_name, _, attr = target.rpartition(".")
-        mod = importlib.import_module(mod_name)
-        setattr(mod, attr, type(getattr(mod, attr))(value))
-        done.append(f"{target}={value}")
-    if args.pack_writev:
-        import struct
-
-        import vault.format as fmt
-        import vault.repo.packs as packs
-        import vault.storage.local as local
-
-        def finish(self: Any, key: Any, vault_id: bytes) -> _Parts:  # PackBuilder.finish without the join
-            header = key.meta.seal(fmt.encode_entries(self.entries), fmt.pack_header_aad(vault_id, self.name))
-            parts = _Parts([*self._parts, header, struct.pack("<I", len(header))])
-            self._parts = []
-            return parts
-
-        orig_save = local.LocalBackend.save
-
-        def save(self: Any, h: Any, data: Any) -> None:  # LocalBackend.save for a list of parts
-            if not isinstance(data, _Parts):
-                return orig_save(self, h, data)
-            path = self.path_of(h)
-            try:
-                fd, tmp = local._create_temp(path.parent)
-            except FileNotFoundError:
-                self._make_dirs(path.parent, stop=self.root)
-                fd, tmp = local._create_temp(path.parent)
-            try:
-                os.fchmod(fd, 0o600)
-                _enter("write object (os.writev)")
-                try:
-                    views = [memoryview(p) for p in data]
-                    while views:
-                        n = os.writev(fd, views[:1024])
-                        while n and views:
-                            if n >= len(views[0]):
-                                n -= len(views[0])
-                                views.pop(0)
-                            else:
-                                views[0] = views[0][n:]
-                                n = 0
-                finally:
-                    _exit()
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            local._fsync_dir(path.parent)
-            return None
-
-        packs.PackBuilder.finish = finish  # type: ignore[method-assign]
-        local.LocalBackend.save = save  # type: ignore[method-assign]
-        done.append("packs written with os.writev from their parts, never joined")
-    return done
-
-
-def report(wall: float, cpu: float, nbytes: int, title: str) -> str:
+def report(profile: StageProfile, sampler: RssSampler, usage: Usage, nbytes: int, title: str) -> str:
+    stats, wall, cpu = profile.stats, usage.wall, usage.cpu
     lines = [f"### {title}", ""]
     lines.append(f"wall {wall:.2f} s, process CPU {cpu:.2f} s (user+sys) = {cpu / wall:.2f} cores, "
                  f"{nbytes / wall / 1e6:.0f} MB/s")
-    if SAMPLER is not None:
-        start = SAMPLER.at_start or 0
-        lines.append("")
-        started = f"{start / 2**20:.0f} MiB when the data path started (after unlock), " if start else ""
-        lines.append(f"RSS: {started}peak "
-                     f"{SAMPLER.peak / 2**20:.0f} MiB during the command (sampled every 2 ms); "
-                     f"ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "
-                     "(includes argon2id's 64 MiB)")
+    start = sampler.at_start or 0
+    lines.append("")
+    started = f"{start / 2**20:.0f} MiB when the data path started (after unlock), " if start else ""
+    lines.append(f"RSS: {started}peak "
+                 f"{sampler.peak / 2**20:.0f} MiB during the command (sampled every 2 ms); "
+                 f"ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "
+                 "(includes argon2id's 64 MiB)")
     lines.append("")
     lines.append("| thread | stage | calls | wall s | CPU s | MB/s of CPU |")
     lines.append("| --- | --- | ---: | ---: | ---: | ---: |")
-    roles = sorted({r for r, _ in STATS}, key=lambda r: (r != "main", r))
+    roles = sorted({r for r, _ in stats}, key=lambda r: (r != "main", r))
     tracked = 0.0
     for role in roles:
-        rows = sorted(((st, v) for (r, st), v in STATS.items() if r == role), key=lambda x: -x[1][1])
+        rows = sorted(((st, v) for (r, st), v in stats.items() if r == role), key=lambda x: -x[1][1])
         for st, (calls, w, c) in rows:
+            tracked += c
             if w < 0.005 and c < 0.005:
                 continue
-            tracked += c
-            rate = f"{nbytes / c / 1e6:.0f}" if c > 0.01 and not st.startswith("wait") else ""
+            rate = f"{nbytes / c / 1e6:.0f}" if c > 0.01 and st in _RATED else ""
             lines.append(f"| {role} | {st} | {int(calls)} | {w:.2f} | {c:.2f} | {rate} |")
-    lines.append(f"| all | not in a wrapped stage (interpreter, imports, CLI, glue) | | | {cpu - tracked:.2f} | |")
+    lines.append(f"| all | not in a stage (interpreter, glue, argon2id's own threads) | | | {cpu - tracked:.2f} | |")
     lines.append("")
-    main_wall = sum(v[1] for (r, _), v in STATS.items() if r == "main")
-    lines.append(f"main thread: {main_wall:.2f} s of the {wall:.2f} s wall is in wrapped stages "
-                 f"(waits included); the rest is start-up, glue and interpreter work.")
+    main_wall = sum(v[1] for (r, _), v in stats.items() if r == "main")
+    lines.append(f"main thread: {main_wall:.2f} s of the {wall:.2f} s wall is in stages "
+                 f"(waits included); the rest is glue and interpreter work.")
     for role in roles:
         if role == "main":
             continue
-        busy = sum(v[1] for (r, st), v in STATS.items() if r == role and not st.startswith("wait"))
-        cpu_r = sum(v[2] for (r, _), v in STATS.items() if r == role)
+        busy = sum(v[1] for (r, st), v in stats.items() if r == role and not st.startswith("wait"))
+        cpu_r = sum(v[2] for (r, _), v in stats.items() if r == role)
         lines.append(f"{role}: busy {busy:.2f} s wall, {cpu_r:.2f} s CPU in stages, summed over its threads")
     return "\n".join(lines)
 
@@ -397,40 +224,47 @@ def _as_console_script() -> None:
             fn()
 
 
-def run_cli(argv: list[str]) -> tuple[int, float, float]:
-    from vault.cli import run
-
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.perf_counter()
-    code = run(argv)
-    wall = time.perf_counter() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    return code, wall, cpu
+def _exit_code(exc: BaseException) -> int:
+    print(f"profile_stages: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return int(getattr(exc, "exit_code", 1))
 
 
 def cmd_put(args: argparse.Namespace) -> int:
-    global SAMPLER
+    from vault.archive import Putter
+    from vault.crypto import kdf
+    from vault.errors import VaultError
+    from vault.pipeline.runner import Pipeline
+    from vault.repo.repository import Repository
+    from vault.storage.local import LocalBackend
+
     if not args.no_entry_tuning:
         _as_console_script()
-    os.environ["VAULT_PASSWORD"] = PASSWORD
-    os.environ.setdefault("VAULT_LOG_DIR", str(WORK / "logs"))
     vault = WORK / "vault"
     if vault.exists():
         shutil.rmtree(vault)
     WORK.mkdir(parents=True, exist_ok=True)
-    from vault.cli import run
-
-    if run(["--vault", str(vault), "-q", "init"]) != 0:
-        return 1
+    Repository.create(LocalBackend(vault), PASSWORD, kdf.current_defaults())  # what `vault init` makes
     src = Path(args.path).resolve()
     nbytes = src.stat().st_size if src.is_file() else sum(
         os.lstat(os.path.join(r, n)).st_size for r, _, ns in os.walk(src) for n in ns)
-    install()
-    changes = install_experiments(args)
+    profile = StageProfile()
+    code = 0
     os.sync()
-    with RssSampler() as SAMPLER:
-        code, wall, cpu = run_cli(["--vault", str(vault), "-q", "--threads", str(args.threads), "put", str(src)])
+    with RssSampler() as sampler, Usage() as usage:
+        try:
+            with profile.stage("unlock (argon2id)"):
+                repo = Repository.open(LocalBackend(vault, timer=profile), PASSWORD)
+            with profile.stage("load index"):
+                _ = repo.index
+            sampler.mark_start()
+            with Pipeline(args.threads, timer=profile) as pipe:
+                putter = Putter(repo, pipe, level=args.compression)
+                with profile.stage("scan tree"):
+                    source = putter.add_path(str(src), None)
+                results = putter.commit([source])
+            code = 3 if any(r.skipped for r in results) else 0
+        except VaultError as exc:
+            code = _exit_code(exc)
     (WORK / "last-item").write_text(f"{src.name}\n{nbytes}\n")
     if args.malloc_stats:
         import ctypes
@@ -440,28 +274,38 @@ def cmd_put(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         ctypes.CDLL("libc.so.6").malloc_stats()  # to stderr: per arena, system bytes vs in use
     title = f"vault --threads {args.threads} put {src.name} (exit {code})"
-    if changes:
-        title += "; experiment: " + ", ".join(changes)
-    print(report(wall, cpu, nbytes, title))
+    print(report(profile, sampler, usage, nbytes, title))
     return code
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    global SAMPLER
+    from vault.errors import VaultError
+    from vault.pipeline.runner import Pipeline
+    from vault.repo.repository import Repository
+    from vault.restore import Restorer, resolve
+    from vault.storage.local import LocalBackend
+
     _as_console_script()
-    os.environ["VAULT_PASSWORD"] = PASSWORD
-    os.environ.setdefault("VAULT_LOG_DIR", str(WORK / "logs"))
     name, nbytes = (WORK / "last-item").read_text().split()
     out = WORK / "out"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    install()
+    profile = StageProfile()
+    code = 0
     os.sync()
-    with RssSampler() as SAMPLER:
-        code, wall, cpu = run_cli(["--vault", str(WORK / "vault"), "-q", "--threads", str(args.threads), "get",
-                                   name, "-o", str(out / name)])
-    print(report(wall, cpu, int(nbytes), f"vault --threads {args.threads} get {name} (exit {code})"))
+    with RssSampler() as sampler, Usage() as usage:
+        try:
+            with profile.stage("unlock (argon2id)"):
+                repo = Repository.open(LocalBackend(WORK / "vault", timer=profile), PASSWORD)
+            with profile.stage("resolve (records, trees)"):
+                record, node, _ = resolve(repo, name, None)
+            sampler.mark_start()
+            with Pipeline(args.threads, timer=profile) as pipe:
+                Restorer(repo, pipe).restore(record, node, str(out / name), force=False)
+        except VaultError as exc:
+            code = _exit_code(exc)
+    print(report(profile, sampler, usage, int(nbytes), f"vault --threads {args.threads} get {name} (exit {code})"))
     shutil.rmtree(out)
     return code
 
@@ -591,7 +435,7 @@ def cmd_pyspy(args: argparse.Namespace) -> int:
         by_name[f.name].append(f)
 
     def source_line(frame: str) -> str:
-        # py-spy names a file "vault/restore/files.py" or, for some frames, just "files.py".
+        # py-spy names a file "vault/ops/get.py" or, for some frames, just "get.py".
         m = re.search(r"\(([\w./-]+\.py):(\d+)\)$", frame)
         if not m:
             return ""
@@ -776,14 +620,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("put", help="put PATH into a fresh vault in benchmarks/work/profile, with stage timing")
     p.add_argument("path")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--set", action="append", metavar="MODULE.NAME=VALUE",
-                   help="experiment: override a module constant, e.g. vault.repo.writer.MAX_UPLOADS_IN_FLIGHT=1")
+    p.add_argument("--compression", type=int, default=3, metavar="LEVEL", help="zstd level, as put's option")
     p.add_argument("--malloc-stats", action="store_true", help="print glibc malloc_stats() after the put")
     p.add_argument("--no-entry-tuning", action="store_true",
                    help="experiment: skip what the console script does first (vault._entry._tune_malloc)")
-    p.add_argument("--pack-writev", action="store_true",
-                   help="experiment (historical: vault does this itself since the writev change, so it is a "
-                        "no-op there): write packs from their parts with os.writev instead of joining them")
     g = sub.add_parser("get", help="get what the last put stored, with stage timing")
     g.add_argument("--threads", type=int, default=2)
     m = sub.add_parser("micro", help="single-core speed of each primitive")

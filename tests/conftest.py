@@ -19,11 +19,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from support import CHEAP, CHEAP_INIT_ARGS, PASSWORD, Result, VaultCli  # noqa: E402
+# What the fixtures are made of is in helpers.py; tests import it from there, never from a conftest (see there).
+from helpers import CHEAP, PASSWORD, VaultCli  # noqa: E402
 
 from vault.crypto import kdf  # noqa: E402
 
-__all__ = ["CHEAP", "CHEAP_INIT_ARGS", "PASSWORD", "Result", "VaultCli"]
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:

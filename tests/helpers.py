@@ -1,7 +1,13 @@
-"""Helpers shared by the command-line and integration tests (tests/cli, tests/integration).
+"""What the tests share beyond fixtures: the `vault` command runner, the password and cheap KDF settings, test
+data, error checks, and a look inside a vault for the tamper tests.
 
-Nothing here imports vault: these tests drive the installed entry point, and only a few reach into the
-library to find where a blob lives (the tamper tests).
+Import it as ``from helpers import ...`` (tests/ is on pytest's pythonpath), never ``from conftest import ...``:
+several conftest.py files share that module name, so what such an import finds depends on which one pytest
+loaded last. The fixtures of tests/conftest.py are built from what is here.
+
+The command-line and integration tests drive the installed entry point as a child process (:class:`VaultCli`).
+The only parts of vault imported here are the KDF parameters (for :data:`CHEAP`) and, inside
+:func:`chunk_places`, the library that finds where a blob lives (the tamper tests).
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# The same values as tests/conftest.py (not imported from there: several conftest.py files share that module
-# name, so `from conftest import ...` depends on which one pytest loaded last).
+from vault.crypto import kdf
+
 PASSWORD = "correct horse battery staple"
+# Cheap KDF settings: in-process (the ``cheap_kdf`` fixture lowers the defaults to these) and what the command
+# line gets for the same purpose (init warns that 8 MiB is below OWASP's minimum).
+CHEAP = kdf.KdfParams(memory_kib=8 * 1024, time_cost=1, parallelism=1)
 CHEAP_INIT_ARGS = ["--kdf-memory", "8", "--kdf-time", "1", "--kdf-parallelism", "1"]
 
 MiB = 1024 * 1024
@@ -30,19 +39,67 @@ CHUNK_MAX = 4 * MiB
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
-_WORDS = (
-    b"the quick brown fox jumps over a lazy dog while vault stores every chunk once and encrypts it "
-    b"backup restore archive compress dedup version item tree pack index record key slot password "
-    b"alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma"
-).split()
-
-
-# ----------------------------------------------------------------------------------------------- data
+# ------------------------------------------------------------------------------------------ running vault
 
 
 def vault_exe() -> list[str]:
+    """The installed `vault` console script beside this interpreter, else ``python -m vault``."""
     exe = Path(sys.executable).with_name("vault")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "vault"]
+
+
+@dataclass
+class Result:
+    """One finished `vault` command: exit code, standard output (bytes), standard error (text). Made by
+    :class:`VaultCli`, and by hand for commands run otherwise (under setpriv, with Popen)."""
+
+    code: int
+    out: bytes
+    err: str
+
+    @property
+    def stdout(self) -> str:
+        return self.out.decode("utf-8", "replace")
+
+
+class VaultCli:
+    """Runs the installed `vault` entry point as a child process, as users and their scripts do."""
+
+    def __init__(self, vault_path: Path, env: dict[str, str]) -> None:
+        self.vault_path = vault_path
+        self.env = env
+        self.exe = vault_exe()
+
+    def __call__(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+        check: int | None = None,
+        cwd: Path | None = None,
+    ) -> Result:
+        full_env = dict(self.env)
+        full_env.update(env or {})
+        for k, v in list(full_env.items()):
+            if v is None:  # type: ignore[comparison-overlap]
+                del full_env[k]
+        proc = subprocess.run(
+            [*self.exe, *args],
+            input=input if input is not None else b"",
+            capture_output=True,
+            env=full_env,
+            timeout=timeout,
+            cwd=cwd,
+        )
+        result = Result(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+        assert "Traceback" not in result.err, result.err
+        if check is not None:
+            assert result.code == check, (args, result.code, result.err)
+        return result
+
+    def init(self, *extra: str) -> Result:
+        return self("init", *CHEAP_INIT_ARGS, *extra, check=0)
 
 
 def template_env(home: Path, vault_dir: Path) -> dict[str, str]:
@@ -67,6 +124,34 @@ def run_ok(env: dict[str, str], *args: str, input: bytes = b"") -> subprocess.Co
     assert proc.returncode == 0, (args, proc.stderr)
     assert b"Traceback" not in proc.stderr
     return proc
+
+
+# A tiny process between the test and the measured command. At execve the kernel folds the old address space's
+# high-water mark into the new program's max RSS; for a child forked (or vforked) straight from a large pytest
+# worker that is the worker's size. Forked from this ~10 MB interpreter instead, the figure is the command's own.
+_RSS_WRAPPER = (
+    "import os, resource, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)\n"
+)
+
+
+def measured_command(cmd: list[str], rss_file: Path) -> list[str]:
+    """``cmd`` wrapped so that its own peak RSS (KiB) is written to ``rss_file`` when it exits."""
+    return [sys.executable, "-c", _RSS_WRAPPER, str(rss_file), *cmd]
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+_WORDS = (
+    b"the quick brown fox jumps over a lazy dog while vault stores every chunk once and encrypts it "
+    b"backup restore archive compress dedup version item tree pack index record key slot password "
+    b"alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma"
+).split()
 
 
 def random_bytes(size: int, seed: int = 0) -> bytes:
@@ -156,15 +241,6 @@ def copy_vault(src: Path, dst: Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- errors
-
-
-@dataclass
-class Result:
-    """The shape of tests/conftest.py's Result, for commands run by hand (under setpriv, with Popen)."""
-
-    code: int
-    out: bytes
-    err: str
 
 
 def assert_error(result: Any, code: int, contains: str | None = None) -> None:

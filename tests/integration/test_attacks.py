@@ -20,11 +20,19 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import assert_error, chunk_places, random_bytes, write_file
-from support import CHEAP_INIT_ARGS, PASSWORD, VaultCli, measured_command
+from helpers import (
+    CHEAP_INIT_ARGS,
+    PASSWORD,
+    MiB,
+    VaultCli,
+    assert_error,
+    chunk_places,
+    measured_command,
+    random_bytes,
+    write_file,
+)
 
 OTHER_PASSWORD = "a different password for vault B"
-MiB = 1024 * 1024
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import VaultCli
+from helpers import VaultCli
 
 
 def _spawn(cli: VaultCli, *args: str) -> subprocess.Popen[bytes]:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import template_env, unreadable_prefix
-from support import VaultCli
+from helpers import VaultCli, template_env, unreadable_prefix
 
 NS = 1_000_000_000
 # Timestamps with nanoseconds (ext4, tmpfs, xfs and btrfs keep them all).

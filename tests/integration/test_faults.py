@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import CHEAP_INIT_ARGS, PASSWORD
+from faulty import FaultyBackend
+from helpers import CHEAP_INIT_ARGS, PASSWORD
 
 import vault.storage
 from vault.cli import run
 from vault.errors import StorageError
-from vault.storage.faulty import FaultyBackend
 from vault.storage.local import LocalBackend
 
 

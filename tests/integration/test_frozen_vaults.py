@@ -12,8 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import assert_error, snapshot
-from support import VaultCli
+from helpers import VaultCli, assert_error, snapshot
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 FROZEN_PASSWORD = "frozen-vector-password"

@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from support import VaultCli
+from helpers import VaultCli
 
 TRIALS = int(os.environ.get("VAULT_KILL_TRIALS", "20"))
 SEED = 20261125

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import CHEAP, PASSWORD, VaultCli
+from helpers import CHEAP, PASSWORD, VaultCli
 
 from vault import format as fmt
 from vault.crypto.keys import POLICY_EXPLICIT

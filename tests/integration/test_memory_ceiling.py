@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import MiB, sha256_file
-from support import measured_command
+from helpers import MiB, measured_command, sha256_file
 
 SIZE = 1024 * MiB
 LIMIT_KIB = 200 * 1024

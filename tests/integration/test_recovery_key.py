@@ -14,8 +14,7 @@ import re
 import stat
 from pathlib import Path
 
-from helpers import assert_error, random_bytes, snapshot, write_file
-from support import VaultCli
+from helpers import VaultCli, assert_error, random_bytes, snapshot, write_file
 
 from vault.crypto import recovery
 

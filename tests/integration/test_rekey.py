@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import assert_error, random_bytes, snapshot, text_bytes, write_file
-from support import VaultCli
+from helpers import VaultCli, assert_error, random_bytes, snapshot, text_bytes, write_file
 
 SECOND = "a second password"
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import PASSWORD, VaultCli
+from helpers import PASSWORD, VaultCli
 
 from vault.errors import StorageError, VaultError
 from vault.pipeline.runner import Pipeline

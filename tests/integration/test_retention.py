@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from support import VaultCli
+from helpers import VaultCli
 
 FILES = ("a.bin", "b.bin", "c.bin")
 

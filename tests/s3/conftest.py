@@ -29,14 +29,12 @@ _TESTS_DIR = str(Path(__file__).resolve().parent.parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
-from helpers import parse_json  # noqa: E402
+from helpers import CHEAP, CHEAP_INIT_ARGS, PASSWORD, parse_json  # noqa: E402
 from s3_helpers import ENV_TO_CLEAR, fresh_bucket_name, s3_environment, start_moto_server  # noqa: E402
 
 # Distinctive credentials: moto accepts any, and the tests look for them everywhere they must not be.
 SECRET_KEY = "SECRETKEY-DO-NOT-LEAK-123"
 ACCESS_KEY_ID = "VAULTTESTACCESSKEYID7"
-PASSWORD = "correct horse battery staple"
-CHEAP_INIT_ARGS = ["--kdf-memory", "8", "--kdf-time", "1", "--kdf-parallelism", "1"]
 
 
 def aws_environment(endpoint: str) -> dict[str, str]:
@@ -239,14 +237,12 @@ def s3_vault(s3: S3Vault) -> S3Vault:
     """An initialised vault in a fresh bucket under a prefix, as `vault init` with cheap KDF options makes
     it, but made in-process (the same ``Repository.create``), which saves a command per test; `init`
     itself is tested through the command line."""
-    from vault.crypto import kdf
     from vault.crypto.keys import POLICY_EXPLICIT
     from vault.repo.repository import Repository
     from vault.storage import open_backend
 
-    cheap = kdf.KdfParams(memory_kib=8 * 1024, time_cost=1, parallelism=1)
     backend = open_backend(s3.location)
-    Repository.create(backend, PASSWORD.encode(), cheap, POLICY_EXPLICIT)
+    Repository.create(backend, PASSWORD.encode(), CHEAP, POLICY_EXPLICIT)
     backend.inner.close()  # type: ignore[attr-defined]
     return s3
 

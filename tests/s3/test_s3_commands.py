@@ -11,9 +11,9 @@ import socket
 import time
 from pathlib import Path
 
-from helpers import MiB, assert_error, parse_json, random_bytes, snapshot, text_bytes, write_file
+from helpers import CHEAP_INIT_ARGS, MiB, assert_error, parse_json, random_bytes, snapshot, text_bytes, write_file
 
-CHEAP_INIT = ("init", "--kdf-memory", "8", "--kdf-time", "1", "--kdf-parallelism", "1")
+CHEAP_INIT = ("init", *CHEAP_INIT_ARGS)
 
 # ------------------------------------------------------------------------------------- init, round trips
 

@@ -8,12 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import assert_error, write_file
+from helpers import CHEAP_INIT_ARGS, assert_error, write_file
 
 from vault.errors import UsageError
 from vault.storage import open_backend
-
-CHEAP = ["--kdf-memory", "8", "--kdf-time", "1", "--kdf-parallelism", "1"]
 
 
 @pytest.fixture
@@ -27,7 +25,7 @@ def no_boto3(tmp_path: Path) -> dict[str, str]:
 
 def test_s3_location_without_boto3_says_what_to_install(cli, no_boto3: dict[str, str], tmp_path: Path) -> None:
     for args in (
-        ["--vault", "s3://some-bucket/prefix", "init", *CHEAP],
+        ["--vault", "s3://some-bucket/prefix", "init", *CHEAP_INIT_ARGS],
         ["--vault", "s3://some-bucket", "ls"],
     ):
         r = cli(*args, env=no_boto3)
@@ -37,7 +35,7 @@ def test_s3_location_without_boto3_says_what_to_install(cli, no_boto3: dict[str,
     assert_error(r, 2, "vault[s3]")
     # A local vault needs no boto3 at all.
     local = str(tmp_path / "local")
-    cli("--vault", local, "init", *CHEAP, env=no_boto3, check=0)
+    cli("--vault", local, "init", *CHEAP_INIT_ARGS, env=no_boto3, check=0)
     cli("--vault", local, "put", "-", "--name", "x", input=b"x", env=no_boto3, check=0)
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from contract import BackendContract
+from faulty import FaultyBackend
 
 from vault.errors import ObjectNotFoundError, StorageError, TransientStorageError
 from vault.storage import Backend, Handle, Kind
-from vault.storage.faulty import FaultyBackend
 from vault.storage.local import LocalBackend
 from vault.storage.memory import MemoryBackend
 

@@ -383,8 +383,9 @@ def test_save_parts_failure_removes_the_temp_file(
 def test_save_parts_helper_joins_for_backends_without_it(tmp_path: Path) -> None:
     """Other backends get one joined ``save``; so do wrappers, even around a LocalBackend, so their faults and
     retries still apply (their ``__getattr__`` would otherwise hand out the inner backend's method)."""
+    from faulty import FaultyBackend
+
     from vault.storage.base import save_parts, saves_parts
-    from vault.storage.faulty import FaultyBackend
     from vault.storage.memory import MemoryBackend
 
     parts = _parts(4, seed=4)

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 from contract import BackendContract
+from faulty import FaultyBackend
 
 from vault.errors import ObjectNotFoundError, StorageError, TransientStorageError
 from vault.storage import Backend, Handle, Kind
-from vault.storage.faulty import FaultyBackend
 from vault.storage.memory import MemoryBackend
 from vault.storage.retry import RetryingBackend
 

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from faulty import FaultyBackend
 
 from vault import format as fmt
 from vault.crypto import kdf, keys
@@ -27,7 +28,6 @@ from vault.repo.repository import Repository
 from vault.repo.tree import Node, encode_tree
 from vault.repo.writer import BlobWriter
 from vault.storage.base import Handle, Kind
-from vault.storage.faulty import FaultyBackend
 from vault.storage.memory import MemoryBackend
 
 PASSWORD = b"correct horse battery staple"

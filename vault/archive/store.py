@@ -79,7 +79,7 @@ class Putter:
             raise UsageError("--compression must be between 0 (off) and 22")
         self.repo = repo
         self.writer = BlobWriter(repo, pipeline, level)
-        self.chunker = Chunker(repo.key.chunker_seed)
+        self.chunker = Chunker(repo.key.chunker_seed, pipeline.timer)
         self.warn = on_warning or (lambda msg: log.warning("%s", msg))
         self.progress = on_progress
         self.scanner = Scanner(repo, excluder or Excluder([]), self.warn)

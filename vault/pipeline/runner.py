@@ -5,6 +5,9 @@ is bounded by the number of chunks in flight, never by a file's size. Results co
 AES-GCM, BLAKE3 and argon2 release the GIL, so the workers really use both cores. On the first error every
 pending item is cancelled and the runner waits for the running ones before re-raising, so nothing keeps
 writing after a failure (restic's deferred cleanup does the same job).
+
+The pipeline also carries the stage timer of the run (:mod:`vault.pipeline.timing`): what hands work to the
+pools reads it from here and passes it on to the stages.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
+from vault.pipeline.timing import NO_TIMING, Stage, StageTimer
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -24,9 +29,13 @@ def default_threads() -> int:
 
 
 class Pipeline:
-    """Owns the pools. Use as a context manager; closing waits for every worker."""
+    """Owns the pools. Use as a context manager; closing waits for every worker.
 
-    def __init__(self, threads: int | None = None) -> None:
+    ``timer`` is told about every stage the data path runs on this pipeline's behalf (default: nothing is timed,
+    at no measurable cost); the writer, the chunker and the restorer take it from :attr:`timer`."""
+
+    def __init__(self, threads: int | None = None, *, timer: StageTimer = NO_TIMING) -> None:
+        self.timer = timer
         self.threads = max(1, threads or default_threads())
         self.cpu = ThreadPoolExecutor(self.threads, thread_name_prefix="vault-cpu")
         # Uploads and fsyncs block; keep them off the CPU pool so both cores stay busy meanwhile.
@@ -41,7 +50,8 @@ class Pipeline:
         max_in_flight: int | None = None,
         pool: ThreadPoolExecutor | None = None,
     ) -> Iterator[R]:
-        """``map(fn, items)`` on the pool, in order, with at most ``max_in_flight`` outstanding."""
+        """``map(fn, items)`` on the pool, in order, with at most ``max_in_flight`` outstanding. Waiting for a
+        result is the stage :attr:`Stage.WAIT_RESULT` of the consumer's thread."""
         limit = max_in_flight or self.max_in_flight
         executor = pool or self.cpu
         window: deque[Future[R]] = deque()
@@ -49,15 +59,20 @@ class Pipeline:
             for item in items:
                 window.append(executor.submit(fn, item))
                 if len(window) >= limit:
-                    yield window.popleft().result()
+                    yield self._next_result(window)
             while window:
-                yield window.popleft().result()
+                yield self._next_result(window)
         finally:
             # Reached on success (empty), on an error, or when the consumer stops early.
             # Wait only for what could not be cancelled (it is running): a cancelled future counts as done for
             # wait() only once a worker has dequeued it, which never happens after the pool shut down (a
             # generator closed late, e.g. by a traceback that held it, would then hang here).
             wait([fut for fut in window if not fut.cancel()])
+
+    def _next_result(self, window: deque[Future[R]]) -> R:
+        # A method, not inline: the generator must not keep a result alive after handing it out.
+        with self.timer.stage(Stage.WAIT_RESULT):
+            return window.popleft().result()
 
     def close(self) -> None:
         self.cpu.shutdown(wait=True, cancel_futures=True)

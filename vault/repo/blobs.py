@@ -2,6 +2,7 @@
 
 These are pure functions of their arguments plus a per-thread zstd context (python-zstandard's objects are not
 thread-safe), so the pipeline runs them on any worker thread. zstd, AES-GCM and BLAKE3 release the GIL.
+The writer and the reader pass their pipeline's stage timer (:mod:`vault.pipeline.timing`); untimed by default.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import zstandard
 from vault import format as fmt
 from vault.crypto.keys import Keyring
 from vault.errors import IntegrityError
+from vault.pipeline.timing import NO_TIMING, Stage, StageTimer
 
 _local = threading.local()
 
@@ -61,20 +63,32 @@ class SealedBlob:
 
 
 def seal_blob(
-    key: Keyring, vault_id: bytes, blob_type: int, blob_id: bytes, data: bytes | memoryview, level: int
+    key: Keyring,
+    vault_id: bytes,
+    blob_type: int,
+    blob_id: bytes,
+    data: bytes | memoryview,
+    level: int,
+    *,
+    timer: StageTimer = NO_TIMING,
 ) -> SealedBlob:
-    """Compress (when ``level`` > 0 and it helps) and encrypt one blob whose id is already known."""
+    """Compress (when ``level`` > 0 and it helps) and encrypt one blob whose id is already known. The two steps
+    are the stages :attr:`Stage.COMPRESS` (the probe included) and :attr:`Stage.SEAL` of ``timer``."""
     raw_length = len(data)
     if raw_length > fmt.MAX_BLOB_RAW:
         raise ValueError("blob too large")
     flags = 0
     payload: bytes | memoryview = data
-    if level > 0 and raw_length > 0 and _worth_compressing(data, level):
-        packed = _compressor(level).compress(data)
-        if len(packed) < raw_length:
-            payload, flags = packed, fmt.FLAG_ZSTD
+    if level > 0 and raw_length > 0:
+        with timer.stage(Stage.COMPRESS):
+            if _worth_compressing(data, level):
+                packed = _compressor(level).compress(data)
+                if len(packed) < raw_length:
+                    payload, flags = packed, fmt.FLAG_ZSTD
     aad = fmt.blob_aad(vault_id, blob_type, flags, raw_length, blob_id)
-    return SealedBlob(blob_id, blob_type, flags, raw_length, key.data.seal(payload, aad))
+    with timer.stage(Stage.SEAL):
+        sealed = key.data.seal(payload, aad)
+    return SealedBlob(blob_id, blob_type, flags, raw_length, sealed)
 
 
 def open_payload(
@@ -100,11 +114,20 @@ def reseal(key: Keyring, vault_id: bytes, entry: fmt.BlobEntry, sealed: bytes, g
 
 
 def open_blob(
-    key: Keyring, vault_id: bytes, entry: fmt.BlobEntry, sealed: bytes, what: str, generation: int
+    key: Keyring,
+    vault_id: bytes,
+    entry: fmt.BlobEntry,
+    sealed: bytes,
+    what: str,
+    generation: int,
+    *,
+    timer: StageTimer = NO_TIMING,
 ) -> bytes:
     """Authenticate, decrypt (under key ``generation``) and decompress one blob; the result is exactly
-    ``entry.raw_length`` bytes. Raises IntegrityError for anything altered, truncated or inconsistent."""
-    payload = open_payload(key, vault_id, entry, sealed, what, generation)
+    ``entry.raw_length`` bytes. Raises IntegrityError for anything altered, truncated or inconsistent. The two
+    steps are the stages :attr:`Stage.OPEN` and :attr:`Stage.DECOMPRESS` of ``timer``."""
+    with timer.stage(Stage.OPEN):
+        payload = open_payload(key, vault_id, entry, sealed, what, generation)
     if entry.flags & fmt.FLAG_ZSTD:
         try:
             # python-zstandard ignores max_output_size when the frame declares its content size and allocates
@@ -112,7 +135,8 @@ def open_blob(
             declared = zstandard.frame_content_size(payload)
             if declared not in (-1, entry.raw_length):
                 raise IntegrityError(f"{what} has the wrong length")
-            data = _decompressor().decompress(payload, max_output_size=entry.raw_length)
+            with timer.stage(Stage.DECOMPRESS):
+                data = _decompressor().decompress(payload, max_output_size=entry.raw_length)
         except zstandard.ZstdError as exc:
             raise IntegrityError(f"{what} does not decompress") from exc
     else:

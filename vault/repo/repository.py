@@ -29,6 +29,7 @@ from vault import format as fmt
 from vault.crypto import kdf
 from vault.crypto.keys import POLICY_DEFAULT, Keyring, KeySlot, KeyStore, new_keyring
 from vault.errors import ConflictError, IntegrityError, ObjectNotFoundError
+from vault.pipeline.timing import NO_TIMING, Stage, StageTimer
 from vault.repo import catalog
 from vault.repo.blobs import open_blob
 from vault.repo.config import CONFIG_HANDLE, VaultConfig, load_config, new_config
@@ -129,15 +130,19 @@ class Repository:
             raise IntegrityError(f"blob {blob_id.hex()[:10]} is missing from the index; run `vault check`")
         return loc
 
-    def load_blob(self, blob_id: bytes, blob_type: int = fmt.BlobType.DATA) -> bytes:
-        """Fetch, authenticate and decode one blob. Raises IntegrityError (also for a missing pack)."""
+    def load_blob(
+        self, blob_id: bytes, blob_type: int = fmt.BlobType.DATA, *, timer: StageTimer = NO_TIMING
+    ) -> bytes:
+        """Fetch, authenticate and decode one blob. Raises IntegrityError (also for a missing pack). Reading it
+        from the backend is the stage :attr:`Stage.FETCH` of ``timer``, then :func:`open_blob`'s stages."""
         loc = self.locate(blob_id, blob_type)
         what = f"blob {blob_id.hex()[:10]} in pack {loc.pack_handle}"
         try:
-            sealed = self.backend.load(loc.pack_handle, loc.entry.offset, loc.entry.length)
+            with timer.stage(Stage.FETCH):
+                sealed = self.backend.load(loc.pack_handle, loc.entry.offset, loc.entry.length)
         except ObjectNotFoundError:
             raise IntegrityError(f"pack {loc.pack_handle} is missing; run `vault check`") from None
-        return open_blob(self.key, self.vault_id, loc.entry, sealed, what, loc.generation)
+        return open_blob(self.key, self.vault_id, loc.entry, sealed, what, loc.generation, timer=timer)
 
     def load_tree(self, tree_id: bytes) -> list[Node]:
         return decode_tree(self.load_blob(tree_id, fmt.BlobType.TREE), f"tree {tree_id.hex()[:10]}")

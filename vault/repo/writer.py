@@ -1,5 +1,9 @@
 """The write side of the data path: dedup, compress and seal on the CPU pool, pack in order, upload packs on
-the I/O pool, and at the end write the index for the new packs. Used by one `put` at a time."""
+the I/O pool, and at the end write the index for the new packs. Used by one `put` at a time.
+
+Each step is a stage of the pipeline's timer (:mod:`vault.pipeline.timing`): on the workers HASH, DEDUP, then
+seal_blob's COMPRESS and SEAL; on the main thread PACK and WAIT_UPLOAD; on the I/O pool UPLOAD and INDEX (the
+merged index at the end is INDEX on the main thread)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from concurrent.futures import Future
 
 from vault import format as fmt
 from vault.pipeline.runner import Pipeline
+from vault.pipeline.timing import Stage
 from vault.repo.blobs import SealedBlob, seal_blob
 from vault.repo.packs import PackBuilder
 from vault.repo.repository import Repository
@@ -42,6 +47,7 @@ class BlobWriter:
     def __init__(self, repo: Repository, pipeline: Pipeline, level: int) -> None:
         self.repo = repo
         self.pipeline = pipeline
+        self.timer = pipeline.timer
         self.level = level
         self.bytes_added = 0
         self.blobs_added = 0
@@ -56,12 +62,14 @@ class BlobWriter:
     # -- runs on worker threads ---------------------------------------------------------------------------
     def _encode(self, item: tuple[int, bytes]) -> tuple[bytes, int, SealedBlob | None]:
         blob_type, data = item
-        blob_id = self.repo.key.blob_id(data, blob_type)
-        with self._lock:
+        timer = self.timer
+        with timer.stage(Stage.HASH):
+            blob_id = self.repo.key.blob_id(data, blob_type)
+        with timer.stage(Stage.DEDUP), self._lock:
             if blob_id in self._claimed or blob_id in self.repo.index:
                 return blob_id, len(data), None
             self._claimed.add(blob_id)
-        sealed = seal_blob(self.repo.key, self.repo.vault_id, blob_type, blob_id, data, self.level)
+        sealed = seal_blob(self.repo.key, self.repo.vault_id, blob_type, blob_id, data, self.level, timer=timer)
         return blob_id, len(data), sealed
 
     def _encode_batch(self, batch: tuple[int, list[bytes]]) -> list[tuple[bytes, int, SealedBlob | None]]:
@@ -92,7 +100,8 @@ class BlobWriter:
         return blob_id
 
     def _add(self, blob: SealedBlob) -> None:
-        self._builder.add(blob)
+        with self.timer.stage(Stage.PACK):
+            self._builder.add(blob)
         self.bytes_added += len(blob.sealed)
         self.blobs_added += 1
         if self._builder.full():
@@ -103,7 +112,8 @@ class BlobWriter:
         if not builder.entries:
             return
         # Unjoined: a local backend writes the parts with writev, the others join them (storage.base.save_parts).
-        parts = builder.finish_parts(self.repo.key, self.repo.vault_id)
+        with self.timer.stage(Stage.PACK):
+            parts = builder.finish_parts(self.repo.key, self.repo.vault_id)
         pack = fmt.IndexedPack(builder.pack_id, builder.generation, builder.entries)
         fut = self.pipeline.io.submit(self._upload, pack, parts)
         self._uploads.append((fut, pack))
@@ -113,12 +123,16 @@ class BlobWriter:
     def _upload(self, pack: fmt.IndexedPack, parts: list[bytes]) -> Handle:
         """On the I/O pool: store the pack, then at once a one-pack index object for it (a checkpoint), so
         a rerun after a crash finds and reuses its blobs. finish() folds the checkpoints into one object."""
-        save_parts(self.repo.backend, Handle(Kind.DATA, pack.pack_id.hex()), parts)
-        return self.repo.save_checkpoint(pack)
+        with self.timer.stage(Stage.UPLOAD):
+            save_parts(self.repo.backend, Handle(Kind.DATA, pack.pack_id.hex()), parts)
+        with self.timer.stage(Stage.INDEX):
+            return self.repo.save_checkpoint(pack)
 
     def _complete_one(self) -> None:
         fut, pack = self._uploads.popleft()
-        self._checkpoints.append(fut.result())  # re-raises the upload's StorageError
+        with self.timer.stage(Stage.WAIT_UPLOAD):
+            checkpoint = fut.result()  # re-raises the upload's StorageError
+        self._checkpoints.append(checkpoint)
         self._written.append(pack)
 
     def finish(self) -> None:
@@ -130,7 +144,8 @@ class BlobWriter:
         if self._checkpoints:
             # Once the merged object is durable the checkpoints say nothing it doesn't. A checkpoint that is
             # still there later was left by a put that died (see adopt_checkpoints).
-            self.repo.commit_packs(self._written, retire=self._checkpoints)
+            with self.timer.stage(Stage.INDEX):
+                self.repo.commit_packs(self._written, retire=self._checkpoints)
         self._checkpoints = []
         self._written = []
 

@@ -108,7 +108,7 @@ class _TreeRestore:
         self.r = restorer
         self.force = force
         self.result = result
-        self.fs = FileSystems(dest)
+        self.fs = FileSystems(dest, restorer.pipeline.timer)
         self.limit = restorer.pipeline.max_in_flight
         self.small: list[_Item] = []
         self.small_bytes = 0
@@ -286,9 +286,10 @@ class _TreeRestore:
         out: list[_Written | VaultError] = []
         try:
             for d, node, _ in items:
-                chunks = self.r.checked(node, map(self.r.repo.load_blob, node.content))
+                chunks = self.r.checked(node, map(self.r.load_blob, node.content))
                 try:
-                    out.append(write_temp(d.fd, node, self.force, chunks, fsync=self.fs.per_file))
+                    out.append(write_temp(d.fd, node, self.force, chunks, fsync=self.fs.per_file,
+                                          timer=self.r.pipeline.timer))
                 except (IntegrityError, ConflictError) as exc:
                     out.append(exc)
         except BaseException:
@@ -303,7 +304,8 @@ class _TreeRestore:
         """I/O pool: one bigger file, its chunks decoded on the CPU pool in order."""
         d, node, _ = item
         try:
-            return [write_temp(d.fd, node, self.force, self.r.chunks(node), fsync=self.fs.per_file)]
+            return [write_temp(d.fd, node, self.force, self.r.chunks(node), fsync=self.fs.per_file,
+                               timer=self.r.pipeline.timer)]
         except (IntegrityError, ConflictError) as exc:
             return [exc]
 

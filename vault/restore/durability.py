@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from vault.errors import StorageError
+from vault.pipeline.timing import NO_TIMING, Stage, StageTimer
 
 
 def _load_syncfs() -> Callable[[int], None] | None:
@@ -44,8 +45,9 @@ class FileSystems:
     Where syncfs is missing (``per_file``), every file and directory is fsynced on its own instead and
     ``sync`` has nothing to do. ``close`` always runs."""
 
-    def __init__(self, dest: str) -> None:
+    def __init__(self, dest: str, timer: StageTimer = NO_TIMING) -> None:
         self.dest = dest
+        self.timer = timer
         self.syncfs = _SYNCFS
         self.devices: dict[int, int] = {}  # st_dev -> a descriptor on that file system, for syncfs
 
@@ -68,7 +70,8 @@ class FileSystems:
             return  # every file was fsynced before it was closed
         for fd in self.devices.values():
             try:
-                self.syncfs(fd)
+                with self.timer.stage(Stage.SYNCFS):
+                    self.syncfs(fd)
             except OSError as exc:
                 if exc.errno != errno.ENOSYS:
                     raise StorageError(f"cannot write {self.dest}: {exc.strerror}") from None

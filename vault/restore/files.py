@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from vault.errors import ConflictError, StorageError
+from vault.pipeline.timing import NO_TIMING, Stage, StageTimer
 from vault.repo.tree import Node
 from vault.restore.durability import flusher_for
 
@@ -26,10 +27,11 @@ def _temp_name(name: str) -> str:
     return f".{name[:64]}.vault-{secrets.token_hex(4)}.tmp"
 
 
-def write_temp(dir_fd: int, node: Node, force: bool, chunks: Iterable[bytes], fsync: bool) -> tuple[str, int]:
+def write_temp(dir_fd: int, node: Node, force: bool, chunks: Iterable[bytes], fsync: bool,
+               timer: StageTimer = NO_TIMING) -> tuple[str, int]:
     """Write ``chunks`` (the file's verified plaintext) to a new 0600 temporary file beside ``node.name``
     and give it the node's mode and mtime; returns its name and size. Durable only with ``fsync``. On any
-    failure the temporary file is removed and the error raised."""
+    failure the temporary file is removed and the error raised. ``timer`` times the writes and the fsync."""
     if not force and _lexists(dir_fd, node.name):
         raise ConflictError(f"{node.name} exists already; use --force to overwrite it")
     tmp = _temp_name(node.name)
@@ -41,7 +43,8 @@ def write_temp(dir_fd: int, node: Node, force: bool, chunks: Iterable[bytes], fs
         n = 0
         try:
             for data in chunks:
-                os_call(lambda d=data: _write_all(fd, d), f"cannot write {node.name}")  # type: ignore[misc]
+                with timer.stage(Stage.WRITE):
+                    os_call(lambda d=data: _write_all(fd, d), f"cannot write {node.name}")  # type: ignore[misc]
                 n += len(data)
                 if flusher is not None:
                     os_call(lambda t=n: flusher.wrote(t), f"cannot write {node.name}")  # type: ignore[misc]
@@ -50,7 +53,8 @@ def write_temp(dir_fd: int, node: Node, force: bool, chunks: Iterable[bytes], fs
             os.fchmod(fd, node.mode & 0o7777)
             os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
             if fsync:
-                os_call(lambda: os.fsync(fd), f"cannot write {node.name}")
+                with timer.stage(Stage.FSYNC):
+                    os_call(lambda: os.fsync(fd), f"cannot write {node.name}")
         finally:
             if flusher is not None:
                 flusher.abandon()  # no fdatasync may still run on fd once it is closed

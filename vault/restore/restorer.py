@@ -56,12 +56,14 @@ class Restorer:
         self.repo = repo
         self.pipeline = pipeline
         self.progress = on_progress
+        # Fetch, open and decompress are stages of the pipeline's timer (so are write, fsync and syncfs).
+        self.load_blob: Callable[[bytes], bytes] = lambda blob_id: repo.load_blob(blob_id, timer=pipeline.timer)
 
     # -- file contents ---------------------------------------------------------------------------------------
     def chunks(self, node: Node) -> Iterator[bytes]:
         """The file's plaintext, chunk by chunk, each authenticated before it is yielded (decoded on the CPU
         pool, in order). The total length is checked against the tree at the end (IntegrityError)."""
-        return self.checked(node, self.pipeline.ordered(self.repo.load_blob, node.content))
+        return self.checked(node, self.pipeline.ordered(self.load_blob, node.content))
 
     def checked(self, node: Node, decoded: Iterable[bytes]) -> Iterator[bytes]:
         """``decoded`` (the file's authenticated chunks) passed on, its length held to the tree's, progress
@@ -92,7 +94,7 @@ class Restorer:
 
     def _write_file(self, dir_fd: int, node: Node, force: bool) -> int:
         """Write one file beside its destination, fsync it, then rename it into place (a single-file restore)."""
-        tmp, n = write_temp(dir_fd, node, force, self.chunks(node), fsync=True)
+        tmp, n = write_temp(dir_fd, node, force, self.chunks(node), fsync=True, timer=self.pipeline.timer)
         try:
             os_call(lambda: os.rename(tmp, node.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd),
                     f"cannot move {node.name} into place")

@@ -93,8 +93,8 @@ Buffer = bytes | bytearray | memoryview
 def save_parts(backend: Backend, h: Handle, parts: Sequence[Buffer]) -> None:
     """``backend.save(h, b"".join(parts))``, without the join where the backend's class has its own
     ``save_parts`` (LocalBackend writes the parts with ``os.writev``): a 16 MiB pack is then stored from its
-    sealed blobs with no 16 MiB copy. Looked up on the class, not the instance: a wrapper (RetryingBackend,
-    FaultyBackend) passes unknown attributes through to its inner backend, which would skip its retries or
+    sealed blobs with no 16 MiB copy. Looked up on the class, not the instance: a wrapper (RetryingBackend, the
+    tests' FaultyBackend) passes unknown attributes through to its inner backend, which would skip its retries or
     faults; a wrapper without a ``save_parts`` of its own therefore gets the joined bytes through its ``save``."""
     own = getattr(type(backend), "save_parts", None)
     if own is not None:

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from vault.errors import ObjectNotFoundError, StorageError
+from vault.pipeline.timing import NO_TIMING, Stage, StageTimer
 from vault.storage import CONFIG_NAME, is_object_name, object_key
 from vault.storage.base import Buffer, Handle, Kind, ObjectInfo
 
@@ -46,12 +47,17 @@ def _reason(e: OSError) -> str:
 class LocalBackend:
     """Objects as files under ``root`` (see :mod:`vault.storage` for the layout). Safe for many threads:
     it holds no mutable state, and concurrent saves of one name each write their own temporary file, so
-    the last rename wins and readers never see a mix."""
+    the last rename wins and readers never see a mix.
 
-    def __init__(self, root: Path) -> None:
+    ``timer`` (:mod:`vault.pipeline.timing`; default: none) is told about the writes of a save
+    (:attr:`~vault.pipeline.timing.Stage.WRITE`) and its fsyncs, file and directory
+    (:attr:`~vault.pipeline.timing.Stage.FSYNC`), and the directory fsync of a remove."""
+
+    def __init__(self, root: Path, *, timer: StageTimer = NO_TIMING) -> None:
         # Absolute, so that messages name the real place and a later chdir changes nothing.
         self.root = Path(root).expanduser().absolute()
         self.location: str = str(self.root)
+        self.timer = timer
 
     # -- paths ---------------------------------------------------------------------------------------
 
@@ -175,7 +181,8 @@ class LocalBackend:
         except OSError as e:
             raise StorageError(f"cannot remove {h} in {self.location}: {_reason(e)}") from e
         try:
-            _fsync_dir(path.parent)
+            with self.timer.stage(Stage.FSYNC):
+                _fsync_dir(path.parent)
         except OSError as e:
             raise StorageError(f"cannot remove {h} in {self.location}: {_reason(e)}") from e
 
@@ -228,11 +235,13 @@ class LocalBackend:
         try:
             try:
                 os.fchmod(fd, _FILE_MODE)  # O_CREAT's mode is filtered by the umask; be explicit
-                if len(views) == 1:
-                    _write_all(fd, views[0])
-                else:
-                    _writev_all(fd, views)
-                os.fsync(fd)
+                with self.timer.stage(Stage.WRITE):
+                    if len(views) == 1:
+                        _write_all(fd, views[0])
+                    else:
+                        _writev_all(fd, views)
+                with self.timer.stage(Stage.FSYNC):
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
@@ -240,7 +249,8 @@ class LocalBackend:
             # Also on KeyboardInterrupt: never leave a temp file behind for a failure we know about.
             _unlink_quietly(tmp)
             raise
-        _fsync_dir(directory)
+        with self.timer.stage(Stage.FSYNC):
+            _fsync_dir(directory)
 
     def _make_dirs(self, directory: Path, stop: Path | None) -> None:
         """Create ``directory`` and missing parents with mode 0700, fsyncing each parent that gained an

@@ -1,5 +1,8 @@
 """FaultyBackend: a wrapper that injects failures, for tests of everything above the storage.
 
+Test code only: it lives in tests/ (importable as ``faulty``, tests/ is on pytest's ``pythonpath``), not in the
+vault package, and nothing in vault/ may import it. mypy checks it with the package (pyproject's ``files``).
+
 Typical uses::
 
     store = FaultyBackend(MemoryBackend())

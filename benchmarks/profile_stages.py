@@ -194,7 +194,7 @@ def install() -> None:
 
     import vault.crypto.aead as aead
     import vault.crypto.kdf as kdf
-    import vault.crypto.keys as keys
+    import vault.crypto.keyring as keyring
     import vault.pipeline.chunker as chunker
     import vault.repo.blobs as blobs
     import vault.repo.catalog as catalog
@@ -206,7 +206,7 @@ def install() -> None:
     patch(kdf, "hash_secret_raw", "argon2id (KDF)")
     patch(repository, "load_index", "load index")
     patch(chunker.Chunker, "chunks", "chunk: FastCDC cut + copy out", gen=True)
-    patch(keys.Keyring, "blob_id", "blob id (keyed BLAKE3)")
+    patch(keyring.Keyring, "blob_id", "blob id (keyed BLAKE3)")
     if hasattr(blobs, "_worth_compressing"):
         patch(blobs, "_worth_compressing", "zstd probe (64 KiB sample)")
     patch(aead.Aead, "seal", "AES-GCM seal (+nonce, concat)")

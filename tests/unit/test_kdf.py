@@ -10,7 +10,7 @@ import argon2.low_level
 import pytest
 
 from vault import format as fmt
-from vault.crypto import kdf, keys
+from vault.crypto import kdf, keyring, slot_store, slots
 from vault.errors import IntegrityError, UsageError
 from vault.storage.base import Handle, Kind
 from vault.storage.memory import MemoryBackend
@@ -170,8 +170,8 @@ def test_unb64() -> None:
 def slot() -> tuple[bytes, bytes]:
     """A valid slot (built with argon2 before it is forbidden) and its vault id."""
     vault_id = bytes(range(16))
-    master = keys.Keyring.from_master_key(bytes(32), vault_id)
-    _, raw = keys.build_slot(master, vault_id, PASSWORD, kdf.KdfParams(8 * MIB, 1, 1), keys.POLICY_DEFAULT)
+    master = keyring.Keyring.from_master_key(bytes(32), vault_id)
+    _, raw = slots.build_slot(master, vault_id, PASSWORD, kdf.KdfParams(8 * MIB, 1, 1), slots.POLICY_DEFAULT)
     return raw, vault_id
 
 
@@ -186,7 +186,7 @@ def no_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(argon2.low_level, "verify_secret", boom)
     monkeypatch.setattr(argon2.PasswordHasher, "verify", boom)
     monkeypatch.setattr(argon2.PasswordHasher, "hash", boom)
-    monkeypatch.setattr(keys, "_hasher", boom)
+    monkeypatch.setattr(slots, "_hasher", boom)
 
 
 @pytest.mark.parametrize(
@@ -209,9 +209,9 @@ def test_refused_parameters_never_reach_argon2(
     doc["kdf"].update(over)
     backend.save(Handle(Kind.KEYS, doc["id"]), json.dumps(doc).encode())
     with pytest.raises(IntegrityError):
-        keys.parse_slot(json.dumps(doc).encode(), doc["id"])
+        slots.parse_slot(json.dumps(doc).encode(), doc["id"])
     with pytest.raises(IntegrityError):
-        keys.KeyStore(backend, vault_id).unlock(PASSWORD)
+        slot_store.KeyStore(backend, vault_id).unlock(PASSWORD)
 
 
 def test_the_argon2_guard_bites(slot: tuple[bytes, bytes], no_argon2: None) -> None:
@@ -220,4 +220,4 @@ def test_the_argon2_guard_bites(slot: tuple[bytes, bytes], no_argon2: None) -> N
     backend = MemoryBackend()
     backend.save(Handle(Kind.KEYS, json.loads(slot_bytes)["id"]), slot_bytes)
     with pytest.raises(pytest.fail.Exception):
-        keys.KeyStore(backend, vault_id).unlock(PASSWORD)
+        slot_store.KeyStore(backend, vault_id).unlock(PASSWORD)

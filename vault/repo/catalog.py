@@ -17,7 +17,7 @@ from typing import Any
 
 from vault import format as fmt
 from vault import witness
-from vault.crypto.keys import Keyring
+from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError, UnknownGenerationError
 from vault.repo.objects import object_generation, open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind

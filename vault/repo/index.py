@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from vault import format as fmt
-from vault.crypto.keys import Keyring
+from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError, UnknownGenerationError
 from vault.repo.objects import object_generation, open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vault import format as fmt
-from vault.crypto.keys import Keyring
+from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.blobs import SealedBlob, open_blob, verify_blob_id
 from vault.storage.base import Backend, Handle, Kind

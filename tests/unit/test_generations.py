@@ -92,7 +92,7 @@ def test_malformed_keyrings_are_refused(ring: keyring.Keyring) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=keyring.MAX_KEYRING_SIZE + 8))
+@given(st.binary(max_size=fmt.MAX_KEYRING_SIZE + 8))
 def test_keyring_decode_of_arbitrary_bytes_is_a_keyring_or_integrity_error(data: bytes) -> None:
     with contextlib.suppress(IntegrityError):  # anything else (ValueError, struct.error) fails the test
         keyring.Keyring.decode(data, VID, "slot")

@@ -65,10 +65,10 @@ def test_validate_new_accepts_the_ceilings() -> None:
     kdf.validate_new(kdf.KdfParams(kdf.MAX_MEMORY_KIB, kdf.MAX_TIME_COST, kdf.MAX_PARALLELISM))
 
 
-# -- check_untrusted: parameters read from storage -----------------------------------------------------------
+# -- decode_kdf_params: parameters read from storage ---------------------------------------------------------
 def test_check_untrusted_round_trips_to_json() -> None:
     p = kdf.KdfParams(64 * MIB, 3, 4)
-    assert kdf.check_untrusted(p.to_json(), "slot") == p
+    assert fmt.decode_kdf_params(p.to_json(), "slot") == p
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_check_untrusted_round_trips_to_json() -> None:
 )
 def test_check_untrusted_refuses_absurd_values(over: dict[str, Any]) -> None:
     with pytest.raises(IntegrityError) as info:
-        kdf.check_untrusted(params_doc(**over), "key slot x")
+        fmt.decode_kdf_params(params_doc(**over), "key slot x")
     assert info.value.exit_code == 20
 
 
@@ -112,7 +112,7 @@ def test_check_untrusted_refuses_absurd_values(over: dict[str, Any]) -> None:
 )
 def test_check_untrusted_refuses_wrong_types(over: dict[str, Any]) -> None:
     with pytest.raises(IntegrityError):
-        kdf.check_untrusted(params_doc(**over), "key slot x")
+        fmt.decode_kdf_params(params_doc(**over), "key slot x")
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_check_untrusted_refuses_wrong_types(over: dict[str, Any]) -> None:
 )
 def test_check_untrusted_refuses_unknown_algorithms(doc: Any) -> None:
     with pytest.raises(IntegrityError):
-        kdf.check_untrusted(doc, "key slot x")
+        fmt.decode_kdf_params(doc, "key slot x")
 
 
 def test_weaker_than() -> None:
@@ -157,12 +157,12 @@ def test_derive_key_is_deterministic_and_salted() -> None:
 
 
 def test_unb64() -> None:
-    assert kdf.unb64(kdf.b64(b"\0" * 16), "x", 16) == b"\0" * 16
+    assert fmt.unb64(fmt.b64(b"\0" * 16), "x", 16) == b"\0" * 16
     for bad in ["!!!!", "AAA", 5, None, "A" * 5000, "ÄÄÄÄ"]:
         with pytest.raises(IntegrityError):
-            kdf.unb64(bad, "x")
+            fmt.unb64(bad, "x")
     with pytest.raises(IntegrityError):
-        kdf.unb64(kdf.b64(b"\0" * 15), "x", 16)
+        fmt.unb64(fmt.b64(b"\0" * 15), "x", 16)
 
 
 # -- argon2 never runs for refused parameters ----------------------------------------------------------------

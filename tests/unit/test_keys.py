@@ -68,7 +68,7 @@ def test_parse_slot_checks_its_name(cheap_kdf: kdf.KdfParams, master: keyring.Ke
 def test_public_info_holds_no_secret(cheap_kdf: kdf.KdfParams, master: keyring.Keyring) -> None:
     slot, _ = slots.build_slot(master, VAULT_ID, PASSWORD, cheap_kdf, slots.POLICY_DEFAULT)
     info = json.dumps(slot.public_info(master, VAULT_ID))
-    assert slot.phc_hash not in info and kdf.b64(slot.wrapped) not in info
+    assert slot.phc_hash not in info and fmt.b64(slot.wrapped) not in info
     assert json.loads(info)["kdf"] == {"memory_kib": 8192, "time_cost": 1, "parallelism": 1}
 
 
@@ -121,9 +121,9 @@ def test_any_of_several_passwords_unlocks(store: slot_store.KeyStore, master: ke
 @pytest.mark.parametrize("index", [0, 5, fmt.NONCE_SIZE, fmt.NONCE_SIZE + 10, -1])
 def test_flipped_byte_in_wrapped_key_is_integrity_error(store: slot_store.KeyStore, index: int) -> None:
     handle, doc = only_slot(store)
-    wrapped = bytearray(kdf.unb64(doc["wrapped_key"], "t"))
+    wrapped = bytearray(fmt.unb64(doc["wrapped_key"], "t"))
     wrapped[index] ^= 0x40
-    doc["wrapped_key"] = kdf.b64(bytes(wrapped))
+    doc["wrapped_key"] = fmt.b64(bytes(wrapped))
     rewrite(store, handle, doc)
     with pytest.raises(IntegrityError) as info:
         store.unlock(PASSWORD)
@@ -149,7 +149,7 @@ def test_edited_slot_fields_fail_the_wrap(
     """The wrap's associated data binds salt, policy and parameters: editing any of them is detected."""
     handle, doc = only_slot(store)
     if field == "salt":
-        doc["kdf"]["salt"] = kdf.b64(bytes(16))
+        doc["kdf"]["salt"] = fmt.b64(bytes(16))
     elif field == "policy":
         doc["policy"] = slots.POLICY_EXPLICIT
     else:
@@ -225,7 +225,7 @@ def test_one_damaged_slot_does_not_lock_out_the_others(store: slot_store.KeyStor
 def test_all_slots_damaged_is_integrity_error() -> None:
     ks = slot_store.KeyStore(MemoryBackend(), VAULT_ID)
     ks.save_slot(b"[]", "00" * 8)
-    ks.save_slot(b"x" * (slots.MAX_SLOT_SIZE + 1), "11" * 8)
+    ks.save_slot(b"x" * (fmt.MAX_SLOT_SIZE + 1), "11" * 8)
     with pytest.raises(IntegrityError):
         ks.unlock(PASSWORD)
     with pytest.raises(IntegrityError):

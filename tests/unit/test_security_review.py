@@ -136,7 +136,7 @@ def test_a_restore_writes_its_temporary_file_0600_under_umask_0(tmp_path: Path) 
 REVIEWED_COMPARES = {
     ("vault/ops/check.py", "in_header.get(e.blob_id) != e"):
         "index entry vs pack header entry: both authenticated, neither chosen by an attacker, not a MAC check",
-    ("vault/crypto/keyring.py", "magic != KEYRING_MAGIC"):
+    ("vault/format/keyring.py", "magic != KEYRING_MAGIC"):
         "a format marker inside the plaintext the slot's AEAD already authenticated: public, not a MAC",
     ("vault/repo/blobs.py", "generation != key.current"): "key generation numbers: public, stored in the clear",
     ("vault/repo/index.py", "key.current != 0"): "a key generation number: public, stored in the clear",

@@ -7,7 +7,6 @@ uses it. Subkeys come from a generation's master key through HKDF, one label per
 from __future__ import annotations
 
 import os
-import struct
 
 import blake3
 from cryptography.hazmat.primitives import hashes
@@ -37,17 +36,6 @@ class Generation:
 
 def _derive(raw: bytes, vault_id: bytes, label: bytes, length: int = fmt.KEY_SIZE) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=vault_id, info=label).derive(raw)
-
-
-# The keyring a version 2 slot wraps:
-# "VKR" 0x01 | data id key (32) | tree id key (32) | chunker seed (u64) | current generation (u32) | flags (u8)
-# | count (u8) | count x (generation u32 | master key 32)
-KEYRING_MAGIC = b"VKR\x01"
-_KEYRING_HEAD = struct.Struct("<4s32s32sQIBB")
-_KEYRING_GEN = struct.Struct("<I32s")
-FLAG_REENCRYPT_PENDING = 0x01  # `rekey --reencrypt` started and has not finished: rerunning it resumes
-MAX_GENERATIONS_HELD = 64  # each rekey without --reencrypt keeps the older generations: bounded all the same
-MAX_KEYRING_SIZE = _KEYRING_HEAD.size + MAX_GENERATIONS_HELD * _KEYRING_GEN.size
 
 
 class Keyring:
@@ -142,7 +130,7 @@ class Keyring:
 
     @property
     def reencrypt_pending(self) -> bool:
-        return bool(self.flags & FLAG_REENCRYPT_PENDING)
+        return bool(self.flags & fmt.FLAG_REENCRYPT_PENDING)
 
     @property
     def is_legacy(self) -> bool:
@@ -151,7 +139,7 @@ class Keyring:
 
     def rotated(self, reencrypt: bool) -> Keyring:
         """A keyring with a new random current generation, holding the older ones for the data under them."""
-        if len(self._gens) >= MAX_GENERATIONS_HELD:
+        if len(self._gens) >= fmt.MAX_GENERATIONS_HELD:
             raise ConflictError(
                 f"this vault holds {len(self._gens)} key generations, the most it can",
                 hint="run `vault rekey --reencrypt` to rewrite old data under one key",
@@ -160,7 +148,7 @@ class Keyring:
         if number > fmt.MAX_GENERATION:
             raise ConflictError("this vault has used every key generation number")
         gens = {n: g.raw for n, g in self._gens.items()} | {number: os.urandom(fmt.KEY_SIZE)}
-        flags = self.flags | (FLAG_REENCRYPT_PENDING if reencrypt else 0)
+        flags = self.flags | (fmt.FLAG_REENCRYPT_PENDING if reencrypt else 0)
         return Keyring(self.vault_id, self._id_key, self._tree_id_key, self.chunker_seed, gens, number, flags)
 
     def current_only(self) -> Keyring:
@@ -180,36 +168,16 @@ class Keyring:
         """What a slot wraps: the 32-byte master key (version 1) or the encoded keyring (version 2)."""
         if self.is_legacy:
             return self._gens[0].raw
-        out = bytearray(
-            _KEYRING_HEAD.pack(
-                KEYRING_MAGIC, self._id_key, self._tree_id_key, self.chunker_seed, self.current, self.flags,
-                len(self._gens),
-            )
-        )
-        for n, g in self._gens.items():
-            out += _KEYRING_GEN.pack(n, g.raw)
-        return bytes(out)
+        gens = {n: g.raw for n, g in self._gens.items()}
+        fields = fmt.KeyringFields(self._id_key, self._tree_id_key, self.chunker_seed, self.current, self.flags, gens)
+        return fmt.encode_keyring(fields)
 
     @classmethod
     def decode(cls, buf: bytes, vault_id: bytes, what: str) -> Keyring:
         """Parse an encoded keyring (already authenticated by the slot's AEAD, still bounds-checked).
         Raises IntegrityError."""
-        if len(buf) < _KEYRING_HEAD.size or len(buf) > MAX_KEYRING_SIZE:
-            raise IntegrityError(f"{what} holds a malformed keyring")
-        magic, id_key, tree_id_key, seed, current, flags, count = _KEYRING_HEAD.unpack_from(buf, 0)
-        if magic != KEYRING_MAGIC or flags & ~FLAG_REENCRYPT_PENDING or not seed & 1 or seed >= 1 << 63:
-            raise IntegrityError(f"{what} holds a malformed keyring")
-        if count == 0 or len(buf) != _KEYRING_HEAD.size + count * _KEYRING_GEN.size:
-            raise IntegrityError(f"{what} holds a malformed keyring")
-        gens: dict[int, bytes] = {}
-        for i in range(count):
-            n, raw = _KEYRING_GEN.unpack_from(buf, _KEYRING_HEAD.size + i * _KEYRING_GEN.size)
-            if n in gens:
-                raise IntegrityError(f"{what} holds a malformed keyring")
-            gens[n] = raw
-        if current not in gens:
-            raise IntegrityError(f"{what} holds a malformed keyring")
-        return cls(vault_id, id_key, tree_id_key, seed, gens, current, flags)
+        r = fmt.decode_keyring(buf, what)
+        return cls(vault_id, r.id_key, r.tree_id_key, r.chunker_seed, r.generations, r.current, r.flags)
 
     def __repr__(self) -> str:
         return f"Keyring(generations={list(self._gens)}, <hidden>)"

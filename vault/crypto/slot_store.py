@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from vault import format as fmt
 from vault.crypto import kdf, recovery
 from vault.crypto.keyring import Keyring
 from vault.crypto.slots import (
-    MAX_SLOT_SIZE,
     POLICY_DEFAULT,
     POLICY_RECOVERY,
     RECOVERY_PARAMS,
@@ -33,13 +33,13 @@ class KeyStore:
 
     def _read_slot(self, info: ObjectInfo) -> KeySlot:
         """Load (size-capped) and parse one slot. IntegrityError."""
-        if info.size > MAX_SLOT_SIZE:
+        if info.size > fmt.MAX_SLOT_SIZE:
             raise IntegrityError(f"key slot {info.handle.name} is too large")
         return self.read_slot(info.handle.name)
 
     def read_slot(self, slot_id: str) -> KeySlot:
         """One slot by id. ObjectNotFoundError, IntegrityError."""
-        raw = self.backend.load(Handle(Kind.KEYS, slot_id), 0, MAX_SLOT_SIZE + 1)
+        raw = self.backend.load(Handle(Kind.KEYS, slot_id), 0, fmt.MAX_SLOT_SIZE + 1)
         return parse_slot(raw, slot_id)
 
     def slots(self) -> list[KeySlot]:

@@ -8,8 +8,9 @@ allocation). A version newer than we know raises :class:`UnsupportedVersionError
 
 The modules, each one family: ``constants`` (versions, sizes, labels, magics, type bytes), ``entries`` (the
 blob entry pack headers and index objects share), ``packs``, ``objects`` (standalone encrypted objects),
-``index``, ``documents`` (canonical JSON and its fields). This module re-exports their public names, so
-callers write ``from vault import format as fmt`` and ``fmt.X``.
+``index``, ``documents`` (canonical JSON and its fields), ``keyring`` (what a version 2 key slot wraps),
+``slots`` (key slots and their KDF parameters). This module re-exports their public names, so callers write
+``from vault import format as fmt`` and ``fmt.X``.
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ from vault.format.constants import VAULT_ID_SIZE as VAULT_ID_SIZE
 from vault.format.constants import BlobType as BlobType
 from vault.format.constants import ObjectType as ObjectType
 from vault.format.constants import check_version as check_version
+from vault.format.documents import b64 as b64
 from vault.format.documents import decode_json_object as decode_json_object
 from vault.format.documents import encode_json as encode_json
 from vault.format.documents import id_from_hex as id_from_hex
 from vault.format.documents import id_hex as id_hex
+from vault.format.documents import unb64 as unb64
 from vault.format.entries import ENTRY_SIZE as ENTRY_SIZE
 from vault.format.entries import BlobEntry as BlobEntry
 from vault.format.entries import decode_entries as decode_entries
@@ -61,6 +64,13 @@ from vault.format.entries import encode_entries as encode_entries
 from vault.format.index import IndexedPack as IndexedPack
 from vault.format.index import decode_index as decode_index
 from vault.format.index import encode_index as encode_index
+from vault.format.keyring import FLAG_REENCRYPT_PENDING as FLAG_REENCRYPT_PENDING
+from vault.format.keyring import KEYRING_MAGIC as KEYRING_MAGIC
+from vault.format.keyring import MAX_GENERATIONS_HELD as MAX_GENERATIONS_HELD
+from vault.format.keyring import MAX_KEYRING_SIZE as MAX_KEYRING_SIZE
+from vault.format.keyring import KeyringFields as KeyringFields
+from vault.format.keyring import decode_keyring as decode_keyring
+from vault.format.keyring import encode_keyring as encode_keyring
 from vault.format.objects import OBJECT_PREFIX_MAX_SIZE as OBJECT_PREFIX_MAX_SIZE
 from vault.format.objects import OBJECT_PREFIX_SIZE as OBJECT_PREFIX_SIZE
 from vault.format.objects import object_aad as object_aad
@@ -77,3 +87,23 @@ from vault.format.packs import pack_header_aad as pack_header_aad
 from vault.format.packs import pack_preamble as pack_preamble
 from vault.format.packs import parse_pack_preamble as parse_pack_preamble
 from vault.format.packs import parse_pack_trailer as parse_pack_trailer
+from vault.format.slots import HARD_MIN_MEMORY_KIB as HARD_MIN_MEMORY_KIB
+from vault.format.slots import MAX_MEMORY_KIB as MAX_MEMORY_KIB
+from vault.format.slots import MAX_PARALLELISM as MAX_PARALLELISM
+from vault.format.slots import MAX_SLOT_SIZE as MAX_SLOT_SIZE
+from vault.format.slots import MAX_TIME_COST as MAX_TIME_COST
+from vault.format.slots import POLICIES as POLICIES
+from vault.format.slots import POLICY_DEFAULT as POLICY_DEFAULT
+from vault.format.slots import POLICY_EXPLICIT as POLICY_EXPLICIT
+from vault.format.slots import POLICY_RECOVERY as POLICY_RECOVERY
+from vault.format.slots import SLOT_VERSION as SLOT_VERSION
+from vault.format.slots import SLOT_VERSION_KEYRING as SLOT_VERSION_KEYRING
+from vault.format.slots import KdfParams as KdfParams
+from vault.format.slots import SlotFields as SlotFields
+from vault.format.slots import decode_kdf_params as decode_kdf_params
+from vault.format.slots import decode_slot as decode_slot
+from vault.format.slots import decode_slot_details as decode_slot_details
+from vault.format.slots import encode_slot as encode_slot
+from vault.format.slots import encode_slot_details as encode_slot_details
+from vault.format.slots import slot_info_aad as slot_info_aad
+from vault.format.slots import slot_wrap_aad as slot_wrap_aad

@@ -1,7 +1,8 @@
-"""Canonical JSON documents and the fields they share: ids in hex, each parsed as hostile."""
+"""Canonical JSON documents and the fields they share: ids in hex, bytes in base64, each parsed as hostile."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -40,4 +41,22 @@ def id_from_hex(text: object, what: str) -> bytes:
         raise IntegrityError(f"{what} holds a malformed id") from exc
     if len(raw) != ID_SIZE:  # fromhex skips whitespace, so 64 characters may hold fewer bytes
         raise IntegrityError(f"{what} holds a malformed id")
+    return raw
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: object, what: str, size: int | None = None) -> bytes:
+    """Parse a standard base64 field from an untrusted document (at most 4096 characters; of ``size`` bytes when
+    given). IntegrityError."""
+    if not isinstance(text, str) or len(text) > 4096:
+        raise IntegrityError(f"{what} holds a malformed field")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise IntegrityError(f"{what} holds a malformed field") from exc
+    if size is not None and len(raw) != size:
+        raise IntegrityError(f"{what} holds a field of the wrong size")
     return raw

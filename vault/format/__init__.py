@@ -1,4 +1,4 @@
-"""Every byte layout and constant of the vault format, one family per module. docs/format.md describes the same bytes.
+"""Every byte layout and constant of the vault format, one family per module; docs/format.md describes the bytes.
 
 Nothing outside this package builds stored bytes or parses stored documents. Readers accept
 ``FORMAT_VERSION_MIN..FORMAT_VERSION_MAX``; writers emit ``FORMAT_VERSION`` (restic's Min/Max/Stable). Every
@@ -6,11 +6,16 @@ parser here treats its input as hostile: lengths are checked before use, counts 
 actually present, and any mismatch raises :class:`IntegrityError` (never IndexError, struct.error or a huge
 allocation). A version newer than we know raises :class:`UnsupportedVersionError`.
 
-The modules, each one family: ``constants`` (versions, sizes, labels, magics, type bytes), ``entries`` (the
-blob entry pack headers and index objects share), ``packs``, ``objects`` (standalone encrypted objects),
-``index``, ``documents`` (canonical JSON and its fields), ``keyring`` (what a version 2 key slot wraps),
-``slots`` (key slots and their KDF parameters). This module re-exports their public names, so callers write
-``from vault import format as fmt`` and ``fmt.X``.
+The modules, one family each:
+
+- ``constants``: versions, sizes, bounds, HKDF labels, magics, AAD prefixes, type bytes, ``check_version``;
+- ``entries``: the blob entry that pack headers and index objects share;
+- ``packs``, ``objects`` (standalone encrypted objects) and ``index``: binary layouts;
+- ``documents``: canonical JSON, ids in hex, bytes in base64;
+- ``trees``: the JSON documents;
+- ``keyring`` (what a version 2 key slot wraps) and ``slots`` (key slots and their KDF parameters).
+
+This package re-exports their public names, so callers write ``from vault import format as fmt`` and ``fmt.X``.
 """
 
 from __future__ import annotations
@@ -107,3 +112,10 @@ from vault.format.slots import encode_slot as encode_slot
 from vault.format.slots import encode_slot_details as encode_slot_details
 from vault.format.slots import slot_info_aad as slot_info_aad
 from vault.format.slots import slot_wrap_aad as slot_wrap_aad
+from vault.format.trees import MAX_NAME_BYTES as MAX_NAME_BYTES
+from vault.format.trees import NODE_TYPES as NODE_TYPES
+from vault.format.trees import TREE_VERSION as TREE_VERSION
+from vault.format.trees import Node as Node
+from vault.format.trees import decode_tree as decode_tree
+from vault.format.trees import encode_tree as encode_tree
+from vault.format.trees import valid_segment as valid_segment

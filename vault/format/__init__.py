@@ -12,14 +12,21 @@ The modules, one family each:
 - ``entries``: the blob entry that pack headers and index objects share;
 - ``packs``, ``objects`` (standalone encrypted objects) and ``index``: binary layouts;
 - ``documents``: canonical JSON, ids in hex, bytes in base64;
-- ``trees``: the JSON documents;
+- ``trees``, ``records`` (version records), ``config`` and ``locks``: the JSON documents;
 - ``keyring`` (what a version 2 key slot wraps) and ``slots`` (key slots and their KDF parameters).
 
 This package re-exports their public names, so callers write ``from vault import format as fmt`` and ``fmt.X``.
+The classes the rest of vault works with (Keyring, KeySlot, VersionRecord, VaultConfig, LockInfo) stay with
+their owners, which encode them through the functions here and build them from the ``*Fields`` tuples decoded
+here: this package never imports vault.repo or vault.crypto.
 """
 
 from __future__ import annotations
 
+from vault.format.config import MAX_CONFIG_SIZE as MAX_CONFIG_SIZE
+from vault.format.config import ConfigFields as ConfigFields
+from vault.format.config import decode_config as decode_config
+from vault.format.config import encode_config as encode_config
 from vault.format.constants import AAD_BLOB as AAD_BLOB
 from vault.format.constants import AAD_KEY_SLOT as AAD_KEY_SLOT
 from vault.format.constants import AAD_OBJECT as AAD_OBJECT
@@ -76,6 +83,9 @@ from vault.format.keyring import MAX_KEYRING_SIZE as MAX_KEYRING_SIZE
 from vault.format.keyring import KeyringFields as KeyringFields
 from vault.format.keyring import decode_keyring as decode_keyring
 from vault.format.keyring import encode_keyring as encode_keyring
+from vault.format.locks import LockFields as LockFields
+from vault.format.locks import decode_lock as decode_lock
+from vault.format.locks import encode_lock as encode_lock
 from vault.format.objects import OBJECT_PREFIX_MAX_SIZE as OBJECT_PREFIX_MAX_SIZE
 from vault.format.objects import OBJECT_PREFIX_SIZE as OBJECT_PREFIX_SIZE
 from vault.format.objects import object_aad as object_aad
@@ -92,6 +102,12 @@ from vault.format.packs import pack_header_aad as pack_header_aad
 from vault.format.packs import pack_preamble as pack_preamble
 from vault.format.packs import parse_pack_preamble as parse_pack_preamble
 from vault.format.packs import parse_pack_trailer as parse_pack_trailer
+from vault.format.records import MAX_RECORD_SIZE as MAX_RECORD_SIZE
+from vault.format.records import RECORD_VERSION as RECORD_VERSION
+from vault.format.records import RecordFields as RecordFields
+from vault.format.records import decode_record as decode_record
+from vault.format.records import encode_record as encode_record
+from vault.format.records import record_doc as record_doc
 from vault.format.slots import HARD_MIN_MEMORY_KIB as HARD_MIN_MEMORY_KIB
 from vault.format.slots import MAX_MEMORY_KIB as MAX_MEMORY_KIB
 from vault.format.slots import MAX_PARALLELISM as MAX_PARALLELISM

@@ -90,6 +90,7 @@ from vault.format.objects import OBJECT_PREFIX_MAX_SIZE as OBJECT_PREFIX_MAX_SIZ
 from vault.format.objects import OBJECT_PREFIX_SIZE as OBJECT_PREFIX_SIZE
 from vault.format.objects import object_aad as object_aad
 from vault.format.objects import object_prefix as object_prefix
+from vault.format.objects import object_type as object_type
 from vault.format.objects import parse_object_prefix as parse_object_prefix
 from vault.format.packs import MAX_PACK_HEADER as MAX_PACK_HEADER
 from vault.format.packs import PACK_PREAMBLE as PACK_PREAMBLE
@@ -98,8 +99,10 @@ from vault.format.packs import PACK_PREAMBLE_SIZE as PACK_PREAMBLE_SIZE
 from vault.format.packs import PACK_TRAILER_SIZE as PACK_TRAILER_SIZE
 from vault.format.packs import blob_aad as blob_aad
 from vault.format.packs import check_pack_entries as check_pack_entries
+from vault.format.packs import decode_pack_header as decode_pack_header
 from vault.format.packs import pack_header_aad as pack_header_aad
 from vault.format.packs import pack_preamble as pack_preamble
+from vault.format.packs import pack_trailer as pack_trailer
 from vault.format.packs import parse_pack_preamble as parse_pack_preamble
 from vault.format.packs import parse_pack_trailer as parse_pack_trailer
 from vault.format.records import MAX_RECORD_SIZE as MAX_RECORD_SIZE

@@ -48,3 +48,8 @@ def parse_object_prefix(buf: bytes, expected_type: int | tuple[int, ...], what: 
     if generation == 0:
         raise IntegrityError(f"{what} has a malformed header")
     return bytes(buf[:OBJECT_PREFIX_MAX_SIZE]), int(generation)
+
+
+def object_type(buf: bytes) -> int:
+    """The type byte of an object whose prefix :func:`parse_object_prefix` accepted."""
+    return buf[5]

@@ -16,7 +16,7 @@ from vault.format.constants import (
     PACK_MAGIC,
     check_version,
 )
-from vault.format.entries import ENTRY_SIZE, BlobEntry
+from vault.format.entries import ENTRY_SIZE, BlobEntry, decode_entries
 
 # PACK_MAGIC(4) | version(1) | [generation u32, version 2 only] | blob... | encrypted header | header_length u32
 PACK_PREAMBLE = PACK_MAGIC + bytes([FORMAT_VERSION])  # version 1: key generation 0
@@ -60,6 +60,11 @@ def pack_header_aad(vault_id: bytes, pack_name: str, generation: int = 0) -> byt
     )
 
 
+def pack_trailer(header_length: int) -> bytes:
+    """The last bytes of a pack: the length of its sealed header."""
+    return struct.pack("<I", header_length)
+
+
 def parse_pack_preamble(buf: bytes, what: str) -> tuple[int, int]:
     """Check the first bytes of a pack (at least PACK_PREAMBLE_MAX_SIZE of them when the pack is that long);
     return its key generation and the preamble's size. Raises IntegrityError or UnsupportedVersionError."""
@@ -95,3 +100,15 @@ def check_pack_entries(
         if e.offset < end or e.offset + e.length > header_start:
             raise IntegrityError(f"{what} has overlapping or out-of-range blobs")
         end = e.offset + e.length
+
+
+def decode_pack_header(
+    plain: bytes, header_start: int, what: str, preamble_size: int = PACK_PREAMBLE_SIZE
+) -> list[BlobEntry]:
+    """The entries of a pack's header (already authenticated), checked against the pack: no trailing bytes,
+    every blob between the preamble and the header. Raises IntegrityError."""
+    entries, end = decode_entries(plain, 0, f"header of {what}")
+    if end != len(plain):
+        raise IntegrityError(f"header of {what} has trailing bytes")
+    check_pack_entries(entries, header_start, what, preamble_size)
+    return entries

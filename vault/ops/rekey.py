@@ -234,7 +234,7 @@ def _slicer(data: bytes) -> Callable[[int, int], bytes]:
 
 def _content(record: catalog.VersionRecord) -> str:
     """A record's content without its object name: equal for a record and its re-encrypted copy."""
-    return fmt.encode_json(record.to_json()).decode("ascii")
+    return fmt.encode_record(record.stored()).decode("ascii")
 
 
 def _objects_under_older_generations(repo: Repository) -> list[str]:

@@ -112,7 +112,7 @@ def load_index(
         for p in packs:
             index.add_pack(p.pack_id, p.entries, p.generation)
         index.index_names.append(info.handle.name)
-        if raw[5] == fmt.ObjectType.INDEX_CHECKPOINT:
+        if fmt.object_type(raw) == fmt.ObjectType.INDEX_CHECKPOINT:
             index.checkpoints.append((info.handle, packs))
     return index
 

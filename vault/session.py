@@ -320,7 +320,7 @@ def create_vault(
     there already; nothing is touched), UsageError (an empty password, KDF parameters out of bounds),
     StorageError."""
     from vault.crypto import kdf
-    from vault.crypto.keys import POLICY_DEFAULT, POLICY_EXPLICIT
+    from vault.crypto.slots import POLICY_DEFAULT, POLICY_EXPLICIT
     from vault.repo.repository import Repository
     from vault.storage import open_backend
 

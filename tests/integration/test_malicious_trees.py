@@ -26,7 +26,7 @@ import pytest
 from helpers import CHEAP, PASSWORD, VaultCli
 
 from vault import format as fmt
-from vault.crypto.keys import POLICY_EXPLICIT
+from vault.crypto.slots import POLICY_EXPLICIT
 from vault.errors import VaultError
 from vault.pipeline.runner import Pipeline
 from vault.repo import catalog

@@ -237,7 +237,7 @@ def s3_vault(s3: S3Vault) -> S3Vault:
     """An initialised vault in a fresh bucket under a prefix, as `vault init` with cheap KDF options makes
     it, but made in-process (the same ``Repository.create``), which saves a command per test; `init`
     itself is tested through the command line."""
-    from vault.crypto.keys import POLICY_EXPLICIT
+    from vault.crypto.slots import POLICY_EXPLICIT
     from vault.repo.repository import Repository
     from vault.storage import open_backend
 

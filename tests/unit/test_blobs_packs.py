@@ -11,7 +11,7 @@ import pytest
 import zstandard
 
 from vault import format as fmt
-from vault.crypto.keys import Keyring
+from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, UnsupportedVersionError
 from vault.repo.blobs import SealedBlob, open_blob, seal_blob, verify_blob_id
 from vault.repo.packs import PackBuilder, read_pack_header

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vault import format as fmt
-from vault.crypto import kdf, keys
-from vault.crypto.keys import Keyring
+from vault.crypto import kdf, slot_store, slots
+from vault.crypto.keyring import Keyring
 from vault.errors import VaultError
 from vault.repo import catalog
 from vault.repo.blobs import open_blob, seal_blob
@@ -178,7 +178,7 @@ def json_or_bytes(doc: Any, raw: bytes) -> st.SearchStrategy[bytes]:
 # -- valid inputs, built once --------------------------------------------------------------------------------
 @functools.cache
 def valid_slot() -> tuple[str, bytes]:
-    slot, raw = keys.build_slot(KEY, VID, PASSWORD, CHEAP, keys.POLICY_DEFAULT)
+    slot, raw = slots.build_slot(KEY, VID, PASSWORD, CHEAP, slots.POLICY_DEFAULT)
     return slot.slot_id, raw
 
 
@@ -221,7 +221,7 @@ INDEX_HANDLE = Handle(Kind.INDEX, "cd" * 32)
 def test_parse_slot(data: st.DataObject) -> None:
     slot_id, raw = valid_slot()
     mutant = data.draw(json_or_bytes(json.loads(raw), raw))
-    only_vault_errors(keys.parse_slot, mutant, slot_id)
+    only_vault_errors(slots.parse_slot, mutant, slot_id)
 
 
 @settings(FUZZ, max_examples=max(1, EXAMPLES // 2))
@@ -232,7 +232,7 @@ def test_unlock_a_mutated_slot(data: st.DataObject) -> None:
     mutant = data.draw(mutated_json(json.loads(raw)))
     backend = MemoryBackend()
     backend.save(Handle(Kind.KEYS, slot_id), mutant)
-    only_vault_errors(keys.KeyStore(backend, VID).unlock, PASSWORD)
+    only_vault_errors(slot_store.KeyStore(backend, VID).unlock, PASSWORD)
 
 
 @FUZZ

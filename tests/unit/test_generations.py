@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vault import format as fmt
-from vault.crypto import kdf, keys
+from vault.crypto import kdf, keyring, slot_store, slots
 from vault.errors import IntegrityError, UnknownGenerationError, UnsupportedVersionError
 from vault.repo.blobs import open_blob, reseal, seal_blob
 from vault.repo.index import load_index, write_index
@@ -25,16 +25,16 @@ PASSWORD = b"generations"
 
 
 @pytest.fixture
-def ring() -> keys.Keyring:
-    return keys.Keyring.from_master_key(bytes(range(32)), VID)
+def ring() -> keyring.Keyring:
+    return keyring.Keyring.from_master_key(bytes(range(32)), VID)
 
 
-def test_a_never_rekeyed_keyring_is_legacy_and_wraps_its_master_key(ring: keys.Keyring) -> None:
+def test_a_never_rekeyed_keyring_is_legacy_and_wraps_its_master_key(ring: keyring.Keyring) -> None:
     assert ring.is_legacy and ring.current == 0 and ring.generations == (0,)
     assert ring.wrapped_plaintext() == bytes(range(32))
 
 
-def test_rotation_keeps_identity_and_older_generations(ring: keys.Keyring) -> None:
+def test_rotation_keeps_identity_and_older_generations(ring: keyring.Keyring) -> None:
     new = ring.rotated(reencrypt=False)
     assert new.current == 1 and new.generations == (0, 1) and not new.is_legacy and not new.reencrypt_pending
     assert new.blob_id(b"chunk") == ring.blob_id(b"chunk") and new.chunker_seed == ring.chunker_seed
@@ -52,30 +52,30 @@ def test_rotation_keeps_identity_and_older_generations(ring: keys.Keyring) -> No
         done.get(3, "pack x")
 
 
-def test_keyring_round_trips_and_hides_its_bytes(ring: keys.Keyring) -> None:
+def test_keyring_round_trips_and_hides_its_bytes(ring: keyring.Keyring) -> None:
     new = ring.rotated(reencrypt=True).rotated(reencrypt=False)
     raw = new.wrapped_plaintext()
-    back = keys.Keyring.decode(raw, VID, "slot")
+    back = keyring.Keyring.decode(raw, VID, "slot")
     assert back.wrapped_plaintext() == raw and back.generations == (0, 1, 2) and back.reencrypt_pending
     assert all(back.get(n, "x").raw == new.get(n, "x").raw for n in (0, 1, 2))
     assert back.blob_id(b"c") == ring.blob_id(b"c") and back.chunker_seed == ring.chunker_seed
     assert raw.hex() not in repr(new) and "hidden" in repr(new) and "hidden" in repr(new.generation)
 
 
-def test_every_truncation_or_extension_of_a_keyring_is_refused(ring: keys.Keyring) -> None:
+def test_every_truncation_or_extension_of_a_keyring_is_refused(ring: keyring.Keyring) -> None:
     raw = ring.rotated(reencrypt=False).wrapped_plaintext()
     for n in range(len(raw)):
         with pytest.raises(IntegrityError):
-            keys.Keyring.decode(raw[:n], VID, "slot")
+            keyring.Keyring.decode(raw[:n], VID, "slot")
     with pytest.raises(IntegrityError):
-        keys.Keyring.decode(raw + bytes(36), VID, "slot")
+        keyring.Keyring.decode(raw + bytes(36), VID, "slot")
 
 
 def _edited(raw: bytes, offset: int, value: bytes) -> bytes:
     return raw[:offset] + value + raw[offset + len(value) :]
 
 
-def test_malformed_keyrings_are_refused(ring: keys.Keyring) -> None:
+def test_malformed_keyrings_are_refused(ring: keyring.Keyring) -> None:
     raw = ring.rotated(reencrypt=False).wrapped_plaintext()
     head = 4 + 32 + 32
     cases = [
@@ -88,20 +88,20 @@ def test_malformed_keyrings_are_refused(ring: keys.Keyring) -> None:
     ]
     for bad in cases:
         with pytest.raises(IntegrityError):
-            keys.Keyring.decode(bad, VID, "slot")
+            keyring.Keyring.decode(bad, VID, "slot")
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=keys.MAX_KEYRING_SIZE + 8))
+@given(st.binary(max_size=fmt.MAX_KEYRING_SIZE + 8))
 def test_keyring_decode_of_arbitrary_bytes_is_a_keyring_or_integrity_error(data: bytes) -> None:
     with contextlib.suppress(IntegrityError):  # anything else (ValueError, struct.error) fails the test
-        keys.Keyring.decode(data, VID, "slot")
+        keyring.Keyring.decode(data, VID, "slot")
 
 
-def test_version_2_slots_wrap_the_keyring_and_unlock(ring: keys.Keyring, cheap_kdf: kdf.KdfParams) -> None:
+def test_version_2_slots_wrap_the_keyring_and_unlock(ring: keyring.Keyring, cheap_kdf: kdf.KdfParams) -> None:
     backend = MemoryBackend()
-    store = keys.KeyStore(backend, VID)
-    legacy = store.add(ring, PASSWORD, cheap_kdf, keys.POLICY_DEFAULT)
+    store = slot_store.KeyStore(backend, VID)
+    legacy = store.add(ring, PASSWORD, cheap_kdf, slots.POLICY_DEFAULT)
     assert legacy.version == 1
     rotated = ring.rotated(reencrypt=False)
     slot = store.rewrap(legacy, rotated, PASSWORD)
@@ -112,10 +112,10 @@ def test_version_2_slots_wrap_the_keyring_and_unlock(ring: keys.Keyring, cheap_k
     # A version 2 slot relabelled as version 1 (or the reverse) fails to unwrap: the version is in the AAD.
     raw = backend.load(Handle(Kind.KEYS, slot.slot_id))
     with pytest.raises(IntegrityError):
-        keys.unwrap(keys.parse_slot(raw.replace(b'"version":2', b'"version":1'), slot.slot_id), VID, PASSWORD)
+        slots.unwrap(slots.parse_slot(raw.replace(b'"version":2', b'"version":1'), slot.slot_id), VID, PASSWORD)
 
 
-def test_packs_and_objects_under_a_later_generation(ring: keys.Keyring) -> None:
+def test_packs_and_objects_under_a_later_generation(ring: keyring.Keyring) -> None:
     new = ring.rotated(reencrypt=False)
     backend = MemoryBackend()
     pb = PackBuilder(new.current)

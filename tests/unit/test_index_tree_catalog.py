@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from vault import format as fmt
-from vault.crypto.keys import Keyring
+from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, UnsupportedVersionError
 from vault.repo import catalog
 from vault.repo.index import Index, load_index, write_index

@@ -10,7 +10,7 @@ import argon2.low_level
 import pytest
 
 from vault import format as fmt
-from vault.crypto import kdf, keys
+from vault.crypto import kdf, keyring, slot_store, slots
 from vault.errors import IntegrityError, UsageError
 from vault.storage.base import Handle, Kind
 from vault.storage.memory import MemoryBackend
@@ -65,10 +65,10 @@ def test_validate_new_accepts_the_ceilings() -> None:
     kdf.validate_new(kdf.KdfParams(kdf.MAX_MEMORY_KIB, kdf.MAX_TIME_COST, kdf.MAX_PARALLELISM))
 
 
-# -- check_untrusted: parameters read from storage -----------------------------------------------------------
+# -- decode_kdf_params: parameters read from storage ---------------------------------------------------------
 def test_check_untrusted_round_trips_to_json() -> None:
     p = kdf.KdfParams(64 * MIB, 3, 4)
-    assert kdf.check_untrusted(p.to_json(), "slot") == p
+    assert fmt.decode_kdf_params(p.to_json(), "slot") == p
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_check_untrusted_round_trips_to_json() -> None:
 )
 def test_check_untrusted_refuses_absurd_values(over: dict[str, Any]) -> None:
     with pytest.raises(IntegrityError) as info:
-        kdf.check_untrusted(params_doc(**over), "key slot x")
+        fmt.decode_kdf_params(params_doc(**over), "key slot x")
     assert info.value.exit_code == 20
 
 
@@ -112,7 +112,7 @@ def test_check_untrusted_refuses_absurd_values(over: dict[str, Any]) -> None:
 )
 def test_check_untrusted_refuses_wrong_types(over: dict[str, Any]) -> None:
     with pytest.raises(IntegrityError):
-        kdf.check_untrusted(params_doc(**over), "key slot x")
+        fmt.decode_kdf_params(params_doc(**over), "key slot x")
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_check_untrusted_refuses_wrong_types(over: dict[str, Any]) -> None:
 )
 def test_check_untrusted_refuses_unknown_algorithms(doc: Any) -> None:
     with pytest.raises(IntegrityError):
-        kdf.check_untrusted(doc, "key slot x")
+        fmt.decode_kdf_params(doc, "key slot x")
 
 
 def test_weaker_than() -> None:
@@ -157,12 +157,12 @@ def test_derive_key_is_deterministic_and_salted() -> None:
 
 
 def test_unb64() -> None:
-    assert kdf.unb64(kdf.b64(b"\0" * 16), "x", 16) == b"\0" * 16
+    assert fmt.unb64(fmt.b64(b"\0" * 16), "x", 16) == b"\0" * 16
     for bad in ["!!!!", "AAA", 5, None, "A" * 5000, "ÄÄÄÄ"]:
         with pytest.raises(IntegrityError):
-            kdf.unb64(bad, "x")
+            fmt.unb64(bad, "x")
     with pytest.raises(IntegrityError):
-        kdf.unb64(kdf.b64(b"\0" * 15), "x", 16)
+        fmt.unb64(fmt.b64(b"\0" * 15), "x", 16)
 
 
 # -- argon2 never runs for refused parameters ----------------------------------------------------------------
@@ -170,8 +170,8 @@ def test_unb64() -> None:
 def slot() -> tuple[bytes, bytes]:
     """A valid slot (built with argon2 before it is forbidden) and its vault id."""
     vault_id = bytes(range(16))
-    master = keys.Keyring.from_master_key(bytes(32), vault_id)
-    _, raw = keys.build_slot(master, vault_id, PASSWORD, kdf.KdfParams(8 * MIB, 1, 1), keys.POLICY_DEFAULT)
+    master = keyring.Keyring.from_master_key(bytes(32), vault_id)
+    _, raw = slots.build_slot(master, vault_id, PASSWORD, kdf.KdfParams(8 * MIB, 1, 1), slots.POLICY_DEFAULT)
     return raw, vault_id
 
 
@@ -186,7 +186,7 @@ def no_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(argon2.low_level, "verify_secret", boom)
     monkeypatch.setattr(argon2.PasswordHasher, "verify", boom)
     monkeypatch.setattr(argon2.PasswordHasher, "hash", boom)
-    monkeypatch.setattr(keys, "_hasher", boom)
+    monkeypatch.setattr(slots, "_hasher", boom)
 
 
 @pytest.mark.parametrize(
@@ -209,9 +209,9 @@ def test_refused_parameters_never_reach_argon2(
     doc["kdf"].update(over)
     backend.save(Handle(Kind.KEYS, doc["id"]), json.dumps(doc).encode())
     with pytest.raises(IntegrityError):
-        keys.parse_slot(json.dumps(doc).encode(), doc["id"])
+        slots.parse_slot(json.dumps(doc).encode(), doc["id"])
     with pytest.raises(IntegrityError):
-        keys.KeyStore(backend, vault_id).unlock(PASSWORD)
+        slot_store.KeyStore(backend, vault_id).unlock(PASSWORD)
 
 
 def test_the_argon2_guard_bites(slot: tuple[bytes, bytes], no_argon2: None) -> None:
@@ -220,4 +220,4 @@ def test_the_argon2_guard_bites(slot: tuple[bytes, bytes], no_argon2: None) -> N
     backend = MemoryBackend()
     backend.save(Handle(Kind.KEYS, json.loads(slot_bytes)["id"]), slot_bytes)
     with pytest.raises(pytest.fail.Exception):
-        keys.KeyStore(backend, vault_id).unlock(PASSWORD)
+        slot_store.KeyStore(backend, vault_id).unlock(PASSWORD)

@@ -10,7 +10,7 @@ import pytest
 from faulty import FaultyBackend
 
 from vault import format as fmt
-from vault.crypto import kdf, keys
+from vault.crypto import kdf, slots
 from vault.errors import (
     AuthenticationError,
     ConflictError,
@@ -164,7 +164,7 @@ def test_open_rehashes_a_weak_default_slot(
 def test_open_keeps_an_explicit_slot(
     backend: MemoryBackend, cheap_kdf: kdf.KdfParams, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    Repository.create(backend, PASSWORD, cheap_kdf, policy=keys.POLICY_EXPLICIT)
+    Repository.create(backend, PASSWORD, cheap_kdf, policy=slots.POLICY_EXPLICIT)
     monkeypatch.setattr(kdf, "DEFAULT_PARAMS", kdf.KdfParams(16 * KIB, 1, 1))
     assert Repository.open(backend, PASSWORD).slot.params == cheap_kdf
 

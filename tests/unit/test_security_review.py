@@ -138,7 +138,7 @@ def test_a_restore_writes_its_temporary_file_0600_under_umask_0(tmp_path: Path) 
 REVIEWED_COMPARES = {
     ("vault/ops/check.py", "in_header.get(e.blob_id) != e"):
         "index entry vs pack header entry: both authenticated, neither chosen by an attacker, not a MAC check",
-    ("vault/crypto/keys.py", "magic != KEYRING_MAGIC"):
+    ("vault/format/keyring.py", "magic != KEYRING_MAGIC"):
         "a format marker inside the plaintext the slot's AEAD already authenticated: public, not a MAC",
     ("vault/repo/blobs.py", "generation != key.current"): "key generation numbers: public, stored in the clear",
     ("vault/repo/index.py", "key.current != 0"): "a key generation number: public, stored in the clear",
@@ -191,7 +191,7 @@ def test_known_secret_comparisons_use_compare_digest(module: str, function: str)
 def test_password_checks_are_done_by_argon2_and_aes_gcm() -> None:
     """The password check is argon2-cffi's verify (constant time in libargon2) and the key unwrap is AES-GCM
     (tag compared in constant time by OpenSSL): no Python-level comparison of a hash or a tag anywhere."""
-    src = (REPO / "vault/crypto/keys.py").read_text()
+    src = (REPO / "vault/crypto/slots.py").read_text()
     assert ".verify(slot.phc_hash, password)" in src
     assert not [c for c in _compares() if "phc" in c[2].lower() or "tag" in c[2].lower()]
 

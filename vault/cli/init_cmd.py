@@ -33,7 +33,7 @@ def init(
     Example: vault --vault ~/backups/vault init
     """
     from vault.crypto import kdf
-    from vault.crypto.keys import POLICY_DEFAULT, POLICY_EXPLICIT
+    from vault.crypto.slots import POLICY_DEFAULT, POLICY_EXPLICIT
     from vault.passwords import read_new_password, terminal_prompt
     from vault.repo.repository import Repository
 

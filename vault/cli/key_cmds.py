@@ -36,7 +36,7 @@ def _new_password(ctx: typer.Context, new_password_file: str | None) -> bytes:
 def _new_slot_settings(repo: Repository) -> tuple[KdfParams, str]:
     """A new password slot keeps the parameters the user chose at init, or follows the defaults."""
     from vault.crypto import kdf
-    from vault.crypto.keys import POLICY_DEFAULT, POLICY_EXPLICIT
+    from vault.crypto.slots import POLICY_DEFAULT, POLICY_EXPLICIT
 
     if repo.slot.policy == POLICY_EXPLICIT:
         return repo.slot.params, POLICY_EXPLICIT
@@ -48,7 +48,7 @@ def passwd(ctx: typer.Context, new_password_file: NewPwOpt = None) -> None:
 
     Example: vault passwd --new-password-file ~/.vault-new-pw
     """
-    from vault.crypto.keys import POLICY_RECOVERY
+    from vault.crypto.slots import POLICY_RECOVERY
     from vault.errors import UsageError
 
     s = _common.settings(ctx)

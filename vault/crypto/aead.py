@@ -2,7 +2,7 @@
 
 Layout of a sealed message: ``nonce(12) | ciphertext | tag(16)``. Random nonces are safe under one key for
 far more than 2**32 messages at a 2**-32 collision risk (NIST SP 800-38D); a vault writes one message per
-blob, pack header and metadata object, and each purpose has its own subkey (vault.crypto.keys), so a vault
+blob, pack header and metadata object, and each purpose has its own subkey (vault.crypto.keyring), so a vault
 would need billions of blobs under one key before that bound matters. cryptography's AESGCM releases the GIL,
 so worker threads seal in parallel.
 

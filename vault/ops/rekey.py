@@ -1,6 +1,6 @@
 """`vault rekey`: a new master key for new data, and with ``reencrypt`` every stored byte rewritten under it.
 
-A key generation is a master key and the AEAD keys derived from it (vault.crypto.keys.Keyring). Rekeying adds a
+A key generation is a master key and the AEAD keys derived from it (vault.crypto.keyring.Keyring). Rekeying adds a
 new generation and makes it current: new packs and objects are sealed under it, older ones stay readable because
 the keyring keeps their generations. The identity keys (blob ids, chunker seed) are kept, so data stored before
 and after still deduplicates. What a leak of the old master key still gives away is said in docs/security.md.
@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vault import format as fmt
-from vault.crypto.keys import POLICY_RECOVERY
+from vault.crypto.slots import POLICY_RECOVERY
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.ops.check import check
 from vault.pipeline.runner import Pipeline
@@ -220,7 +220,7 @@ def _slicer(data: bytes) -> Callable[[int, int], bytes]:
 
 def _content(record: catalog.VersionRecord) -> str:
     """A record's content without its object name: equal for a record and its re-encrypted copy."""
-    return fmt.encode_json(record.to_json()).decode("ascii")
+    return fmt.encode_record(record.stored()).decode("ascii")
 
 
 def _objects_under_older_generations(repo: Repository) -> list[str]:

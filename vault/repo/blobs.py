@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import zstandard
 
 from vault import format as fmt
-from vault.crypto.keys import Keyring
+from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError
 from vault.pipeline.timing import NO_TIMING, Stage, StageTimer
 

@@ -12,13 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from vault import format as fmt
-from vault.crypto.keys import Keyring
+from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.objects import object_generation, open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind
-
-RECORD_VERSION = 1
-MAX_RECORD_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,45 +32,27 @@ class VersionRecord:
     host: str
     damaged: tuple[str, ...] = ()  # set by `repair` when data this version needs is lost
 
+    def stored(self) -> fmt.RecordFields:
+        """What the record object holds: everything but its name."""
+        return fmt.RecordFields(
+            item=self.item,
+            version=self.version,
+            created=self.created,
+            type=self.type,
+            tree=self.tree,
+            size=self.size,
+            files=self.files,
+            bytes_added=self.bytes_added,
+            host=self.host,
+            damaged=self.damaged,
+        )
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "v": RECORD_VERSION,
-            "item": self.item,
-            "version": self.version,
-            "created": self.created,
-            "type": self.type,
-            "tree": self.tree.hex(),
-            "size": self.size,
-            "files": self.files,
-            "bytes_added": self.bytes_added,
-            "host": self.host,
-        } | ({"damaged": list(self.damaged)} if self.damaged else {})
+        return fmt.record_doc(self.stored())
 
     @property
     def handle(self) -> Handle:
         return Handle(Kind.VERSIONS, self.record_id)
-
-
-def _parse(doc: dict[str, Any], record_id: str, what: str) -> VersionRecord:
-    v = doc.get("v")
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise IntegrityError(f"{what} has no version")
-    fmt.check_version(v, what, maximum=1)
-    item, created, vtype, host = doc.get("item"), doc.get("created"), doc.get("type"), doc.get("host")
-    if not (isinstance(item, str) and isinstance(created, str) and isinstance(host, str)):
-        raise IntegrityError(f"{what} is malformed")
-    if vtype not in ("file", "dir"):
-        raise IntegrityError(f"{what} has an unknown type")
-    nums = [doc.get(k) for k in ("version", "size", "files", "bytes_added")]
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in nums):
-        raise IntegrityError(f"{what} is malformed")
-    damaged = doc.get("damaged", [])
-    if not isinstance(damaged, list) or not all(isinstance(d, str) for d in damaged):
-        raise IntegrityError(f"{what} is malformed")
-    return VersionRecord(
-        record_id, item, nums[0], created, vtype, fmt.id_from_hex(doc.get("tree"), what),  # type: ignore[arg-type]
-        nums[1], nums[2], nums[3], host, tuple(damaged),  # type: ignore[arg-type]
-    )
 
 
 def load_record(backend: Backend, key: Keyring, vault_id: bytes, handle: Handle) -> VersionRecord:
@@ -83,12 +62,12 @@ def load_record(backend: Backend, key: Keyring, vault_id: bytes, handle: Handle)
 def read_record(backend: Backend, key: Keyring, vault_id: bytes, handle: Handle) -> tuple[VersionRecord, int]:
     """One version record and the key generation it is sealed under. IntegrityError, ObjectNotFoundError."""
     what = f"version record {handle}"
-    raw = backend.load(handle, 0, MAX_RECORD_SIZE + 1)
-    if len(raw) > MAX_RECORD_SIZE:
+    raw = backend.load(handle, 0, fmt.MAX_RECORD_SIZE + 1)
+    if len(raw) > fmt.MAX_RECORD_SIZE:
         raise IntegrityError(f"{what} is too large")
     plain = open_object(key, vault_id, handle, fmt.ObjectType.VERSION, raw)
     generation = object_generation(raw, fmt.ObjectType.VERSION, what)
-    return _parse(fmt.decode_json_object(plain, what), handle.name, what), generation
+    return VersionRecord(handle.name, **fmt.decode_record(plain, what)._asdict()), generation
 
 
 def load_records(
@@ -113,7 +92,7 @@ def load_records(
 
 
 def write_record(backend: Backend, key: Keyring, vault_id: bytes, record: VersionRecord) -> None:
-    payload = fmt.encode_json(record.to_json())
+    payload = fmt.encode_record(record.stored())
     backend.save(record.handle, seal_object(key, vault_id, record.handle, fmt.ObjectType.VERSION, payload))
 
 

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from vault import format as fmt
-from vault.errors import IntegrityError, ObjectNotFoundError, VaultNotFoundError
+from vault.errors import ObjectNotFoundError, VaultNotFoundError
 from vault.storage.base import Backend, Handle, Kind
 
 CONFIG_HANDLE = Handle(Kind.CONFIG, "config")
-MAX_CONFIG_SIZE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -25,14 +24,7 @@ class VaultConfig:
     created: str
 
     def to_bytes(self) -> bytes:
-        return fmt.encode_json(
-            {
-                "format_version": self.format_version,
-                "id": self.vault_id.hex(),
-                "created": self.created,
-                "chunker": {"min": fmt.CHUNK_MIN, "avg": fmt.CHUNK_AVG, "max": fmt.CHUNK_MAX},
-            }
-        )
+        return fmt.encode_config(fmt.ConfigFields(self.format_version, self.vault_id, self.created))
 
 
 def new_config() -> VaultConfig:
@@ -44,26 +36,9 @@ def load_config(backend: Backend) -> VaultConfig:
     """Read and check the config. VaultNotFoundError when there is none; UnsupportedVersionError for a newer
     format; IntegrityError for a malformed one."""
     try:
-        raw = backend.load(CONFIG_HANDLE, 0, MAX_CONFIG_SIZE + 1)
+        raw = backend.load(CONFIG_HANDLE, 0, fmt.MAX_CONFIG_SIZE + 1)
     except ObjectNotFoundError:
         raise VaultNotFoundError(
             f"no vault at {backend.location}", hint="create one with `vault init`"
         ) from None
-    if len(raw) > MAX_CONFIG_SIZE:
-        raise IntegrityError("the vault config is too large")
-    doc = fmt.decode_json_object(raw, "the vault config")
-    version = doc.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise IntegrityError("the vault config has no format version")
-    fmt.check_version(version, "this vault")
-    vid = doc.get("id")
-    created = doc.get("created")
-    if not isinstance(vid, str) or len(vid) != 2 * fmt.VAULT_ID_SIZE or not isinstance(created, str):
-        raise IntegrityError("the vault config is malformed")
-    try:
-        vault_id = bytes.fromhex(vid)
-    except ValueError as exc:
-        raise IntegrityError("the vault config is malformed") from exc
-    if len(vault_id) != fmt.VAULT_ID_SIZE:  # fromhex skips whitespace
-        raise IntegrityError("the vault config is malformed")
-    return VaultConfig(version, vault_id, created)
+    return VaultConfig(**fmt.decode_config(raw)._asdict())

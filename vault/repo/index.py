@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from vault import format as fmt
-from vault.crypto.keys import Keyring
+from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.objects import object_generation, open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind
@@ -110,7 +110,7 @@ def load_index(
         for p in packs:
             index.add_pack(p.pack_id, p.entries, p.generation)
         index.index_names.append(info.handle.name)
-        if raw[5] == fmt.ObjectType.INDEX_CHECKPOINT:
+        if fmt.object_type(raw) == fmt.ObjectType.INDEX_CHECKPOINT:
             index.checkpoints.append((info.handle, packs))
     return index
 

@@ -87,14 +87,16 @@ class Lock:
         self._write()
 
     def _write(self) -> None:
-        doc = {
-            "exclusive": self.exclusive,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "time": time.time(),
-            "command": self.command,
-        }
-        raw = seal_object(self.repo.key, self.repo.vault_id, self.handle, LOCK_OBJECT_TYPE, fmt.encode_json(doc))
+        doc = fmt.encode_lock(
+            fmt.LockFields(
+                exclusive=self.exclusive,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                time=time.time(),
+                command=self.command,
+            )
+        )
+        raw = seal_object(self.repo.key, self.repo.vault_id, self.handle, LOCK_OBJECT_TYPE, doc)
         self.repo.backend.save(self.handle, raw)
 
     def _refresh_loop(self) -> None:
@@ -125,17 +127,7 @@ class Lock:
 def read_lock(repo: Repository, handle: Handle) -> LockInfo:
     what = f"lock {handle}"
     plain = open_object(repo.key, repo.vault_id, handle, LOCK_OBJECT_TYPE, repo.backend.load(handle, 0, 65536))
-    doc = fmt.decode_json_object(plain, what)
-    exclusive, host, pid, t, command = (doc.get(k) for k in ("exclusive", "host", "pid", "time", "command"))
-    if not (
-        isinstance(exclusive, bool)
-        and isinstance(host, str)
-        and isinstance(pid, int)
-        and isinstance(t, int | float)
-        and isinstance(command, str)
-    ):
-        raise IntegrityError(f"{what} is malformed")
-    return LockInfo(handle.name, exclusive, host, pid, float(t), command)
+    return LockInfo(handle.name, **fmt.decode_lock(plain, what)._asdict())
 
 
 def acquire(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import zstandard
 
 from vault import format as fmt
-from vault.crypto.keys import Keyring
+from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError
 from vault.storage.base import Handle
 

@@ -8,12 +8,11 @@ random bytes in hex.
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from vault import format as fmt
-from vault.crypto.keys import Keyring
+from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.blobs import SealedBlob, open_blob, verify_blob_id
 from vault.storage.base import Backend, Handle, Kind
@@ -59,7 +58,7 @@ class PackBuilder:
         header = meta.seal(fmt.encode_entries(self.entries), aad)
         parts, self._parts = self._parts, []
         parts.append(header)
-        parts.append(struct.pack("<I", len(header)))
+        parts.append(fmt.pack_trailer(len(header)))
         return parts
 
 
@@ -92,17 +91,13 @@ def parse_pack_header(
     if size < fmt.PACK_PREAMBLE_SIZE + fmt.PACK_TRAILER_SIZE + fmt.AEAD_OVERHEAD:
         raise IntegrityError(f"{what} is truncated")
     generation, preamble_size = fmt.parse_pack_preamble(read(0, min(size, fmt.PACK_PREAMBLE_MAX_SIZE)), what)
-    hlen = fmt.parse_pack_trailer(read(size - 4, 4), size, what)
-    header_start = size - 4 - hlen
+    hlen = fmt.parse_pack_trailer(read(size - fmt.PACK_TRAILER_SIZE, fmt.PACK_TRAILER_SIZE), size, what)
+    header_start = size - fmt.PACK_TRAILER_SIZE - hlen
     if header_start < preamble_size:
         raise IntegrityError(f"{what} has an invalid header length")
     meta = key.get(generation, what).meta
     plain = meta.open(read(header_start, hlen), fmt.pack_header_aad(vault_id, name, generation), f"header of {what}")
-    entries, end = fmt.decode_entries(plain, 0, f"header of {what}")
-    if end != len(plain):
-        raise IntegrityError(f"header of {what} has trailing bytes")
-    fmt.check_pack_entries(entries, header_start, what, preamble_size)
-    return PackHeader(generation, entries)
+    return PackHeader(generation, fmt.decode_pack_header(plain, header_start, what, preamble_size))
 
 
 def load_pack(backend: Backend, name: str) -> bytes:

@@ -27,7 +27,9 @@ from typing import Protocol
 
 from vault import format as fmt
 from vault.crypto import kdf
-from vault.crypto.keys import POLICY_DEFAULT, Keyring, KeySlot, KeyStore, new_keyring
+from vault.crypto.keyring import Keyring, new_keyring
+from vault.crypto.slot_store import KeyStore
+from vault.crypto.slots import POLICY_DEFAULT, KeySlot
 from vault.errors import ConflictError, IntegrityError, ObjectNotFoundError
 from vault.pipeline.timing import NO_TIMING, Stage, StageTimer
 from vault.repo import catalog

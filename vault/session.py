@@ -16,11 +16,12 @@ state: two sessions (on one vault or two) can be open in one process.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from vault.errors import UnknownGenerationError, UsageError, VaultLockedError
+from vault.errors import UnknownGenerationError, UsageError, VaultError, VaultLockedError
 
 if TYPE_CHECKING:
     from vault.archive import PutResult, Putter
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from vault.restore import GetResult
     from vault.storage.base import Backend
     from vault.witness import Findings, Witness
+
+log = logging.getLogger(__name__)
 
 LockMode = Literal["shared", "exclusive"]
 Password = bytes | str | Callable[[], bytes]
@@ -91,12 +94,22 @@ class Session:
         self._closed = True
         try:
             if self._witness is not None:
-                self._witness.finish(self.repo.backend)  # before the lock goes: nothing changes meanwhile
+                # Before the lock goes: nothing changes meanwhile. What the catalog knows now (its own changes
+                # included) is what this command leaves; no second listing of the storage.
+                try:
+                    ids = self.repo.catalog.record_ids()
+                except VaultError:
+                    log.debug("witness: the catalog can't be read at the end", exc_info=True)
+                else:
+                    self._witness.finish(ids)
             if self._pipeline is not None:
                 self._pipeline.close()
         finally:
-            if self.lock is not None:
-                self.lock.release()
+            try:
+                if self.lock is not None:
+                    self.lock.release()
+            finally:
+                self.repo.close()
 
     def __enter__(self) -> Session:
         return self
@@ -128,7 +141,9 @@ class Session:
                         on_warning=on_warning)
         self.adopt_interrupted(putter)
         sources = [putter.add_path(str(p), name) for p in paths]
-        return putter.commit(sources)
+        results = putter.commit(sources)
+        self.compact()
+        return results
 
     def put_stream(self, stream: IO[bytes], name: str, compression: int = 3) -> PutResult:
         """Store a binary stream (read to its end) as a new version of the file item ``name``."""
@@ -137,7 +152,17 @@ class Session:
         self._need_lock("put")
         putter = Putter(self.repo, self.pipeline, level=compression)
         self.adopt_interrupted(putter)
-        return putter.commit([putter.add_stream(stream, name)])[0]
+        result = putter.commit([putter.add_stream(stream, name)])[0]
+        self.compact()
+        return result
+
+    def compact(self) -> None:
+        """After storing: keep the vault's listings short (index objects merged, loose version records folded into
+        segments when no other process holds a lock). Cheap when there is nothing to do: the cache says so."""
+        from vault.repo.locks import others_hold_locks
+
+        lock = self.lock
+        self.repo.compact(alone=lambda: lock is not None and not others_hold_locks(self.repo, lock))
 
     def adopt_interrupted(self, putter: Putter) -> int:
         """Checkpoints in the index while no other process holds a lock belong to puts that died: ``putter``
@@ -199,6 +224,7 @@ def open_session(
     retry_lock_s: float = 0.0,
     command: str = "python",
     witness: bool = True,
+    cache: bool | str | Path = True,
     on_note: Note | None = None,
 ) -> Session:
     """Open the vault at ``location`` (a directory, or ``s3://BUCKET[/PREFIX]``; None: the per-user default)
@@ -209,6 +235,8 @@ def open_session(
     others do, ``"exclusive"`` for changes that need the vault to itself, None to only read (``ls``,
     ``history``). ``retry_lock_s`` waits that long for a conflicting lock. ``command`` names the holder in lock
     objects. ``on_note`` receives warnings meant for people (a replayed version record, a lock broken).
+    ``cache``: True for the local cache in the per-user cache directory (``~/.cache/vault``), a directory to
+    keep it there instead, False for none (a private temporary one, as ``--no-cache``).
 
     Raises VaultNotFoundError (exit 10), AuthenticationError (12), VaultLockedError (11),
     UnsupportedVersionError (21), IntegrityError (20), StorageError (30), UsageError (2).
@@ -221,14 +249,16 @@ def open_session(
     secret = _password_bytes(password)
     notes: list[str] = []
     repo, held = _unlock_and_lock(backend, config, secret, lock, command, retry_lock_s, notes)
+    repo.cache_dir = cache_dir(cache)
     try:
         if held is not None:
             # Rewrapping a slot is a key change: only under a lock, so it never races a `rekey` of that slot.
             repo.slot = repo.keys.rehash_if_weak(repo.slot, repo.key, secret)
-        watcher, findings = _witness(repo, witness, notes, on_note)
+        watcher, findings = _witness(repo, witness, lock, notes, on_note)
     except BaseException:
         if held is not None:
             held.release()
+        repo.close()
         raise
     return Session(repo, secret, lock=held, witness=watcher, findings=findings, threads=threads, notes=notes)
 
@@ -287,22 +317,42 @@ def _unlock_and_lock(
 
 
 def _witness(
-    repo: Repository, enabled: bool, notes: list[str], on_note: Note | None
+    repo: Repository, enabled: bool, lock: LockMode | None, notes: list[str], on_note: Note | None
 ) -> tuple[Witness | None, Findings]:
     """Compare the vault's version records with what this machine saw last (vault.witness); warn about a
-    replay, deletion or rollback. The repository tells the witness about its own removals."""
+    replay, deletion or rollback. Removals this machine began and did not finish (a command killed half way)
+    are finished first by a command that holds the exclusive lock, and are never taken for a replay. The
+    repository tells the witness about its own removals from then on."""
     from vault.witness import Findings, Witness
 
     if not enabled:
         return None, Findings()
     watcher = Witness(repo.vault_id)
-    findings = watcher.start(repo.backend)
+    findings = watcher.start(repo.catalog.record_ids())
     repo.witness = watcher
+    if findings.pending and lock == "exclusive":
+        repo.remove_records(findings.pending)
+        notes.append(f"finished removing {len(findings.pending)} version record(s) an interrupted command "
+                     "had begun to remove")
+        findings.pending = []
     for message in findings.messages():
         notes.append(f"noticed: {message}")
         if on_note is not None:
             on_note(f"warning: {message}")
     return watcher, findings
+
+
+def cache_dir(cache: bool | str | Path) -> Path | None:
+    """Where the local cache lives: ``cache`` itself when it names a directory, the per-user cache directory
+    for True, None (a private temporary cache) for False. (The command line maps VAULT_CACHE_DIR and
+    --no-cache onto this; the library reads no environment.)"""
+    if cache is False:
+        return None
+    if cache is True:
+        from vault.cache import default_root
+
+        return default_root()
+    return Path(cache)
 
 
 def default_location() -> str:

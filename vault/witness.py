@@ -3,46 +3,53 @@
 A version record is an authenticated object, but nothing in the store says that it *should* (or should no
 longer) exist: whoever can write to the storage can delete one, put back one that `rm` removed, or roll the
 whole store back to an older state, and every object still authenticates. borg answers this with a local
-record of the newest manifest each client has seen; vault keeps, per vault and per machine, the names of the
-version records it saw when its last command ended (``seen``) and of those it saw disappear (``gone``,
-whoever removed them). Record names are 32 random bytes, unique for the life of a vault, so at the start of
-each command:
+record of the newest manifest each client has seen; vault keeps, per vault and per machine, the ids of the
+version records it saw when its last command ended (``seen``) and of those it knows were removed (``removed``).
+Record ids are 32 random bytes, unique for the life of a vault, taken only from records that authenticated
+(the catalog hands them over), never from a listing of the storage. At the start of each command:
 
-- a name in ``gone`` that is back is a **replay**: the record was removed and has been put back (`check`
-  fails on it, exit 20; other commands warn);
-- a name in ``seen`` that is missing was removed by someone else than this machine: **another machine's**
-  `rm`, `forget` or `rekey`, or a **deletion or rollback** of the storage. With one machine that can only be
-  the latter; with several, compare `vault log` on each. Commands warn once; `check` notes it.
+- an id this machine *confirmed* removed that is back is a **replay**: the record was removed and has been put
+  back (`check` fails on it, exit 20; other commands warn);
+- an id in ``seen`` that is missing was removed by someone else than this machine: **another machine's** `rm`,
+  `forget` or `rekey`, or a **deletion or rollback** of the storage. Commands warn once; `check` notes it. Its
+  return later is a replay.
 
-This machine's own removals (`rm`, `forget`, `repair`, `rekey --reencrypt`) are taken in at the end of the
-command that made them. The file (``user_state_path("vault") / "witness" / <hash of vault id>.json``, 0600)
-holds only record names, never item names. A machine that has not seen a state can't tell it was changed,
-and anyone who can edit this file can silence it: that is the same limit as borg's.
+This machine's own removals go in two steps. Before a record is deleted its id is written down as an
+**intent**; once it is gone, the intent is **confirmed**. A command killed in between leaves intents: an intent
+whose record is still there is an interrupted removal, never a replay; the next command that holds the vault's
+exclusive lock (or `repair`, or the same command run again) finishes it before anything is judged
+(:attr:`Findings.pending`); an intent whose record is gone is simply confirmed. Nothing is ever evicted: an
+id this machine removed stays remembered for the life of the file (a few dozen bytes per removed version), so
+no flood of planted records can push a real removal out.
 
-Like the operation log, none of this ever fails a command: an unreadable or corrupt file starts afresh.
+The file (``user_state_path("vault") / "witness" / <hash of vault id>.sqlite``, 0600, in a 0700 directory)
+holds only record ids, never item names. A machine that has not seen a state can't tell it was changed, and
+anyone who can edit this file can silence it: that is the same limit as borg's. The witness never fails a
+command: a file it can't read or write is reported as a warning (the check could not be made), not as silence.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import json
 import logging
 import os
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
 
 from vault.oplog import ensure_private_dir
-from vault.storage.base import Backend, Kind
 
 log = logging.getLogger(__name__)
 
-MAX_GONE = 200_000  # names of removed records remembered (oldest forgotten first): ~13 MiB at most
-MAX_FILE = 64 * 1024 * 1024
+_INTENT, _CONFIRMED = 0, 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS removed (id TEXT PRIMARY KEY, state INTEGER NOT NULL) WITHOUT ROWID;
+"""
 
 
 def default_dir() -> Path:
@@ -51,15 +58,17 @@ def default_dir() -> Path:
 
 @dataclass
 class Findings:
-    replayed: list[str] = field(default_factory=list)  # record names removed earlier and back now
-    vanished: list[str] = field(default_factory=list)  # record names seen here and gone, not removed here
+    replayed: list[str] = field(default_factory=list)  # ids this machine removed and that are back
+    vanished: list[str] = field(default_factory=list)  # ids seen here and gone, not removed here
+    pending: list[str] = field(default_factory=list)  # removals this machine began and did not finish
+    unusable: str = ""  # why the witness could not compare this time (its file can't be read or written)
 
     def messages(self) -> list[str]:
         out = []
         if self.replayed:
             out.append(
                 f"{len(self.replayed)} version record(s) that were removed earlier are back (first: "
-                f"versions/{self.replayed[0][:10]}): the storage replayed them; `vault check` names the versions"
+                f"{self.replayed[0][:10]}): the storage replayed them; `vault check` names the versions"
             )
         if self.vanished:
             out.append(
@@ -67,92 +76,87 @@ class Findings:
                 "another machine's rm, forget or rekey, or the storage was rolled back or altered (compare "
                 "`vault log` on each machine)"
             )
+        if self.unusable:
+            out.append(f"replays and deletions of version records can't be noticed this time: {self.unusable}")
         return out
 
 
 class Witness:
-    """The record names one machine remembers for one vault. Not thread-safe; one per command."""
+    """The record ids one machine remembers for one vault. One per command; not thread-safe."""
 
     def __init__(self, vault_id: bytes, directory: Path | None = None) -> None:
-        self.path = (directory or default_dir()) / f"{hashlib.sha256(vault_id).hexdigest()[:32]}.json"
-        self._start: set[str] | None = None
-
-    def _load(self) -> tuple[set[str], list[str]]:
-        try:
-            if self.path.stat().st_size > MAX_FILE:
-                return set(), []
-            doc = json.loads(self.path.read_bytes())
-            seen, gone = doc["seen"], doc["gone"]
-            if doc.get("v") != 1 or not all(isinstance(x, str) for x in [*seen, *gone]):
-                return set(), []
-            return set(seen), list(gone)
-        except (OSError, ValueError, KeyError, TypeError):
-            return set(), []
+        self.path = (directory or default_dir()) / f"{hashlib.sha256(vault_id).hexdigest()[:32]}.sqlite"
+        self._started = False
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialize this user's commands on one vault while they read and rewrite the file."""
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """The file, opened for one transaction (``BEGIN IMMEDIATE``: this user's commands on one vault take turns
+        while they read and rewrite it)."""
         ensure_private_dir(self.path.parent)
-        fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=60)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            conn.executescript(_SCHEMA)
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
         finally:
-            os.close(fd)
+            conn.close()
 
-    def _save(self, seen: set[str], gone: list[str]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        data = json.dumps({"v": 1, "seen": sorted(seen), "gone": gone[-MAX_GONE:]}).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    def start(self, current: Iterable[str]) -> Findings:
+        """Compare the vault's record ids (authenticated, from the catalog) with what this machine remembers.
+        Intents whose records are gone are confirmed; those still there are reported as ``pending``. Never
+        raises."""
+        ids = set(current)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-
-    def start(self, backend: Backend) -> Findings:
-        """Compare the store's record names with what this machine saw last. Never raises."""
-        try:
-            names = {info.handle.name for info in backend.list(Kind.VERSIONS)}
-            with self._locked():
-                seen, gone = self._load()
-                findings = Findings(sorted(names & set(gone)), sorted(seen - names))
-                if findings.vanished:  # reported once; a later return of one of them is a replay
-                    gone.extend(findings.vanished)
-                    self._save(seen - set(findings.vanished), gone)
-            self._start = names
+            with self._db() as db:
+                seen = {r[0] for r in db.execute("SELECT id FROM seen")}
+                removed = dict(db.execute("SELECT id, state FROM removed").fetchall())
+                findings = Findings(
+                    replayed=sorted(i for i in ids if removed.get(i) == _CONFIRMED),
+                    vanished=sorted(i for i in seen - ids if i not in removed),
+                    pending=sorted(i for i in ids if removed.get(i) == _INTENT),
+                )
+                done = [(i,) for i, state in removed.items() if state == _INTENT and i not in ids]
+                db.executemany("UPDATE removed SET state = 1 WHERE id = ?", done)
+                # Reported once; a later return of one of them is a replay.
+                db.executemany("INSERT OR REPLACE INTO removed (id, state) VALUES (?, 1)",
+                               [(i,) for i in findings.vanished])
+                db.executemany("DELETE FROM seen WHERE id = ?", [(i,) for i in findings.vanished])
+            self._started = True
             return findings
-        except Exception:  # a witness must never fail a command
+        except (OSError, sqlite3.Error) as exc:
             log.debug("witness: could not compare with %s", self.path, exc_info=True)
-            return Findings()
+            return Findings(unusable=f"{self.path}: {getattr(exc, 'strerror', None) or exc}")
 
-    def finish(self, backend: Backend) -> None:
-        """Take in the store's record names as this command leaves them: what it removed becomes ``gone``,
-        what it (or anyone) added becomes ``seen``. Never raises."""
-        if self._start is None:
-            return
+    def removing(self, record_ids: list[str]) -> None:
+        """Called before this machine deletes version records: they are intents now. Never raises."""
+        self._mark(record_ids, _INTENT, "INSERT OR IGNORE")
+
+    def removed(self, record_ids: list[str]) -> None:
+        """Called once the records are gone: their removal is confirmed. Never raises."""
+        self._mark(record_ids, _CONFIRMED, "INSERT OR REPLACE")
+
+    def _mark(self, record_ids: list[str], state: int, verb: str) -> None:
         try:
-            with self._locked():
-                # Listed under the file lock, and only this command's own view counts as removed: another
-                # command of this user may have added records (to ``seen``) since this one started.
-                names = {info.handle.name for info in backend.list(Kind.VERSIONS)}
-                seen, gone = self._load()
-                known_gone = set(gone)
-                gone.extend(sorted(n for n in self._start - names if n not in known_gone))
-                # A replayed name stays in `gone` (and is reported again) until it is removed again.
-                self._save((seen | names) - set(gone), gone)
-        except Exception:
+            with self._db() as db:
+                db.executemany(f"{verb} INTO removed (id, state) VALUES (?, ?)", [(i, state) for i in record_ids])
+                db.executemany("DELETE FROM seen WHERE id = ?", [(i,) for i in record_ids])
+        except (OSError, sqlite3.Error):
             log.debug("witness: could not update %s", self.path, exc_info=True)
 
-    def removing(self, names: list[str]) -> None:
-        """Called before this command deletes version records: they are ``gone`` already, so a command killed
-        half way is not taken for a rollback by the next one. Never raises."""
+    def finish(self, current: Iterable[str]) -> None:
+        """Take in the record ids as this command leaves them (from the catalog as it knows them: its own
+        changes and what it read). Never raises."""
+        if not self._started:
+            return
         try:
-            with self._locked():
-                seen, gone = self._load()
-                known_gone = set(gone)
-                gone.extend(n for n in names if n not in known_gone)
-                self._save(seen - set(names), gone)
-        except Exception:
+            ids = set(current)
+            with self._db() as db:
+                known = {r[0] for r in db.execute("SELECT id FROM seen")}
+                known.update(r[0] for r in db.execute("SELECT id FROM removed"))
+                # A replayed id stays in `removed` (and is reported again) until it is removed again.
+                db.executemany("INSERT INTO seen (id) VALUES (?)", [(i,) for i in ids - known])
+        except (OSError, sqlite3.Error):
             log.debug("witness: could not update %s", self.path, exc_info=True)

@@ -13,7 +13,8 @@ from vault import format as fmt
 from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, UnsupportedVersionError
 from vault.repo import catalog
-from vault.repo.index import Index, load_index, write_index
+from vault.cache import BlobIndex, CacheDB
+from vault.repo.index import load_index, write_index
 from vault.repo.objects import open_object, seal_object
 from vault.repo.tree import Node, decode_tree, encode_tree, valid_segment
 from vault.storage.base import Handle, Kind
@@ -89,18 +90,18 @@ def test_object_that_does_not_decompress() -> None:
 
 
 # -- index ---------------------------------------------------------------------------------------------------
-def test_index_in_memory() -> None:
-    idx = Index()
-    idx.add_pack(ID1, [entry(1), entry(2)], 0)
-    idx.add_pack(ID2, [entry(2), entry(3)], 0)  # blob 2 twice: the first location stays
+def test_index_in_the_cache() -> None:
+    idx = BlobIndex(CacheDB.open(None, VID, b""), b"k" * 32)
+    idx.add_object("aa" * 32, False, [fmt.IndexedPack(ID1, 0, [entry(1), entry(2)])])
+    idx.add_object("bb" * 32, False, [fmt.IndexedPack(ID2, 0, [entry(2), entry(3)])])  # blob 2 twice: ID1 < ID2
     assert len(idx) == 3
     assert bytes([2]) * 32 in idx and bytes([9]) * 32 not in idx
     loc = idx.get(bytes([2]) * 32)
     assert loc is not None and loc.pack_id == ID1
     assert loc.pack_handle == Handle(Kind.DATA, ID1.hex())
     assert idx.get(bytes([9]) * 32) is None
-    assert {p: len(es) for p, es in idx.packs().items()} == {ID1: 2, ID2: 1}
-    assert len(idx.locations()) == 3
+    assert {p.pack_id: len(p.entries) for p in idx.packs()} == {ID1: 2, ID2: 1}
+    assert sum(len(p.entries) for p in idx.packs()) == 3
 
 
 def test_index_objects_round_trip() -> None:

@@ -230,12 +230,12 @@ def test_several_packs_leave_exactly_one_index_object(
     # Checkpoints were written along the way (one per pack), then merged and removed.
     assert sum(h.kind is Kind.INDEX for h in saved) == len(packs) + 1
     idx = load_index(backend, repo.key, repo.vault_id)
-    assert {p.hex() for p in idx.packs()} == set(packs)
+    assert {p.pack_id.hex() for p in idx.packs()} == set(packs)
     assert len(idx) == len(data)
     for name in packs:  # every pack's own header agrees with the index
         entries = read_pack_header(backend, repo.key, repo.vault_id, name)[0].entries
         assert sorted(entries, key=lambda e: e.offset) == sorted(
-            idx.packs()[bytes.fromhex(name)], key=lambda e: e.offset
+            {p.pack_id: p.entries for p in idx.packs()}[bytes.fromhex(name)], key=lambda e: e.offset
         )
     reopened = Repository.open(backend, PASSWORD)
     for (blob_id, _, _), d in zip(results, data, strict=True):
@@ -312,7 +312,8 @@ def test_blob_moved_within_a_pack_is_detected(
     results = store_all(repo, pipeline, [a, b], level=0)
     [pack] = list(backend.list(Kind.DATA))
     raw = bytearray(backend.load(pack.handle))
-    entries = sorted(repo.index.packs()[bytes.fromhex(pack.handle.name)], key=lambda e: e.offset)
+    entries = sorted({p.pack_id: p.entries for p in repo.index.packs()}[bytes.fromhex(pack.handle.name)],
+                     key=lambda e: e.offset)
     e1, e2 = entries
     blob1, blob2 = raw[e1.offset : e1.offset + e1.length], raw[e2.offset : e2.offset + e2.length]
     raw[e1.offset : e1.offset + e1.length], raw[e2.offset : e2.offset + e2.length] = blob2, blob1

@@ -67,6 +67,10 @@ def root(
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, max=256, metavar="N", help="Worker threads (default: CPU count).")
     ] = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Keep no local cache of the vault's metadata (slower on big vaults)."),
+    ] = False,
     retry_lock: Annotated[
         float,
         typer.Option("--retry-lock", min=0, metavar="SECONDS", help="Seconds to wait for a lock before giving up."),
@@ -91,6 +95,7 @@ def root(
         threads=threads or _common.env_int(env, "VAULT_THREADS"),
         env=env,
         retry_lock_s=retry_lock,
+        cache=False if no_cache else (env.get("VAULT_CACHE_DIR") or True),
     )
     state.command = ctx.invoked_subcommand or ""
     # Every command that names a vault is logged, also when it fails before opening it (a missing PATH).

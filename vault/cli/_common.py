@@ -32,6 +32,7 @@ class Settings:
     threads: int | None
     env: dict[str, str]
     retry_lock_s: float = 0.0
+    cache: bool | str = True  # True: the per-user cache directory; a path: VAULT_CACHE_DIR; False: --no-cache
 
 
 @dataclass
@@ -155,6 +156,7 @@ def open_session(ctx: typer.Context, lock: LockMode | None = None) -> Session:
         threads=s.threads,
         retry_lock_s=s.retry_lock_s,
         command=state.command,
+        cache=s.cache,
         on_note=note,
     )
     return state.session

@@ -79,9 +79,11 @@ def put(
                 putter.add_stream(sys.stdin.buffer, name or "") if p == "-" else putter.add_path(p, name)
                 for p in paths
             ]
-        with progress.bar(s, "put", putter.bytes_to_read(sources)) as advance:
+        total = putter.bytes_to_read(sources) if progress.enabled(s) else None
+        with progress.bar(s, "put", total) as advance:
             putter.progress = advance
             results = putter.commit(sources, before_commit=command.check)
+        session.compact()
     elapsed = time.monotonic() - started
     state.nbytes = sum(r.bytes_read for r in results)
     if as_json:

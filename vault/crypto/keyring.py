@@ -151,6 +151,12 @@ class Keyring:
         flags = self.flags | (fmt.FLAG_REENCRYPT_PENDING if reencrypt else 0)
         return Keyring(self.vault_id, self._id_key, self._tree_id_key, self.chunker_seed, gens, number, flags)
 
+    def cache_key(self) -> bytes:
+        """The root key of this machine's local cache of the vault (vault.cache): from the current generation's
+        master key, so only a key that reads the vault reads or forges its cache, and a `vault rekey` starts a
+        new cache rather than keeping names sealed under a key that may have leaked."""
+        return _derive(self.generation.raw, self.vault_id, fmt.LABEL_CACHE)
+
     def current_only(self) -> Keyring:
         """This keyring without the older generations (once no stored byte is sealed under them)."""
         gens = {self.current: self.generation.raw}

@@ -40,9 +40,12 @@ from vault.format.constants import FORMAT_VERSION as FORMAT_VERSION
 from vault.format.constants import FORMAT_VERSION_GENERATIONS as FORMAT_VERSION_GENERATIONS
 from vault.format.constants import FORMAT_VERSION_MAX as FORMAT_VERSION_MAX
 from vault.format.constants import FORMAT_VERSION_MIN as FORMAT_VERSION_MIN
+from vault.format.constants import FORMAT_VERSION_SEGMENTS as FORMAT_VERSION_SEGMENTS
+from vault.format.constants import HEADER_VERSION_MAX as HEADER_VERSION_MAX
 from vault.format.constants import ID_SIZE as ID_SIZE
 from vault.format.constants import KEY_SIZE as KEY_SIZE
 from vault.format.constants import KNOWN_FLAGS as KNOWN_FLAGS
+from vault.format.constants import LABEL_CACHE as LABEL_CACHE
 from vault.format.constants import LABEL_CHUNKER as LABEL_CHUNKER
 from vault.format.constants import LABEL_DATA as LABEL_DATA
 from vault.format.constants import LABEL_ID as LABEL_ID
@@ -53,6 +56,7 @@ from vault.format.constants import MAX_GENERATION as MAX_GENERATION
 from vault.format.constants import MAX_METADATA_RAW as MAX_METADATA_RAW
 from vault.format.constants import MAX_PACK_ENTRIES as MAX_PACK_ENTRIES
 from vault.format.constants import MAX_PACK_SIZE as MAX_PACK_SIZE
+from vault.format.constants import NEW_VAULT_FORMAT as NEW_VAULT_FORMAT
 from vault.format.constants import NONCE_SIZE as NONCE_SIZE
 from vault.format.constants import OBJECT_MAGIC as OBJECT_MAGIC
 from vault.format.constants import PACK_MAGIC as PACK_MAGIC
@@ -106,10 +110,13 @@ from vault.format.packs import pack_trailer as pack_trailer
 from vault.format.packs import parse_pack_preamble as parse_pack_preamble
 from vault.format.packs import parse_pack_trailer as parse_pack_trailer
 from vault.format.records import MAX_RECORD_SIZE as MAX_RECORD_SIZE
+from vault.format.records import MAX_SEGMENT_SIZE as MAX_SEGMENT_SIZE
 from vault.format.records import RECORD_VERSION as RECORD_VERSION
 from vault.format.records import RecordFields as RecordFields
 from vault.format.records import decode_record as decode_record
+from vault.format.records import decode_segment as decode_segment
 from vault.format.records import encode_record as encode_record
+from vault.format.records import encode_segment as encode_segment
 from vault.format.records import record_doc as record_doc
 from vault.format.slots import HARD_MIN_MEMORY_KIB as HARD_MIN_MEMORY_KIB
 from vault.format.slots import MAX_MEMORY_KIB as MAX_MEMORY_KIB

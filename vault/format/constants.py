@@ -11,11 +11,18 @@ from vault.errors import IntegrityError, UnsupportedVersionError
 # -- versions ------------------------------------------------------------------------------------------------
 FORMAT_VERSION = 1
 FORMAT_VERSION_MIN = 1
-FORMAT_VERSION_MAX = 2
+FORMAT_VERSION_MAX = 3
 # Version 2 adds key generations (`vault rekey`): packs, encrypted objects and key slots written under a
 # generation other than 0 carry its number. A vault that was never rekeyed writes version 1 bytes only, so
 # everything made before generations existed reads and is written exactly as before.
 FORMAT_VERSION_GENERATIONS = 2
+# Version 3 adds catalog segments: version records folded many to an object (ObjectType.CATALOG_SEGMENT), so
+# listing versions/ stays one request at any number of versions. New vaults are made at version 3; a vault of
+# an older version keeps its loose records (and is read and written by older releases as before).
+FORMAT_VERSION_SEGMENTS = 3
+NEW_VAULT_FORMAT = FORMAT_VERSION_SEGMENTS
+# Packs and encrypted objects carry their own header version (1, or 2 with a key generation); never 3.
+HEADER_VERSION_MAX = FORMAT_VERSION_GENERATIONS
 MAX_GENERATION = 2**32 - 1
 
 # -- sizes ---------------------------------------------------------------------------------------------------
@@ -49,6 +56,7 @@ LABEL_META = b"vault/v1/meta"  # AEAD key for pack headers, index objects and ve
 LABEL_ID = b"vault/v1/id"  # BLAKE3 key for data blob ids
 LABEL_TREE_ID = b"vault/v1/id/tree"  # BLAKE3 key for tree blob ids: a file can never collide with a tree
 LABEL_CHUNKER = b"vault/v1/chunker"  # seed of the FastCDC gear table
+LABEL_CACHE = b"vault/v1/cache"  # the local cache's root key (never stored; see vault/cache)
 
 # -- magics (4 bytes) and AAD prefixes -----------------------------------------------------------------------
 PACK_MAGIC = b"VLTP"
@@ -72,7 +80,8 @@ class ObjectType:
     VERSION = 2
     LOCK = 3
     INDEX_CHECKPOINT = 4  # a one-pack index written while a put runs; merged into an INDEX when it ends
-    ALL = (1, 2, 3, 4)
+    CATALOG_SEGMENT = 5  # many version records in one object of versions/ (format version 3)
+    ALL = (1, 2, 3, 4, 5)
 
 
 FLAG_ZSTD = 0x01  # the blob's plaintext was zstd-compressed before encryption

@@ -10,6 +10,7 @@ from vault.format.constants import (
     AEAD_OVERHEAD,
     FORMAT_VERSION,
     FORMAT_VERSION_GENERATIONS,
+    HEADER_VERSION_MAX,
     OBJECT_MAGIC,
     check_version,
 )
@@ -37,7 +38,7 @@ def parse_object_prefix(buf: bytes, expected_type: int | tuple[int, ...], what: 
     the key generation the object is sealed under."""
     if len(buf) < OBJECT_PREFIX_SIZE + AEAD_OVERHEAD or buf[:4] != OBJECT_MAGIC:
         raise IntegrityError(f"{what} is not a vault object (bad magic or truncated)")
-    check_version(buf[4], what)
+    check_version(buf[4], what, maximum=HEADER_VERSION_MAX)
     if buf[5] not in (expected_type if isinstance(expected_type, tuple) else (expected_type,)):
         raise IntegrityError(f"{what} has the wrong object type")
     if buf[4] == FORMAT_VERSION:

@@ -12,6 +12,7 @@ from vault.format.constants import (
     AEAD_OVERHEAD,
     FORMAT_VERSION,
     FORMAT_VERSION_GENERATIONS,
+    HEADER_VERSION_MAX,
     MAX_PACK_ENTRIES,
     PACK_MAGIC,
     check_version,
@@ -70,7 +71,7 @@ def parse_pack_preamble(buf: bytes, what: str) -> tuple[int, int]:
     return its key generation and the preamble's size. Raises IntegrityError or UnsupportedVersionError."""
     if len(buf) < PACK_PREAMBLE_SIZE or buf[:4] != PACK_MAGIC:
         raise IntegrityError(f"{what} is not a vault pack (bad magic)")
-    check_version(buf[4], what)
+    check_version(buf[4], what, maximum=HEADER_VERSION_MAX)
     if buf[4] == FORMAT_VERSION:
         return 0, PACK_PREAMBLE_SIZE
     if len(buf) < PACK_PREAMBLE_MAX_SIZE:

@@ -1,4 +1,5 @@
-"""Version records: the JSON an encrypted version record holds, and its parser."""
+"""Version records: the JSON an encrypted version record holds, alone (a loose record object) or many to a
+catalog segment, and their parsers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from vault.format.documents import decode_json_object, encode_json, id_from_hex
 
 RECORD_VERSION = 1
 MAX_RECORD_SIZE = 1024 * 1024  # the sealed object's size
+SEGMENT_VERSION = 1
+MAX_SEGMENT_SIZE = 32 * 1024 * 1024  # a sealed segment (4,096 records of ~400 bytes are ~1.6 MB)
+MAX_SEGMENT_RECORDS = 65_536
 
 
 class RecordFields(NamedTuple):
@@ -49,7 +53,10 @@ def encode_record(record: RecordFields) -> bytes:
 
 def decode_record(plain: bytes, what: str) -> RecordFields:
     """Parse and check a record's (decrypted) JSON. Raises IntegrityError or UnsupportedVersionError."""
-    doc = decode_json_object(plain, what)
+    return _record_fields(decode_json_object(plain, what), what)
+
+
+def _record_fields(doc: dict[str, Any], what: str) -> RecordFields:
     v = doc.get("v")
     if not isinstance(v, int) or isinstance(v, bool):
         raise IntegrityError(f"{what} has no version")
@@ -69,3 +76,36 @@ def decode_record(plain: bytes, what: str) -> RecordFields:
         item, nums[0], created, vtype, id_from_hex(doc.get("tree"), what),  # type: ignore[arg-type]
         nums[1], nums[2], nums[3], host, tuple(damaged),  # type: ignore[arg-type]
     )
+
+
+# A catalog segment (object type CATALOG_SEGMENT, format version 3): canonical JSON
+# {"v": 1, "records": [{"id": <record id, 64 hex digits>, ...the record's document...}, ...]}, ids unique.
+def encode_segment(records: list[tuple[str, RecordFields]]) -> bytes:
+    return encode_json({"v": SEGMENT_VERSION, "records": [{"id": rid} | record_doc(r) for rid, r in records]})
+
+
+def decode_segment(plain: bytes, what: str) -> list[tuple[str, RecordFields]]:
+    """Parse and check a segment's (decrypted) JSON: every record as strictly as a loose one, ids well-formed
+    and unique. Raises IntegrityError or UnsupportedVersionError."""
+    doc = decode_json_object(plain, what)
+    v = doc.get("v")
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise IntegrityError(f"{what} has no version")
+    check_version(v, what, maximum=SEGMENT_VERSION)
+    items = doc.get("records")
+    if not isinstance(items, list) or not items or len(items) > MAX_SEGMENT_RECORDS:
+        raise IntegrityError(f"{what} has no valid record list")
+    out: list[tuple[str, RecordFields]] = []
+    seen: set[str] = set()
+    for item in items:
+        if not isinstance(item, dict):
+            raise IntegrityError(f"{what} holds a malformed record")
+        rid = item.get("id")
+        id_from_hex(rid, what)  # 64 lowercase-or-not hex digits; normalised below
+        assert isinstance(rid, str)
+        rid = rid.lower()
+        if rid in seen:
+            raise IntegrityError(f"{what} holds a record twice")
+        seen.add(rid)
+        out.append((rid, _record_fields({k: val for k, val in item.items() if k != "id"}, what)))
+    return out

@@ -119,7 +119,7 @@ def decode_slot(raw: bytes, name: str) -> SlotFields:
     if not isinstance(doc.get("version"), int) or isinstance(doc.get("version"), bool):
         raise IntegrityError(f"{what} has no version")
     version = doc["version"]
-    check_version(version, what)
+    check_version(version, what, maximum=SLOT_VERSION_KEYRING)
     kdf_doc = doc.get("kdf")
     params = decode_kdf_params(kdf_doc, what)
     assert isinstance(kdf_doc, dict)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from vault import format as fmt
 from vault.errors import IntegrityError, ObjectNotFoundError, StorageError
 from vault.pipeline.runner import Pipeline
-from vault.repo.catalog import VersionRecord, load_records
+from vault.repo.catalog import VersionRecord
 from vault.repo.packs import load_pack, read_pack_header, verify_blobs
 from vault.repo.repository import Repository
 from vault.repo.walk import collect
@@ -54,45 +54,47 @@ def _label(rec: VersionRecord) -> str:
     return f"{rec.item} version {rec.version}"
 
 
-def _check_pack(repo: Repository, pack_id: bytes, indexed: list[fmt.BlobEntry]) -> list[str]:
-    name = pack_id.hex()
+def _check_pack(repo: Repository, pack: fmt.IndexedPack) -> list[str]:
+    name = pack.pack_id.hex()
     try:
         header, _ = read_pack_header(repo.backend, repo.key, repo.vault_id, name)
     except ObjectNotFoundError:
-        return [f"pack {Handle(Kind.DATA, name)} is missing ({len(indexed)} blobs)"]
+        return [f"pack {Handle(Kind.DATA, name)} is missing ({len(pack.entries)} blobs)"]
     except IntegrityError as exc:
         return [str(exc)]
     in_header = {e.blob_id: e for e in header.entries}
-    wrong = sum(1 for e in indexed if in_header.get(e.blob_id) != e)
+    wrong = sum(1 for e in pack.entries if in_header.get(e.blob_id) != e)
     problems = [f"pack {Handle(Kind.DATA, name)}: {wrong} blob(s) differ from the index"] if wrong else []
-    if header.generation != repo.index.generation_of(pack_id):
+    if header.generation != pack.generation:
         problems.append(
             f"pack {Handle(Kind.DATA, name)} is sealed under key generation {header.generation}, the index says "
-            f"{repo.index.generation_of(pack_id)}"
+            f"{pack.generation}"
         )
     return problems
 
 
-def _read_pack(repo: Repository, pack_id: bytes, entries: list[fmt.BlobEntry]) -> tuple[list[bytes], int, int]:
+def _read_pack(repo: Repository, pack: fmt.IndexedPack) -> tuple[list[bytes], int, int]:
     """Read a whole pack and verify each blob. Returns (bad blob ids, blobs read, bytes read)."""
+    entries = list(pack.entries)
     try:
-        data = load_pack(repo.backend, pack_id.hex())
+        data = load_pack(repo.backend, pack.pack_id.hex())
     except IntegrityError:  # missing or oversized: every blob in it is lost
         return [e.blob_id for e in entries], 0, 0
-    generation = repo.index.generation_of(pack_id)
-    _, bad = verify_blobs(repo.key, repo.vault_id, pack_id.hex(), data, entries, generation)
+    _, bad = verify_blobs(repo.key, repo.vault_id, pack.pack_id.hex(), data, entries, pack.generation)
     return [e.blob_id for e in bad], len(entries), len(data)
 
 
 def check(
     repo: Repository, pipeline: Pipeline, read_data: bool = False, on_progress: Progress | None = None
 ) -> CheckReport:
+    """Verify the vault against the storage itself: the index and the catalog are rebuilt from every index
+    object and version record (never taken from the cache), then every tree is walked and every pack's header
+    compared with the index; ``read_data`` also reads and verifies every blob. Problems are collected in the
+    report, not raised. Memory stays bounded: packs stream from the cache's tables, references go to a table."""
     report = CheckReport()
-    records = load_records(
-        repo.backend, repo.key, repo.vault_id,
-        on_error=lambda h, exc: report.problems.append(f"version record {h}: {exc}"),
-    )
-    repo.index_from_storage(on_error=lambda h, exc: report.problems.append(f"index object {h}: {exc}"))
+    repo.sync_catalog(full=True, on_error=lambda h, exc: report.problems.append(f"version record {h}: {exc}"))
+    repo.sync_index(full=True, on_error=lambda h, exc: report.problems.append(f"index object {h}: {exc}"))
+    records = sorted(repo.catalog.all(), key=lambda r: (r.item, r.version, r.record_id))
     report.versions = len(records)
     refs = collect(repo, records)
     for rec in records:
@@ -102,19 +104,16 @@ def check(
         elif found:
             report.problems.extend(f"{_label(rec)}: {p}" for p in found)
 
-    packs = repo.index.packs()
-    report.packs = len(packs)
     bad_blobs: set[bytes] = set()
-    work = list(packs.items())
-    for (_pack_id, entries), problems in zip(
-        work, pipeline.ordered(lambda item: _check_pack(repo, *item), work), strict=True
-    ):
+    packs = repo.index.packs()
+    for pack, problems in pipeline.ordered(lambda p: (p, _check_pack(repo, p)), packs):
+        report.packs += 1
         if problems:
             report.problems.extend(problems)
-            bad_blobs.update(e.blob_id for e in entries)
+            bad_blobs.update(e.blob_id for e in pack.entries)
     if read_data:
         # Few packs in flight: each may be up to MAX_PACK_SIZE in memory.
-        read = pipeline.ordered(lambda item: _read_pack(repo, *item), work, max_in_flight=3, pool=pipeline.io)
+        read = pipeline.ordered(lambda p: _read_pack(repo, p), repo.index.packs(), max_in_flight=3, pool=pipeline.io)
         for bad, blobs, nbytes in read:
             report.blobs_read += blobs
             report.bytes_read += nbytes
@@ -128,8 +127,7 @@ def check(
         for rec in affected(repo, records, bad_blobs):
             report.problems.append(f"{_label(rec)} needs damaged or missing data")
     try:
-        indexed = {p.hex() for p in packs}
-        stray = [o for o in repo.backend.list(Kind.DATA) if o.handle.name not in indexed]
+        stray = repo.index.unindexed_packs(info.handle.name for info in repo.backend.list(Kind.DATA))
     except StorageError:
         stray = []
     if stray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from vault import format as fmt
 from vault.errors import NotFoundError
 from vault.names import check_name
 from vault.repo.catalog import VersionRecord
@@ -20,19 +19,16 @@ def _iso_mtime(ns: int) -> str:
 
 def list_items(repo: Repository) -> list[dict[str, Any]]:
     """Every item: name, type, size and files of its latest version, how many versions, last update."""
-    by_item: dict[str, list[VersionRecord]] = {}
-    for rec in repo.records():
-        by_item.setdefault(rec.item, []).append(rec)
     out = []
-    for name in sorted(by_item):
-        latest = by_item[name][-1]
+    for latest, count in repo.catalog.items():
+        name = latest.item
         out.append(
             {
                 "name": name,
                 "type": latest.type,
                 "size": latest.size,
                 "files": latest.files,
-                "versions": len(by_item[name]),
+                "versions": count,
                 "latest_version": latest.version,
                 "updated": latest.created,
             }
@@ -75,7 +71,7 @@ def list_contents(repo: Repository, name: str, recursive: bool = True) -> list[d
 
 def history(repo: Repository, name: str) -> list[dict[str, Any]]:
     check_name(name)
-    recs = [r for r in repo.records() if r.item == name]
+    recs = repo.catalog.versions(name)
     if not recs:
         raise NotFoundError(f"no item named {name!r}")
     return [
@@ -95,7 +91,7 @@ def history(repo: Repository, name: str) -> list[dict[str, Any]]:
 def remove(repo: Repository, name: str, version: int | None) -> list[VersionRecord]:
     """Delete the version records of an item (all, or one). Data stays until `prune`."""
     check_name(name)
-    recs = [r for r in repo.records() if r.item == name]
+    recs = repo.catalog.versions(name)
     if not recs:
         raise NotFoundError(f"no item named {name!r}")
     if version is not None:
@@ -108,22 +104,22 @@ def remove(repo: Repository, name: str, version: int | None) -> list[VersionReco
 
 def info(repo: Repository) -> dict[str, Any]:
     """Format, KDF parameters of the key in use, counts, and sizes with the dedup and compression ratios."""
-    records = repo.records()
     index = repo.index
-    unique_raw = stored_blobs = 0
-    for loc in index.locations():
-        if loc.entry.blob_type == fmt.BlobType.DATA:
-            unique_raw += loc.entry.raw_length
-            stored_blobs += loc.entry.length
-    original = sum(r.size for r in records)
+    unique_raw, stored_blobs = index.stats()
+    items: set[str] = set()
+    versions = original = 0
+    for r in repo.catalog.all():
+        items.add(r.item)
+        versions += 1
+        original += r.size
     stored = repo.stored_bytes()
     p = repo.slot.params
     return {
         "format_version": repo.config.format_version,
         "location": repo.backend.location,
         "created": repo.config.created,
-        "items": len({r.item for r in records}),
-        "versions": len(records),
+        "items": len(items),
+        "versions": versions,
         "blobs": len(index),
         "keys": len(repo.keys.slots()),
         "stored_bytes": stored,

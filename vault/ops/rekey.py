@@ -85,8 +85,8 @@ def rekey(
     report = RekeyReport()
     # Reading every index object and record first refuses a key that predates a later rekey (UnknownGeneration):
     # rotating from its keyring would reuse a generation number and drop the key of data sealed under it.
-    repo.index_from_storage()
-    repo.records()
+    repo.sync_index(full=True)
+    repo.sync_catalog(full=True)
     report.resumed = reencrypt and repo.key.reencrypt_pending
     if not report.resumed:
         _new_generation(repo, password, reencrypt)
@@ -107,7 +107,7 @@ def _new_generation(repo: Repository, password: bytes, reencrypt: bool) -> None:
         repo.backend.save(CONFIG_HANDLE, repo.config.to_bytes())
     keyring = repo.key.rotated(reencrypt)
     repo.slot = repo.keys.rewrap(repo.slot, keyring, password)
-    repo.key = keyring
+    repo.use_keyring(keyring)
     log.info("key generation %d is current; key slot %s rewrapped", keyring.current, repo.slot.slot_id)
 
 
@@ -145,7 +145,7 @@ def _reencrypt(
     backend, current = repo.backend, repo.key.current
     index = repo.index
     # 1. Blobs whose latest copy is under an older generation, grouped by the pack holding that copy.
-    sources = [p for p in index.indexed_packs() if p.generation != current]
+    sources = [p for p in index.packs() if p.generation != current]
     sizes = {o.handle.name: o.size for o in backend.list(Kind.DATA)}
     if on_total is not None:
         on_total(sum(sizes.get(p.pack_id.hex(), 0) for p in sources))
@@ -164,24 +164,27 @@ def _reencrypt(
     report.packs_written, report.bytes_written = len(copied.packs), copied.bytes_written
 
     # 2. One index object for every pack, all under the current generation; then the rest goes.
-    merged = index.indexed_packs()
-    if any(p.generation != current for p in merged):  # copy_blobs raised for anything it could not copy
+    if any(p.generation != current for p in index.packs()):  # copy_blobs raised for anything it could not copy
         raise IntegrityError("blobs under an older key generation remain after re-encryption")
-    repo.reindex(merged)
-    listed = {p.pack_id for p in merged}
+    repo.reindex(index.packs())
+    listed = {p.pack_id for p in repo.index.packs()}
     unlisted = [p for p in (bytes.fromhex(o.handle.name) for o in backend.list(Kind.DATA)) if p not in listed]
     repo.delete_packs(unlisted)
     report.packs_deleted += len(unlisted)
     log.info("re-encrypted %d pack(s) into %d", len(sources), len(copied.packs))
 
-    # 3. Version records.
-    loaded = []
-    for info in backend.list(Kind.VERSIONS):
-        with contextlib.suppress(ObjectNotFoundError):
-            loaded.append(catalog.read_record(backend, repo.key, repo.vault_id, info.handle))
-    done = {_content(r) for r, gen in loaded if gen == current}
-    for record, generation in loaded:
+    # 3. Version records: a loose record is written again under a new id; a segment is written again whole
+    # (its records keep their ids), then the old object goes.
+    loaded = list(repo.sync_catalog(full=True).with_generations())
+    done = {_content(r) for r, gen, _ in loaded if gen == current}
+    segments: set[str] = set()
+    for record, generation, obj in loaded:
         if generation == current:
+            continue
+        if obj != record.record_id:  # held by a segment
+            if obj not in segments:
+                segments.add(obj)
+                report.records_rewritten += repo.catalog.rewrite_segment(obj)
             continue
         if _content(record) in done:  # a rerun wrote the copy already
             repo.remove_records([record.record_id])
@@ -209,7 +212,7 @@ def _reencrypt(
     # 5. Drop the older generations from the key that opened the vault.
     keyring = repo.key.current_only()
     repo.slot = repo.keys.rewrap(repo.slot, keyring, password)
-    repo.key = keyring
+    repo.use_keyring(keyring)
     report.reencrypted = True
     log.info("re-encryption verified; key slot %s holds generation %d only", repo.slot.slot_id, current)
 

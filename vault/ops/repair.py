@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from vault import format as fmt
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.pipeline.runner import Pipeline
-from vault.repo import catalog
 from vault.repo.packs import load_pack, parse_pack_header, verify_blobs
 from vault.repo.repository import Repository
 from vault.repo.walk import collect
@@ -72,10 +71,9 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
 
     # -- version records -----------------------------------------------------------------------------------
     broken_records: list[Handle] = []
-    records = catalog.load_records(
-        backend, repo.key, repo.vault_id, on_error=lambda h, exc: broken_records.append(h)
-    )
-    repo.remove_records([h.name for h in broken_records])
+    repo.sync_catalog(full=True, on_error=lambda h, exc: broken_records.append(h))
+    repo.remove_catalog_objects(broken_records)
+    records = sorted(repo.catalog.all(), key=lambda r: (r.item, r.version, r.record_id))
     for h in broken_records:
         report.actions.append(f"removed version record {h}: it failed authentication")
 
@@ -94,8 +92,7 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
             report.actions.append(f"{label} is whole again: unmarked as damaged")
 
     # -- unreferenced packs ----------------------------------------------------------------------------------
-    needed = refs.all
-    unused = [p.pack_id for p in readable if not any(e.blob_id in needed for e in p.entries)]
+    unused = [p.pack_id for p in readable if not any(e.blob_id in refs for e in p.entries)]
     if unused:
         gone = set(unused)
         repo.reindex([p for p in readable if p.pack_id not in gone])

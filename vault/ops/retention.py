@@ -12,7 +12,7 @@ crash harmless: new packs, then the new index, then old index objects go, then o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,27 +81,27 @@ class ForgetReport:
 
 
 def forget(repo: Repository, names: list[str], policy: Policy, dry_run: bool) -> ForgetReport:
+    """Apply ``policy`` to each named item (every item when none is named). Reads one item's versions at a time."""
     policy.check()
-    records = repo.records()
-    by_item: dict[str, list[VersionRecord]] = {}
-    for r in records:
-        by_item.setdefault(r.item, []).append(r)
     for name in names:
         check_name(name)
-        if name not in by_item:
+        if not repo.catalog.has_item(name):
             raise NotFoundError(f"no item named {name!r}")
     report = ForgetReport()
-    for item in sorted(names or by_item):
-        versions = by_item[item]
+    for item in sorted(names or [latest.item for latest, _ in repo.catalog.items()]):
+        versions = repo.catalog.versions(item)
         reasons = apply_policy(versions, policy)
-        for r in sorted(versions, key=lambda x: x.version):
+        dropped = []
+        for r in versions:
             keep = bool(reasons[r.record_id])
             report.entries.append(
                 {"name": item, "version": r.version, "created": r.created,
                  "action": "keep" if keep else "drop", "reasons": reasons[r.record_id]}
             )
-            if not keep and not dry_run:
-                repo.remove_records([r.record_id])
+            if not keep:
+                dropped.append(r.record_id)
+        if not dry_run:
+            repo.remove_records(dropped)
     return report
 
 
@@ -141,10 +141,15 @@ def prune(
 ) -> PruneReport:
     """Delete what no version references; repack mostly-unused packs. ``on_total`` gets the bytes the repack
     will read, ``on_progress`` each pack's size as it is read. IntegrityError when a version needs data the
-    index does not list (run `check`, then `repair`)."""
+    index does not list (run `check`, then `repair`).
+
+    It judges by the storage itself (the index and the catalog are rebuilt from every object first, never taken
+    from the cache) and keeps memory flat however big the vault: references, the plan per pack and the storage's
+    pack sizes live in tables of the cache's database, and packs stream from there."""
     report = PruneReport(dry_run=dry_run)
-    backend = repo.backend
-    records = repo.records()
+    repo.sync_catalog(full=True)
+    repo.sync_index(full=True)
+    records = list(repo.catalog.all())
     refs = collect(repo, records)
     # A version that needs a blob the index does not list (a lost index object) or a tree that can't be read:
     # its data may sit in a pack that would look unreferenced or orphaned here, and deleting it would lose a
@@ -156,55 +161,135 @@ def prune(
             "pruning now could delete it",
             hint="run `vault check`, then `vault repair`, and prune again",
         )
-    needed = refs.all
-    sizes = {o.handle.name: o.size for o in backend.list(Kind.DATA)}
-    packs = repo.index.packs()
-
-    keep: list[fmt.IndexedPack] = []
-    repack: list[fmt.IndexedPack] = []
-    delete: list[bytes] = []
-    for pack_id, entries in packs.items():
-        generation = repo.index.generation_of(pack_id)
-        if pack_id.hex() not in sizes:
+    del records
+    plan = _Plan(repo)
+    for pack, live in repo.index.packs_with_refs():
+        size = plan.stored_size(pack.pack_id)
+        if size is None:
             continue  # indexed but missing: `check` reports it, nothing to free
-        live = [e for e in entries if e.blob_id in needed]
         live_bytes = sum(e.length for e in live)
         report.blobs_kept += len(live)
-        report.blobs_dropped += len(entries) - len(live)
+        report.blobs_dropped += len(pack.entries) - len(live)
         if not live:
-            delete.append(pack_id)
-        elif live_bytes < REPACK_THRESHOLD * sizes[pack_id.hex()]:
-            repack.append(fmt.IndexedPack(pack_id, generation, live))
+            plan.decide(pack.pack_id, _DELETE)
+        elif live_bytes < REPACK_THRESHOLD * size:
+            plan.decide(pack.pack_id, _REPACK)
         else:
-            keep.append(fmt.IndexedPack(pack_id, generation, entries))
-    indexed = {p.hex() for p in packs}
-    orphans = [bytes.fromhex(n) for n in sizes if n not in indexed]  # from interrupted puts
-
-    report.packs_deleted = len(delete) + len(orphans)
-    report.packs_repacked = len(repack)
-    repacked = [p.pack_id for p in repack]
-    report.bytes_deleted = sum(sizes[p.hex()] for p in delete + orphans + repacked)
+            plan.decide(pack.pack_id, _KEEP)
+    orphans = plan.orphans()  # packs no index object lists: left by interrupted puts
+    report.packs_deleted = plan.count(_DELETE) + len(orphans)
+    report.packs_repacked = plan.count(_REPACK)
+    report.bytes_deleted = plan.bytes_of(_DELETE) + plan.bytes_of(_REPACK) + sum(size for _, size in orphans)
     if dry_run:
-        report.packs_written, report.bytes_written = _repack_size(repack, len(fmt.pack_preamble(repo.key.current)))
+        report.packs_written, report.bytes_written = _repack_size(
+            plan.repack_sources(), len(fmt.pack_preamble(repo.key.current))
+        )
         return report
 
     if on_total is not None:
-        on_total(sum(sizes[p.hex()] for p in repacked))
-    copied = copy_blobs(repo, pipeline, repack, on_progress)
-    written = copied.packs
-    report.packs_written, report.bytes_written = len(written), copied.bytes_written
-    if delete or repack or orphans or len(repo.index.index_names) > 1:
-        repo.reindex(keep + written)
-    repo.delete_packs(delete + orphans + repacked)
+        on_total(plan.bytes_of(_REPACK))
+    # New packs are indexed by checkpoint objects as they become durable (the cache takes them in as well), so
+    # the index written below streams them from the cache like every kept pack.
+    copied = copy_blobs(repo, pipeline, plan.repack_sources(), on_progress, on_pack=plan.written, keep_packs=False)
+    report.packs_written, report.bytes_written = copied.packs_written, copied.bytes_written
+    if report.packs_deleted or report.packs_repacked or len(repo.index.index_names) > 1 or repo.index.checkpoints:
+        repo.reindex(plan.kept_packs())
+    repo.delete_packs(plan.packs(_DELETE) + plan.packs(_REPACK) + [p for p, _ in orphans])
+    repo.compact(alone=lambda: True)  # under the exclusive lock
     return report
 
 
-def _repack_size(repack: list[fmt.IndexedPack], preamble_size: int) -> tuple[int, int]:
+_KEEP, _REPACK, _DELETE = 0, 1, 2
+
+
+class _Plan:
+    """What prune does with each pack, in temporary tables of the cache's database (bounded memory)."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.db = repo.cache.db
+        self.new: set[bytes] = set()  # packs this prune wrote (ids only)
+        with self.db.transaction() as conn:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS prune_plan (pack_id BLOB PRIMARY KEY, action INTEGER, "
+                         "size INTEGER) WITHOUT ROWID")
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS stored_packs (pack_id BLOB PRIMARY KEY, size INTEGER) "
+                         "WITHOUT ROWID")
+            conn.execute("DELETE FROM temp.prune_plan")
+            conn.execute("DELETE FROM temp.stored_packs")
+        batch: list[tuple[bytes, int]] = []
+        for info in repo.backend.list(Kind.DATA):
+            batch.append((bytes.fromhex(info.handle.name), info.size))
+            if len(batch) >= 5000:
+                self._store(batch)
+        self._store(batch)
+
+    def _store(self, batch: list[tuple[bytes, int]]) -> None:
+        if batch:
+            with self.db.transaction() as conn:
+                conn.executemany("INSERT OR REPLACE INTO temp.stored_packs (pack_id, size) VALUES (?, ?)", batch)
+            batch.clear()
+
+    def written(self, pack: fmt.IndexedPack) -> None:
+        """A new pack is durable: index it by a checkpoint object (the cache takes it in as well)."""
+        self.repo.save_checkpoint(pack)
+        self.new.add(pack.pack_id)
+
+    def stored_size(self, pack_id: bytes) -> int | None:
+        row = self.db.one("SELECT size FROM temp.stored_packs WHERE pack_id = ?", (pack_id,))
+        return None if row is None else int(row[0])
+
+    def decide(self, pack_id: bytes, action: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO temp.prune_plan (pack_id, action, size) "
+                         "SELECT ?, ?, size FROM temp.stored_packs WHERE pack_id = ?", (pack_id, action, pack_id))
+
+    def count(self, action: int) -> int:
+        row = self.db.one("SELECT count(*) FROM temp.prune_plan WHERE action = ?", (action,))
+        return 0 if row is None else int(row[0])
+
+    def bytes_of(self, action: int) -> int:
+        row = self.db.one("SELECT coalesce(sum(size), 0) FROM temp.prune_plan WHERE action = ?", (action,))
+        return 0 if row is None else int(row[0])
+
+    def packs(self, action: int) -> list[bytes]:
+        return [bytes(r[0]) for r in self.db.query(
+            "SELECT pack_id FROM temp.prune_plan WHERE action = ?", (action,))]
+
+    def orphans(self) -> list[tuple[bytes, int]]:
+        rows = self.db.query("SELECT s.pack_id, s.size FROM temp.stored_packs s "
+                             "WHERE NOT EXISTS (SELECT 1 FROM packs p WHERE p.pack_id = s.pack_id)")
+        return [(bytes(p), int(n)) for p, n in rows]
+
+    def _action(self, pack_id: bytes) -> int | None:
+        row = self.db.one("SELECT action FROM temp.prune_plan WHERE pack_id = ?", (pack_id,))
+        return None if row is None else int(row[0])
+
+    def repack_sources(self) -> Iterator[fmt.IndexedPack]:
+        """The packs to repack, each with only its live entries (streamed)."""
+        for pack, live in self.repo.index.packs_with_refs():
+            if live and self._action(pack.pack_id) == _REPACK:
+                yield fmt.IndexedPack(pack.pack_id, pack.generation, live)
+
+    def kept_packs(self) -> Iterator[fmt.IndexedPack]:
+        """What the new index lists: the kept packs and the ones this prune wrote. (Packs the index lists but the
+        storage lost are left out, as is everything deleted or repacked.)"""
+        index = self.repo.index
+        for pack in index.packs():
+            if pack.pack_id not in self.new and self._action(pack.pack_id) == _KEEP:
+                yield pack
+        for pack_id in sorted(self.new):
+            # Every entry: its blobs are also in the packs they were copied from, which the index may still
+            # resolve them to until those are gone.
+            new = index.pack(pack_id)
+            if new is not None:
+                yield new
+
+
+def _repack_size(repack: Iterable[fmt.IndexedPack], preamble_size: int) -> tuple[int, int]:
     """The packs and bytes that :func:`copy_blobs` would write (same order, dedup and pack boundaries, and each
     pack's preamble, sealed header and trailer), so a dry run reports what the real prune frees."""
     packs = total = count = 0
     size = preamble_size
-    seen: set[bytes] = set()
 
     def flush() -> None:
         nonlocal packs, total, count, size
@@ -215,9 +300,6 @@ def _repack_size(repack: list[fmt.IndexedPack], preamble_size: int) -> tuple[int
 
     for source in repack:
         for e in source.entries:
-            if e.blob_id in seen:
-                continue
-            seen.add(e.blob_id)
             size += e.length
             count += 1
             if size >= fmt.PACK_TARGET_SIZE:

@@ -29,7 +29,7 @@ class VaultConfig:
 
 def new_config() -> VaultConfig:
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return VaultConfig(fmt.FORMAT_VERSION, os.urandom(fmt.VAULT_ID_SIZE), created)
+    return VaultConfig(fmt.NEW_VAULT_FORMAT, os.urandom(fmt.VAULT_ID_SIZE), created)
 
 
 def load_config(backend: Backend) -> VaultConfig:

@@ -1,132 +1,171 @@
-"""The index: which pack holds which blob. Its authoritative copy is the set of encrypted index objects.
+"""Index objects in the storage (which pack holds which blob): reading, writing, compacting, and keeping the cache's
+BlobIndex in step with them.
 
-Each `put` writes one index object for the packs it wrote, after those packs are durable and before its
-version record (design invariant 7). Loading merges every index object; a blob listed twice (two concurrent
-puts stored the same chunk) resolves to either copy, both valid.
+Each `put` writes a checkpoint object per pack as the pack becomes durable, then one index object for all its
+packs, before its version record (design invariant 7). The authoritative index is the union of all index objects;
+a blob listed twice (two concurrent puts stored the same chunk) resolves to either copy, both valid.
+
+So that listing the objects stays one request and a cold cache fetches few objects, index objects are compacted:
+when more than COMPACT_OBJECTS of them exist, the small ones are merged into objects of up to
+TARGET_ENTRIES entries (the merged object durable before the small ones go). Readers that meet an object that
+was merged away between their listing and their read simply list again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from vault import format as fmt
+from vault.cache import BlobIndex, CacheDB
 from vault.crypto.keyring import Keyring
-from vault.errors import IntegrityError, ObjectNotFoundError
+from vault.errors import IntegrityError, ObjectNotFoundError, StorageError
 from vault.repo.objects import object_generation, open_object, seal_object
-from vault.storage.base import Backend, Handle, Kind
+from vault.storage.base import Backend, Handle, Kind, ObjectInfo
+
+log = logging.getLogger(__name__)
+
+TARGET_ENTRIES = 100_000  # entries per compacted object: ~4.6 MB before compression
+COMPACT_OBJECTS = 32  # more index objects than this (checkpoints aside): merge the small ones
+FETCHERS = 4  # index objects fetched at once while the cache catches up
+_SYNC_ROUNDS = 5  # list again when objects vanish while we read them (merged by a concurrent compaction)
+
+T = TypeVar("T")
+R = TypeVar("R")
+OnError = Callable[[Handle, IntegrityError], None]
 
 
-@dataclass(frozen=True, slots=True)
-class BlobLocation:
-    pack_id: bytes
-    entry: fmt.BlobEntry
-    generation: int = 0  # the key generation the pack is sealed under
-
-    @property
-    def pack_handle(self) -> Handle:
-        return Handle(Kind.DATA, self.pack_id.hex())
-
-
-class Index:
-    """In-memory map of blob id → location. Thread-safe for concurrent lookups and additions."""
-
-    def __init__(self) -> None:
-        self._blobs: dict[bytes, BlobLocation] = {}
-        self._lock = threading.Lock()
-        self.index_names: list[str] = []
-        # Checkpoint objects seen at load time, with their packs: a put's, or one left by a put that died.
-        self.checkpoints: list[tuple[Handle, list[fmt.IndexedPack]]] = []
-        # Key generation of every pack listed (a pack is sealed under one generation).
-        self._generations: dict[bytes, int] = {}
-
-    def __len__(self) -> int:
-        return len(self._blobs)
-
-    def __contains__(self, blob_id: bytes) -> bool:
-        return blob_id in self._blobs
-
-    def get(self, blob_id: bytes) -> BlobLocation | None:
-        return self._blobs.get(blob_id)
-
-    def add_pack(self, pack_id: bytes, entries: Iterable[fmt.BlobEntry], generation: int) -> None:
-        with self._lock:
-            self._generations[pack_id] = generation
-            for e in entries:
-                # A blob stored twice resolves to either copy, both valid; a copy under a later key generation
-                # (made by `rekey --reencrypt`) wins, so reads move to the new key as soon as it exists.
-                old = self._blobs.get(e.blob_id)
-                if old is None or generation > old.generation:
-                    self._blobs[e.blob_id] = BlobLocation(pack_id, e, generation)
-
-    def generation_of(self, pack_id: bytes) -> int:
-        return self._generations.get(pack_id, 0)
-
-    def locations(self) -> list[BlobLocation]:
-        with self._lock:
-            return list(self._blobs.values())
-
-    def packs(self) -> dict[bytes, list[fmt.BlobEntry]]:
-        out: dict[bytes, list[fmt.BlobEntry]] = {}
-        for loc in self.locations():
-            out.setdefault(loc.pack_id, []).append(loc.entry)
-        return out
-
-    def indexed_packs(self) -> list[fmt.IndexedPack]:
-        """Every pack with the entries this index resolves to it, and its key generation."""
-        return [fmt.IndexedPack(p, self.generation_of(p), entries) for p, entries in self.packs().items()]
+def read_index_object(
+    backend: Backend, key: Keyring, vault_id: bytes, info: ObjectInfo
+) -> tuple[bool, list[fmt.IndexedPack]] | None:
+    """One index object: whether it is a checkpoint, and its packs. None when it is gone (merged away by a
+    concurrent put). Raises IntegrityError (damaged, too large), UnknownGenerationError, StorageError."""
+    if info.size > fmt.MAX_METADATA_RAW:
+        raise IntegrityError(f"index object {info.handle} is too large")
+    try:
+        raw = backend.load(info.handle, 0, fmt.MAX_METADATA_RAW + 1)  # capped: it may have grown since listed
+    except ObjectNotFoundError:
+        return None
+    if len(raw) > fmt.MAX_METADATA_RAW:
+        raise IntegrityError(f"index object {info.handle} is too large")
+    types = (fmt.ObjectType.INDEX, fmt.ObjectType.INDEX_CHECKPOINT)
+    plain = open_object(key, vault_id, info.handle, types, raw)
+    with_generations = object_generation(raw, types, f"index object {info.handle}") != 0
+    packs = fmt.decode_index(plain, f"index object {info.handle}", with_generations)
+    return raw[5] == fmt.ObjectType.INDEX_CHECKPOINT, packs
 
 
-def load_index(
-    backend: Backend,
-    key: Keyring,
-    vault_id: bytes,
-    on_error: Callable[[Handle, IntegrityError], None] | None = None,
-) -> Index:
-    """Read and merge every index object. A damaged one raises IntegrityError, or, when ``on_error`` is given
-    (check, repair), is reported to it and skipped."""
-    index = Index()
-    for info in backend.list(Kind.INDEX):
-        try:
-            if info.size > fmt.MAX_METADATA_RAW:
-                raise IntegrityError(f"index object {info.handle} is too large")
-            # Capped read: the object may have grown since it was listed.
-            raw = backend.load(info.handle, 0, fmt.MAX_METADATA_RAW + 1)
-            if len(raw) > fmt.MAX_METADATA_RAW:
-                raise IntegrityError(f"index object {info.handle} is too large")
-            types = (fmt.ObjectType.INDEX, fmt.ObjectType.INDEX_CHECKPOINT)
-            plain = open_object(key, vault_id, info.handle, types, raw)
-            with_generations = object_generation(raw, types, f"index object {info.handle}") != 0
-            packs = fmt.decode_index(plain, f"index object {info.handle}", with_generations)
-        except ObjectNotFoundError:
-            continue  # merged away by a concurrent put's finish(); its entries are in the merged object
-        except IntegrityError as exc:
-            if on_error is None:
-                raise
-            on_error(info.handle, exc)
-            continue
-        for p in packs:
-            index.add_pack(p.pack_id, p.entries, p.generation)
-        index.index_names.append(info.handle.name)
-        if fmt.object_type(raw) == fmt.ObjectType.INDEX_CHECKPOINT:
-            index.checkpoints.append((info.handle, packs))
+def load_index(backend: Backend, key: Keyring, vault_id: bytes, on_error: OnError | None = None) -> BlobIndex:
+    """Every index object, read into a private temporary cache (for tools and tests; commands use the
+    repository's index, which the local cache keeps). IntegrityError unless ``on_error`` takes each damaged
+    object (which is then skipped)."""
+    index = BlobIndex(CacheDB.open(None, vault_id, b""), os.urandom(fmt.KEY_SIZE))
+    sync_index(index, backend, key, vault_id, on_error=on_error)
     return index
 
 
 def write_index(
-    backend: Backend,
-    key: Keyring,
-    vault_id: bytes,
-    packs: Sequence[fmt.IndexedPack],
-    checkpoint: bool = False,
+    backend: Backend, key: Keyring, vault_id: bytes, packs: Sequence[fmt.IndexedPack], checkpoint: bool = False
 ) -> Handle:
     """Write one index object for ``packs`` (sealed under the current key generation); returns its handle.
-    Call only once the packs are durable. ``checkpoint`` marks the one-pack objects a running put writes (see
-    BlobWriter)."""
+    Call only once the packs are durable. ``checkpoint`` marks the one-pack objects a running put writes."""
     handle = Handle(Kind.INDEX, os.urandom(fmt.ID_SIZE).hex())
     payload = fmt.encode_index(packs, with_generations=key.current != 0)
     obj_type = fmt.ObjectType.INDEX_CHECKPOINT if checkpoint else fmt.ObjectType.INDEX
     backend.save(handle, seal_object(key, vault_id, handle, obj_type, payload))
     return handle
+
+
+def split_packs(packs: Iterable[fmt.IndexedPack], max_entries: int = TARGET_ENTRIES) -> Iterator[list[fmt.IndexedPack]]:
+    """Group packs into lists of at most ``max_entries`` entries (one pack is never split)."""
+    group: list[fmt.IndexedPack] = []
+    count = 0
+    for p in packs:
+        if group and count + len(p.entries) > max_entries:
+            yield group
+            group, count = [], 0
+        group.append(p)
+        count += len(p.entries)
+    if group:
+        yield group
+
+
+def sync_index(
+    index: BlobIndex, backend: Backend, key: Keyring, vault_id: bytes, *, full: bool = False,
+    on_error: OnError | None = None,
+) -> None:
+    """Bring the cache's index in step with the storage's index objects: drop the rows of objects that are gone,
+    fetch and take in the new ones (``full``: every one, as `check`, `prune` and `repair` need). A damaged object
+    raises IntegrityError, or with ``on_error`` is reported to it and skipped. StorageError."""
+    if full:
+        index.clear()
+    for _ in range(_SYNC_ROUNDS):
+        listed = {info.handle.name: info for info in backend.list(Kind.INDEX)}
+        known = index.known_objects()
+        index.drop_objects(name for name in known if name not in listed)
+        new = [info for name, info in listed.items() if name not in known]
+        vanished = False
+
+        def fetch(info: ObjectInfo) -> tuple[bool, list[fmt.IndexedPack]] | IntegrityError | None:
+            try:
+                return read_index_object(backend, key, vault_id, info)
+            except IntegrityError as exc:
+                return exc
+
+        for info, result in zip(new, bounded_map(fetch, new, FETCHERS), strict=True):
+            if result is None:
+                vanished = True
+            elif isinstance(result, IntegrityError):
+                if on_error is None:
+                    raise result
+                on_error(info.handle, result)
+            else:
+                index.add_object(info.handle.name, result[0], result[1])
+        if not vanished:
+            return
+    raise StorageError("the index keeps changing while it is read; try again")
+
+
+def compact_index(index: BlobIndex, backend: Backend, key: Keyring, vault_id: bytes) -> int:
+    """Merge small index objects when there are more than COMPACT_OBJECTS (checkpoints aside): the merged
+    objects are durable before the small ones are deleted, so a crash leaves duplicates, never a gap. Safe
+    beside concurrent puts (they never delete others' index objects). Returns how many objects were merged."""
+    sizes = index.object_entries(checkpoint=False)
+    if len(sizes) <= COMPACT_OBJECTS:
+        return 0
+    small = sorted((n for n, count in sizes.items() if count < TARGET_ENTRIES // 2), key=lambda n: sizes[n])
+    if len(small) < 2:
+        return 0
+    packs = index.object_packs(small)
+    written = [write_index(backend, key, vault_id, group) for group in split_packs(packs)]
+    for handle, group in zip(written, split_packs(packs), strict=True):
+        index.add_object(handle.name, False, group)
+    for name in small:
+        with contextlib.suppress(ObjectNotFoundError):
+            backend.remove(Handle(Kind.INDEX, name))
+    index.drop_objects(small)
+    log.info("compacted %d index objects into %d", len(small), len(written))
+    return len(small)
+
+
+def bounded_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
+    """``map(fn, items)`` on a small thread pool, in order, with at most ``workers`` results held at once."""
+    if not items:
+        return
+    with ThreadPoolExecutor(min(workers, len(items)), thread_name_prefix="vault-meta") as pool:
+        window: deque[Future[R]] = deque()
+        try:
+            for item in items:
+                window.append(pool.submit(fn, item))
+                if len(window) >= workers:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for fut in window:
+                fut.cancel()

@@ -8,7 +8,7 @@ the current one, still compressed. New packs are saved one at a time; the caller
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vault import format as fmt
@@ -21,26 +21,30 @@ from vault.storage.base import Handle, Kind, save_parts
 
 @dataclass
 class CopyResult:
-    packs: list[fmt.IndexedPack] = field(default_factory=list)
+    packs: list[fmt.IndexedPack] = field(default_factory=list)  # only when copy_blobs was asked to keep them
+    packs_written: int = 0
     bytes_written: int = 0
 
 
 def copy_blobs(
     repo: Repository,
     pipeline: Pipeline,
-    sources: Sequence[fmt.IndexedPack],
+    sources: Iterable[fmt.IndexedPack],
     on_progress: Callable[[int], None] | None = None,
     on_pack: Callable[[fmt.IndexedPack], object] | None = None,
+    keep_packs: bool = True,
 ) -> CopyResult:
-    """Copy the blobs each source lists (once each) into new packs under the current key generation.
+    """Copy the blobs each source lists into new packs under the current key generation. ``sources`` is
+    streamed (a blob listed by two sources is copied twice: harmless, and the index resolves each blob to one
+    pack, so callers that pass what it resolves never do that).
 
-    ``on_progress`` gets each source pack's size as it is read; ``on_pack`` each new pack once it is durable.
+    ``on_progress`` gets each source pack's size as it is read; ``on_pack`` each new pack once it is durable;
+    the new packs are also returned unless ``keep_packs`` is False (a big prune keeps memory flat that way).
     Raises IntegrityError for a blob that fails to verify (nothing of that source is copied) and StorageError.
     """
     result = CopyResult()
     key, vault_id = repo.key, repo.vault_id
     builder = PackBuilder(key.current)
-    seen: set[bytes] = set()
 
     def flush() -> None:
         nonlocal builder
@@ -48,7 +52,9 @@ def copy_blobs(
             parts = builder.finish_parts(key, vault_id)
             save_parts(repo.backend, Handle(Kind.DATA, builder.name), parts)
             pack = fmt.IndexedPack(builder.pack_id, builder.generation, builder.entries)
-            result.packs.append(pack)
+            if keep_packs:
+                result.packs.append(pack)
+            result.packs_written += 1
             result.bytes_written += sum(len(p) for p in parts)
             if on_pack is not None:
                 on_pack(pack)
@@ -62,13 +68,10 @@ def copy_blobs(
             open_blob(key, vault_id, e, sealed, f"blob {e.blob_id.hex()[:10]} in pack {handle}", source.generation)
         return source, data
 
-    for source, data in pipeline.ordered(load, list(sources), max_in_flight=2, pool=pipeline.io):
+    for source, data in pipeline.ordered(load, sources, max_in_flight=2, pool=pipeline.io):
         if on_progress is not None:
             on_progress(len(data))
         for e in source.entries:
-            if e.blob_id in seen:
-                continue
-            seen.add(e.blob_id)
             builder.add(reseal(key, vault_id, e, data[e.offset : e.offset + e.length], source.generation))
             if builder.full():
                 flush()

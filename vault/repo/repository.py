@@ -1,65 +1,60 @@
-"""An opened vault: its backend, config, keys and (lazily) index; and every change of its stored metadata.
+"""An opened vault: its backend, config, keys, and its index and catalog as the local cache holds them.
 
-Everything above builds on this. Reading: blobs, trees, version records. Changing: the methods under "changing
-stored metadata" are the only code that writes or deletes index objects and version records, and they keep the
-design's order (invariant 7) so callers can't get it wrong:
+Everything above builds on this. Reading: blobs, trees, version records (vault.repo.catalog), through the cache
+(vault.cache), which is brought up to date from the storage the first time a command needs the index or the
+catalog. Changing stored metadata is the job of the methods in vault.repo.changes (a base class of
+:class:`Repository`), which keep the design's order.
 
-- data first: a pack is indexed (checkpoint or merged object) only once it is durable, and a version record only
-  names blobs that are durable and indexed;
-- new before old: an object that supersedes others (a merged index, a replacement record) is durable before the
-  objects it replaces are deleted, so a crash in between leaves both, never neither;
-- removals of version records are announced to ``witness`` first (vault.witness), so the machine that made them
-  never takes them for a rollback of the storage.
+Which copy is trusted: the storage is the truth. The cache answers lookups only after it has listed the storage
+and taken in every object it did not hold; its rows are authenticated when read. A blob the cache can't find is
+looked up again after catching up with the storage and, failing that, after rebuilding the index from the
+storage, before it is reported missing: a damaged cache costs time, never a false "your vault is damaged".
+`check`, `prune` and `repair` rebuild the index and catalog from the storage itself (``full=True``) before they
+judge or delete anything.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import hmac
 import logging
-import secrets
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
 
 from vault import format as fmt
+from vault.cache import BlobIndex, BlobLocation, Cache, open_cache
 from vault.crypto import kdf
 from vault.crypto.keyring import Keyring, new_keyring
 from vault.crypto.slot_store import KeyStore
 from vault.crypto.slots import POLICY_DEFAULT, KeySlot
 from vault.errors import ConflictError, IntegrityError, ObjectNotFoundError
 from vault.pipeline.timing import NO_TIMING, Stage, StageTimer
-from vault.repo import catalog
+from vault.repo import catalog as catalog_objects
 from vault.repo.blobs import open_blob
+from vault.repo.changes import Changes, OnError, RemovalWatcher
 from vault.repo.config import CONFIG_HANDLE, VaultConfig, load_config, new_config
-from vault.repo.index import BlobLocation, Index, load_index, write_index
+from vault.repo.index import sync_index
 from vault.repo.tree import Node, decode_tree
-from vault.storage.base import Backend, Handle, Kind
+from vault.storage.base import Backend, Kind
 
 log = logging.getLogger(__name__)
 
-# How often commit_record moves its record to a fresh number when another put keeps taking the same one.
-_RENUMBER_ATTEMPTS = 8
-
-
-class RemovalWatcher(Protocol):
-    """Told about version records before they are deleted (vault.witness.Witness)."""
-
-    def removing(self, names: list[str]) -> None: ...
-
 
 @dataclass
-class Repository:
+class Repository(Changes):
     backend: Backend
     config: VaultConfig
     key: Keyring
     slot: KeySlot
     witness: RemovalWatcher | None = field(default=None, repr=False)
-    _index: Index | None = field(default=None, repr=False)
-    _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Where the local cache lives (its per-vault directory is made below it); None: a private temporary one
+    # that goes with the process (``--no-cache``, and what a Repository made without a cache gets).
+    cache_dir: Path | None = field(default=None, repr=False)
+    _cache: Cache | None = field(default=None, repr=False)
+    _index_synced: bool = field(default=False, repr=False)
+    _index_rebuilt: bool = field(default=False, repr=False)
+    _catalog: catalog_objects.Catalog | None = field(default=None, repr=False)
+    _sync_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def vault_id(self) -> bytes:
@@ -91,17 +86,34 @@ class Repository:
 
     @classmethod
     def open(
-        cls, backend: Backend, password: bytes, *, rehash: bool = True, config: VaultConfig | None = None
+        cls, backend: Backend, password: bytes, *, rehash: bool = True, config: VaultConfig | None = None,
+        cache_dir: Path | None = None,
     ) -> Repository:
         """Open an existing vault. VaultNotFoundError, UnsupportedVersionError, AuthenticationError,
         IntegrityError. Slots that follow the defaults are rewrapped when the defaults grew. ``config`` is the
-        vault's config when the caller has read it already (it checks for a vault before asking for a password)."""
+        vault's config when the caller has read it already (it checks for a vault before asking for a password).
+        ``cache_dir``: where the local cache lives (None: a temporary one)."""
         config = config or load_config(backend)
         store = KeyStore(backend, config.vault_id)
         key, slot = store.unlock(password)
         if rehash:
             slot = store.rehash_if_weak(slot, key, password)
-        return cls(backend, config, key, slot)
+        return cls(backend, config, key, slot, cache_dir=cache_dir)
+
+    def close(self) -> None:
+        """Close the cache (a temporary one is deleted). The repository can't be used afterwards."""
+        with self._sync_lock:
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None
+                self._catalog = None
+
+    def use_keyring(self, keyring: Keyring) -> None:
+        """Work under ``keyring`` from now on (`rekey`): new objects are sealed under its current generation, and
+        the cache, keyed by it, starts afresh (it is brought up to date from the storage on next use)."""
+        self.close()
+        self.key = keyring
+        self._index_synced = False
 
     def slot_changed(self) -> bool:
         """True when the slot that opened the vault was rewritten or removed since (`rekey`, `passwd` or
@@ -112,22 +124,70 @@ class Repository:
         except (ObjectNotFoundError, IntegrityError):
             return True
 
-    # -- index and blobs -------------------------------------------------------------------------------------
+    # -- the cache -------------------------------------------------------------------------------------------
     @property
-    def index(self) -> Index:
-        if self._index is None:
-            self._index = load_index(self.backend, self.key, self.vault_id)
-        return self._index
+    def cache(self) -> Cache:
+        with self._sync_lock:
+            if self._cache is None:
+                # Keyed by the master key of generation 0 when the keyring still holds it, else the current one:
+                # a `rekey` without --reencrypt keeps the cache; one that drops old keys starts a new one.
+                self._cache = open_cache(self.cache_dir, self.vault_id, self.key.cache_key())
+            return self._cache
 
+    @property
+    def index(self) -> BlobIndex:
+        """The index, brought up to date with the storage's index objects on first use."""
+        index = self.cache.index
+        if not self._index_synced:
+            with self._sync_lock:
+                if not self._index_synced:
+                    sync_index(index, self.backend, self.key, self.vault_id)
+                    self._index_synced = True
+        return index
+
+    def sync_index(self, *, full: bool = False, on_error: OnError | None = None) -> BlobIndex:
+        """Catch up with the storage's index objects now (``full``: rebuild from every one of them, as `check`,
+        `prune` and `repair` need; ``on_error`` gets each damaged one, which is then skipped)."""
+        with self._sync_lock:
+            sync_index(self.cache.index, self.backend, self.key, self.vault_id, full=full, on_error=on_error)
+            self._index_synced = True
+            if full:
+                self._index_rebuilt = True
+        return self.cache.index
+
+    @property
+    def catalog(self) -> catalog_objects.Catalog:
+        """The version records, brought up to date with ``versions/`` on first use."""
+        with self._sync_lock:
+            if self._catalog is None:
+                self._catalog = catalog_objects.Catalog(self.backend, self.key, self.vault_id, self.cache.catalog)
+                self._catalog.sync()
+            return self._catalog
+
+    def sync_catalog(self, *, full: bool = False, on_error: OnError | None = None) -> catalog_objects.Catalog:
+        """Catch up with ``versions/`` now (``full``: read every object again, as `check` and `repair` need)."""
+        with self._sync_lock:
+            if self._catalog is None:
+                self._catalog = catalog_objects.Catalog(self.backend, self.key, self.vault_id, self.cache.catalog)
+            self._catalog.sync(full=full, on_error=on_error)
+            return self._catalog
+
+    # -- blobs -----------------------------------------------------------------------------------------------
     def locate(self, blob_id: bytes, blob_type: int) -> BlobLocation:
         loc = self.index.get(blob_id)
-        if loc is None and self._index is not None:
-            # A concurrent put may have merged its checkpoint index objects between our listing and our
-            # reads; the version we are reading was committed after its index, so a fresh read finds it.
-            with self._reload_lock:
-                if self.index.get(blob_id) is None:
-                    self._index = load_index(self.backend, self.key, self.vault_id)
-            loc = self.index.get(blob_id)
+        if loc is None:
+            with self._sync_lock:
+                loc = self.index.get(blob_id)
+                if loc is None:
+                    # A concurrent put may have committed (or merged its checkpoints) since we last looked.
+                    self.sync_index()
+                    loc = self.index.get(blob_id)
+                if loc is None and not self._index_rebuilt:
+                    # The cache may have lost rows (or held altered ones): ask the storage itself before calling
+                    # the blob missing.
+                    log.info("blob %s is not in the cached index; rebuilding it from the storage", blob_id.hex()[:10])
+                    self.sync_index(full=True)
+                    loc = self.index.get(blob_id)
         if loc is None or loc.entry.blob_type != blob_type:
             raise IntegrityError(f"blob {blob_id.hex()[:10]} is missing from the index; run `vault check`")
         return loc
@@ -150,10 +210,12 @@ class Repository:
         return decode_tree(self.load_blob(tree_id, fmt.BlobType.TREE), f"tree {tree_id.hex()[:10]}")
 
     # -- versions --------------------------------------------------------------------------------------------
-    def records(self) -> list[catalog.VersionRecord]:
-        return catalog.load_records(self.backend, self.key, self.vault_id)
+    def records(self) -> list[catalog_objects.VersionRecord]:
+        """Every version record, by item and version. Reads the whole catalog: commands that need one item's
+        versions ask ``catalog`` instead."""
+        return sorted(self.catalog.all(), key=lambda r: (r.item, r.version, r.created, r.record_id))
 
-    def root_node(self, record: catalog.VersionRecord) -> Node:
+    def root_node(self, record: catalog_objects.VersionRecord) -> Node:
         nodes = self.load_tree(record.tree)
         if len(nodes) != 1 or nodes[0].type != record.type:
             raise IntegrityError(f"the root tree of {record.item} version {record.version} is malformed")
@@ -161,83 +223,3 @@ class Repository:
 
     def stored_bytes(self) -> int:
         return sum(info.size for info in self.backend.list(Kind.DATA))
-
-    def index_from_storage(self, on_error: Callable[[Handle, IntegrityError], None] | None = None) -> Index:
-        """Read every index object again (check: ``on_error`` gets each damaged one, which is then skipped)."""
-        self._index = load_index(self.backend, self.key, self.vault_id, on_error)
-        return self._index
-
-    # -- changing stored metadata: the index -----------------------------------------------------------------
-    def save_checkpoint(self, pack: fmt.IndexedPack) -> Handle:
-        """Index one pack that is durable already, in a checkpoint object of its own (a running put's, so a
-        rerun after a crash reuses it), and add it to the index in memory. Thread-safe."""
-        handle = write_index(self.backend, self.key, self.vault_id, [pack], checkpoint=True)
-        self.index.add_pack(pack.pack_id, pack.entries, pack.generation)
-        return handle
-
-    def commit_packs(self, packs: Sequence[fmt.IndexedPack], retire: Iterable[Handle]) -> None:
-        """Index ``packs`` (durable already) in one object; once it is durable, delete the index objects in
-        ``retire`` (the checkpoints it says everything of). Adds the packs to the index in memory."""
-        write_index(self.backend, self.key, self.vault_id, packs)
-        for p in packs:
-            self.index.add_pack(p.pack_id, p.entries, p.generation)
-        self._delete(retire)
-
-    def reindex(self, packs: Sequence[fmt.IndexedPack]) -> None:
-        """Make ``packs`` the whole index: one object listing them, durable before every index object that
-        existed before is deleted. Only under the exclusive lock (a put's objects written meanwhile would go).
-        The index in memory becomes exactly ``packs``."""
-        old = [info.handle for info in self.backend.list(Kind.INDEX)]
-        if packs:
-            write_index(self.backend, self.key, self.vault_id, packs)
-        self._delete(old)
-        index = Index()
-        for p in packs:
-            index.add_pack(p.pack_id, p.entries, p.generation)
-        self._index = index
-
-    def delete_packs(self, pack_ids: Iterable[bytes]) -> None:
-        """Delete packs that the index no longer lists (after :meth:`reindex`); missing ones are fine."""
-        self._delete(Handle(Kind.DATA, p.hex()) for p in pack_ids)
-
-    # -- changing stored metadata: version records -----------------------------------------------------------
-    def commit_record(self, record: catalog.VersionRecord) -> catalog.VersionRecord:
-        """Write a version record (its data durable and indexed already), then make sure no other record of
-        the item holds the same number, and return the record as committed.
-
-        Two puts of one item at the same time may both pick ``max + 1``. After writing, we look again; if another
-        record has our number we move ours to a fresh ``max + 1`` (write the new record, then delete ours). Both
-        racers may move, which leaves a gap in the numbers but never two versions with one number once both have
-        returned; random pauses break repeated ties.
-        """
-        catalog.write_record(self.backend, self.key, self.vault_id, record)
-        for _ in range(_RENUMBER_ATTEMPTS):
-            mine = [r for r in self.records() if r.item == record.item]
-            if not any(r.version == record.version and r.record_id != record.record_id for r in mine):
-                return record
-            time.sleep(secrets.randbelow(200) / 1000)
-            number = max(r.version for r in mine) + 1
-            record = self.replace_record(record, version=number)
-        return record
-
-    def replace_record(self, old: catalog.VersionRecord, **changes: object) -> catalog.VersionRecord:
-        """Write ``old`` with ``changes`` (sealed under the current key generation) as a new record object, then
-        delete ``old``. Returns the new record."""
-        new = dataclasses.replace(old, record_id=catalog.new_record_id(), **changes)  # type: ignore[arg-type]
-        catalog.write_record(self.backend, self.key, self.vault_id, new)
-        self.remove_records([old.record_id])
-        return new
-
-    def remove_records(self, record_ids: Sequence[str]) -> None:
-        """Delete version records (by record id); already missing ones are fine. The witness hears of them
-        first, so a command killed half way is not taken for a rollback by the next one."""
-        if not record_ids:
-            return
-        if self.witness is not None:
-            self.witness.removing(list(record_ids))
-        self._delete(Handle(Kind.VERSIONS, r) for r in record_ids)
-
-    def _delete(self, handles: Iterable[Handle]) -> None:
-        for handle in handles:
-            with contextlib.suppress(ObjectNotFoundError):
-                self.backend.remove(handle)

@@ -11,12 +11,17 @@ from vault.repo.repository import Repository
 from vault.repo.tree import Node
 
 
-def select_version(records: list[VersionRecord], item: str, version: int | None) -> VersionRecord:
-    mine = [r for r in records if r.item == item]
+def select_version(repo: Repository, item: str, version: int | None) -> VersionRecord:
+    """The latest version of ``item``, or its version ``version``. NotFoundError. Reads only that item's rows of
+    the catalog."""
+    if version is None:
+        latest = repo.catalog.latest(item)
+        if latest is None:
+            raise NotFoundError(f"no item named {item!r}")
+        return latest
+    mine = repo.catalog.versions(item)
     if not mine:
         raise NotFoundError(f"no item named {item!r}")
-    if version is None:
-        return mine[-1]
     for rec in mine:
         if rec.version == version:
             return rec
@@ -27,12 +32,10 @@ def resolve(repo: Repository, name: str, version: int | None) -> tuple[VersionRe
     """The item named ``name``, or the longest item name that is a path prefix of it with the rest as a path
     inside that item's tree. Returns the version, the node, and the path of the node inside the item."""
     segments = split_name(name)
-    records = repo.records()
-    items = {r.item for r in records}
     for cut in range(len(segments), 0, -1):
         item = "/".join(segments[:cut])
-        if item in items:
-            record = select_version(records, item, version)
+        if repo.catalog.has_item(item):
+            record = select_version(repo, item, version)
             node = repo.root_node(record)
             inner = segments[cut:]
             for seg in inner:

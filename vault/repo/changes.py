@@ -1,0 +1,180 @@
+"""Every change of a vault's stored metadata (index objects and version records), in the order that keeps a crash
+harmless. :class:`Changes` is a base class of vault.repo.repository.Repository, so callers write
+``repo.commit_records(...)``; nothing else writes or deletes index objects or version records.
+
+The order (design invariant 7):
+
+- data first: a pack is indexed (checkpoint or merged object) only once it is durable, and a version record only
+  names blobs that are durable and indexed;
+- new before old: an object that supersedes others (a merged index, a replacement record, a segment) is durable
+  before the objects it replaces are deleted, so a crash in between leaves both, never neither;
+- removals of version records are announced to ``witness`` first (vault.witness), so the machine that made them
+  never takes them for a rollback of the storage.
+
+The cache is told about each change as it is made, so the command that made it need not read it back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from vault import format as fmt
+from vault.errors import IntegrityError, ObjectNotFoundError
+from vault.repo.catalog import VersionRecord, replaced
+from vault.repo.index import compact_index, split_packs, write_index
+from vault.storage.base import Handle, Kind
+
+if TYPE_CHECKING:
+    from vault.cache import BlobIndex, Cache
+    from vault.crypto.keyring import Keyring
+    from vault.repo.catalog import Catalog
+    from vault.repo.config import VaultConfig
+    from vault.storage.base import Backend
+
+log = logging.getLogger(__name__)
+
+OnError = Callable[[Handle, IntegrityError], None]
+
+# How often commit_records moves a record to a fresh number when another put keeps taking the same one.
+_RENUMBER_ATTEMPTS = 8
+
+
+class RemovalWatcher(Protocol):
+    """Told about version records before they are deleted, and after (vault.witness.Witness)."""
+
+    def removing(self, record_ids: list[str]) -> None: ...
+
+    def removed(self, record_ids: list[str]) -> None: ...
+
+
+class Changes:
+    """The metadata-changing methods of a repository. Needs ``backend``, ``key``, ``vault_id``, ``config``,
+    ``witness``, ``cache``, ``index`` and ``catalog`` from the class it is mixed into."""
+
+    backend: Backend
+    key: Keyring
+    config: VaultConfig
+    witness: RemovalWatcher | None
+
+    @property
+    def vault_id(self) -> bytes:
+        raise NotImplementedError
+
+    @property
+    def cache(self) -> Cache:
+        raise NotImplementedError
+
+    @property
+    def index(self) -> BlobIndex:
+        raise NotImplementedError
+
+    @property
+    def catalog(self) -> Catalog:
+        raise NotImplementedError
+
+    def sync_index(self, *, full: bool = False, on_error: OnError | None = None) -> BlobIndex:
+        raise NotImplementedError
+
+    # -- the index -------------------------------------------------------------------------------------------
+    def save_checkpoint(self, pack: fmt.IndexedPack) -> Handle:
+        """Index one pack that is durable already, in a checkpoint object of its own (a running put's, so a
+        rerun after a crash reuses it), and take it into the index. Thread-safe."""
+        handle = write_index(self.backend, self.key, self.vault_id, [pack], checkpoint=True)
+        self.index.add_object(handle.name, True, [pack])
+        return handle
+
+    def commit_packs(self, packs: Sequence[fmt.IndexedPack], retire: Iterable[Handle]) -> None:
+        """Index ``packs`` (durable already) in as few objects as their size allows; once they are durable,
+        delete the index objects in ``retire`` (the checkpoints they say everything of)."""
+        for group in split_packs(packs):
+            handle = write_index(self.backend, self.key, self.vault_id, group)
+            self.index.add_object(handle.name, False, group)
+        self._delete_index_objects([h.name for h in retire])
+
+    def reindex(self, packs: Iterable[fmt.IndexedPack]) -> None:
+        """Make ``packs`` the whole index: objects listing them (split by size), durable before every index
+        object that existed before is deleted. Only under the exclusive lock (a put's objects written meanwhile
+        would go). ``packs`` may be a stream (prune reads it from the cache): it is written as it comes."""
+        old = [info.handle.name for info in self.backend.list(Kind.INDEX)]
+        for group in split_packs(packs):  # only the storage changes while the cache streams ``packs``
+            write_index(self.backend, self.key, self.vault_id, group)
+        self._delete_index_objects(old)
+        self.sync_index()  # takes in the new objects (nothing of them kept in memory meanwhile)
+
+    def delete_packs(self, pack_ids: Iterable[bytes]) -> None:
+        """Delete packs that the index no longer lists (after :meth:`reindex`); missing ones are fine."""
+        for p in pack_ids:
+            with contextlib.suppress(ObjectNotFoundError):
+                self.backend.remove(Handle(Kind.DATA, p.hex()))
+
+    def compact(self, alone: Callable[[], bool]) -> None:
+        """Keep listings short: merge small index objects (safe beside other puts), and in a vault of format 3 or
+        later fold loose version records into segments, when ``alone()`` says no other process holds a lock (a
+        put that finds its number taken moves its record, which must not race a compaction). ``alone`` is
+        asked only when there is something to fold."""
+        compact_index(self.index, self.backend, self.key, self.vault_id)
+        if self.config.format_version >= fmt.FORMAT_VERSION_SEGMENTS and self.catalog.needs_compaction() and alone():
+            self.catalog.compact()
+
+    def _delete_index_objects(self, names: Sequence[str]) -> None:
+        for name in names:
+            with contextlib.suppress(ObjectNotFoundError):
+                self.backend.remove(Handle(Kind.INDEX, name))
+        self.index.drop_objects(names)
+
+    # -- version records -------------------------------------------------------------------------------------
+    def commit_records(self, records: Sequence[VersionRecord]) -> list[VersionRecord]:
+        """Write version records (their data durable and indexed already), then make sure no other record of
+        their items holds the same numbers; returns the records as committed.
+
+        Two puts of one item at the same time may both pick ``max + 1``. After writing, we look again (one
+        listing for all the records); a record whose number another holds is moved to a fresh ``max + 1`` (the
+        new record written, then ours deleted). Both racers may move, which leaves a gap in the numbers but never
+        two versions with one number once both have returned; random pauses break repeated ties.
+        """
+        mine = list(records)
+        for record in mine:
+            self.catalog.write(record)
+        for _ in range(_RENUMBER_ATTEMPTS):
+            self.catalog.sync()
+            clashes = [i for i, r in enumerate(mine) if self.catalog.at(r.item, r.version) != [r.record_id]]
+            if not clashes:
+                break
+            time.sleep(secrets.randbelow(200) / 1000)
+            for i in clashes:
+                mine[i] = self.replace_record(mine[i], version=self.catalog.max_version(mine[i].item) + 1)
+        return mine
+
+    def commit_record(self, record: VersionRecord) -> VersionRecord:
+        """:meth:`commit_records` of one record."""
+        return self.commit_records([record])[0]
+
+    def replace_record(self, old: VersionRecord, **changes: object) -> VersionRecord:
+        """Write ``old`` with ``changes`` (sealed under the current key generation) as a new record, then delete
+        ``old``. Returns the new record."""
+        new = replaced(old, **changes)
+        self.catalog.write(new)
+        self.remove_records([old.record_id])
+        return new
+
+    def remove_records(self, record_ids: Sequence[str]) -> None:
+        """Delete version records (by record id) wherever they are held; already missing ones are fine. The
+        witness hears of them first (and after, once they are gone), so a command killed half way is finished
+        by the next one instead of being taken for a rollback."""
+        if not record_ids:
+            return
+        ids = list(record_ids)
+        if self.witness is not None:
+            self.witness.removing(ids)
+        self.catalog.remove(ids)
+        if self.witness is not None:
+            self.witness.removed(ids)
+
+    def remove_catalog_objects(self, handles: Sequence[Handle]) -> None:
+        """Delete objects of ``versions/`` that can't be read at all (repair: they failed authentication)."""
+        self.catalog.delete_objects([h.name for h in handles])

@@ -148,7 +148,7 @@ class FaultyBackend:
         self._enter("create_root", None, None)
         self.inner.create_root()
 
-    def save(self, h: Handle, data: bytes | bytearray | memoryview) -> None:
+    def save(self, h: Handle, data: bytes | bytearray | memoryview) -> str:
         self._enter("save", h.kind, str(h))
         size = memoryview(data).nbytes
         with self._lock:
@@ -161,7 +161,7 @@ class FaultyBackend:
         if crash:
             self._leave_half_written(h, data)
             raise StorageError(f"cannot write {h} in {self.location}: simulated crash mid-write")
-        self.inner.save(h, data)
+        return self.inner.save(h, data)
 
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
         self._enter("load", h.kind, str(h))

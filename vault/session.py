@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from vault.errors import UnknownGenerationError, UsageError, VaultError, VaultLockedError
+from vault.errors import IntegrityError, UnknownGenerationError, UsageError, VaultError, VaultLockedError
 
 if TYPE_CHECKING:
     from vault.archive import PutResult, Putter
@@ -97,7 +97,7 @@ class Session:
                 # Before the lock goes: nothing changes meanwhile. What the catalog knows now (its own changes
                 # included) is what this command leaves; no second listing of the storage.
                 try:
-                    ids = self.repo.catalog.record_ids()
+                    ids = self.repo.readable_record_ids()
                 except VaultError:
                     log.debug("witness: the catalog can't be read at the end", exc_info=True)
                 else:
@@ -328,13 +328,17 @@ def _witness(
     if not enabled:
         return None, Findings()
     watcher = Witness(repo.vault_id)
-    findings = watcher.start(repo.catalog.record_ids())
+    findings = watcher.start(repo.readable_record_ids())
     repo.witness = watcher
     if findings.pending and lock == "exclusive":
-        repo.remove_records(findings.pending)
-        notes.append(f"finished removing {len(findings.pending)} version record(s) an interrupted command "
-                     "had begun to remove")
-        findings.pending = []
+        try:
+            repo.remove_records(findings.pending)
+        except IntegrityError as exc:  # a damaged catalog: `check` reports it, `repair` deals with it first
+            log.info("not finishing an interrupted removal now: %s", exc)
+        else:
+            notes.append(f"finished removing {len(findings.pending)} version record(s) an interrupted command "
+                         "had begun to remove")
+            findings.pending = []
     for message in findings.messages():
         notes.append(f"noticed: {message}")
         if on_note is not None:

@@ -130,7 +130,7 @@ def test_versions_history_ls_info(s3_vault, tmp_path: Path) -> None:
     assert listing[0]["size"] == len(contents[-1])
 
     info = s3_vault.info()
-    assert (info["items"], info["versions"], info["format_version"]) == (1, 3, 1)
+    assert (info["items"], info["versions"], info["format_version"]) == (1, 3, 3)  # new vaults: format 3
     assert info["kdf"]["memory_kib"] == 8 * 1024
     assert info["original_bytes"] == sum(len(c) for c in contents)
     assert info["stored_bytes"] == s3_vault.stored_bytes()  # what the bucket holds in data/

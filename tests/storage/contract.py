@@ -181,6 +181,18 @@ class BackendContract:
             backend.save(h, os.urandom(size))
             assert backend.stat(h) == ObjectInfo(h, size)
 
+    def test_a_second_save_under_one_name_lists_with_another_tag(self, backend: Backend) -> None:
+        """The cache reads an object again when its tag changed: a backend that reports tags must report a new
+        one for every save (objects never change in place; a changed one was written again)."""
+        h = handle(Kind.VERSIONS)
+        backend.save(h, b"first")
+        (first,) = [i for i in backend.list(Kind.VERSIONS) if i.handle == h]
+        backend.save(h, b"other")
+        (second,) = [i for i in backend.list(Kind.VERSIONS) if i.handle == h]
+        assert first.tag == backend.stat(h).tag or not first.tag or backend.stat(h).tag == second.tag
+        if first.tag or second.tag:
+            assert first.tag != second.tag and backend.stat(h).tag == second.tag
+
     def test_remove(self, backend: Backend) -> None:
         keep, gone = handle(Kind.DATA), handle(Kind.DATA)
         backend.save(keep, b"keep")

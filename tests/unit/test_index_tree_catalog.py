@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from vault import format as fmt
+from vault.cache import BlobIndex, CacheDB
 from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, UnsupportedVersionError
 from vault.repo import catalog
-from vault.cache import BlobIndex, CacheDB
 from vault.repo.index import load_index, write_index
 from vault.repo.objects import open_object, seal_object
 from vault.repo.tree import Node, decode_tree, encode_tree, valid_segment

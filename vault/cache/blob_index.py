@@ -206,15 +206,16 @@ class BlobIndex:
         return int(row[0]), int(row[1])
 
     # -- changes -------------------------------------------------------------------------------------------
-    def add_object(self, name: str, checkpoint: bool, packs: Sequence[fmt.IndexedPack]) -> None:
-        """Take in one index object (fetched, or just written by this process). Idempotent by name."""
+    def add_object(self, name: str, checkpoint: bool, packs: Sequence[fmt.IndexedPack], tag: str = "") -> None:
+        """Take in one index object (fetched with the listing's ``tag``, or just written by this process).
+        Idempotent by name."""
         with self.db.transaction() as conn:
             if conn.execute("SELECT 1 FROM index_objects WHERE name = ?", (name,)).fetchone():
                 return
             entries = sum(len(p.entries) for p in packs)
             obj_id = conn.execute(
-                "INSERT INTO index_objects (name, checkpoint, entries) VALUES (?, ?, ?)",
-                (name, int(checkpoint), entries),
+                "INSERT INTO index_objects (name, checkpoint, entries, tag) VALUES (?, ?, ?, ?)",
+                (name, int(checkpoint), entries, tag),
             ).lastrowid
             for p in packs:
                 pack_row = conn.execute(
@@ -251,8 +252,14 @@ class BlobIndex:
             conn.execute("DELETE FROM index_objects")
 
     # -- keeping up with the storage -------------------------------------------------------------------------
-    def known_objects(self) -> dict[str, int]:
-        return {str(name): int(obj_id) for obj_id, name in self.db.query("SELECT id, name FROM index_objects")}
+    def known_objects(self) -> dict[str, str]:
+        """name → listing tag of every index object held."""
+        return {str(name): str(tag) for name, tag in self.db.query("SELECT name, tag FROM index_objects")}
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if tags:
+            with self.db.transaction() as conn:
+                conn.executemany("UPDATE index_objects SET tag = ? WHERE name = ?", [(t, n) for n, t in tags.items()])
 
     def object_entries(self, checkpoint: bool) -> dict[str, int]:
         """name → number of entries of every index object held (checkpoints, or the others)."""

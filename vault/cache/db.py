@@ -41,7 +41,7 @@ from vault.errors import StorageError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "cache.sqlite"
 _BUSY_TIMEOUT_MS = 120_000  # another command of this user may hold the write lock while it syncs a big vault
 _PAGE_CACHE_KIB = 32 * 1024  # SQLite's own page cache; the rest is the kernel's page cache, not our RSS
@@ -50,7 +50,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS index_objects (
-    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, checkpoint INTEGER NOT NULL, entries INTEGER NOT NULL);
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, checkpoint INTEGER NOT NULL, entries INTEGER NOT NULL,
+    tag TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS packs (
     id INTEGER PRIMARY KEY, obj INTEGER NOT NULL, pack_id BLOB NOT NULL, generation INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS packs_by_obj ON packs(obj);
@@ -62,7 +63,8 @@ CREATE TABLE IF NOT EXISTS blobs (
 CREATE INDEX IF NOT EXISTS blobs_by_id ON blobs(blob_id);
 
 CREATE TABLE IF NOT EXISTS catalog_objects (
-    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, kind INTEGER NOT NULL, generation INTEGER NOT NULL);
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, kind INTEGER NOT NULL, generation INTEGER NOT NULL,
+    tag TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     obj INTEGER NOT NULL, record_id TEXT NOT NULL, item_tag BLOB NOT NULL, version INTEGER NOT NULL,
     damaged INTEGER NOT NULL, sealed BLOB NOT NULL, mac BLOB NOT NULL, PRIMARY KEY (obj, record_id)) WITHOUT ROWID;

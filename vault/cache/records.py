@@ -92,20 +92,22 @@ class CatalogCache:
         return _COUNT.pack(count) + blake3.blake3(b"count\0" + _COUNT.pack(count), key=self._mac_key).digest(MAC_SIZE)
 
     # -- changes -------------------------------------------------------------------------------------------
-    def add_object(self, name: str, kind: int, generation: int, rows: Sequence[NewRow]) -> None:
-        """Take in one catalog object (fetched, or written by this process). Idempotent by name."""
+    def add_object(self, name: str, kind: int, generation: int, rows: Sequence[NewRow], tag: str = "") -> None:
+        """Take in one catalog object (fetched with the listing's ``tag``, or written by this process).
+        Idempotent by name."""
         with self.db.transaction() as conn:
             if conn.execute("SELECT 1 FROM catalog_objects WHERE name = ?", (name,)).fetchone():
                 return
             obj_id = conn.execute(
-                "INSERT INTO catalog_objects (name, kind, generation) VALUES (?, ?, ?)", (name, kind, generation)
+                "INSERT INTO catalog_objects (name, kind, generation, tag) VALUES (?, ?, ?, ?)",
+                (name, kind, generation, tag),
             ).lastrowid
             values = []
             for r in rows:
-                tag = self.tag(r.item)
+                item_tag = self.tag(r.item)
                 sealed = self._aead.seal(r.plain, _AAD + b"\0" + name.encode() + b"\0" + r.record_id.encode())
-                values.append((obj_id, r.record_id, tag, r.version, int(r.damaged), sealed,
-                               self._mac(name, r.record_id, tag, r.version, int(r.damaged))))
+                values.append((obj_id, r.record_id, item_tag, r.version, int(r.damaged), sealed,
+                               self._mac(name, r.record_id, item_tag, r.version, int(r.damaged))))
             before = conn.total_changes
             conn.executemany(
                 "INSERT OR IGNORE INTO records (obj, record_id, item_tag, version, damaged, sealed, mac) "
@@ -158,8 +160,14 @@ class CatalogCache:
             raise CacheDamaged("the cached catalog lost or gained rows")
 
     # -- queries -------------------------------------------------------------------------------------------
-    def known_objects(self) -> dict[str, int]:
-        return {str(n): int(i) for i, n in self.db.query("SELECT id, name FROM catalog_objects")}
+    def known_objects(self) -> dict[str, str]:
+        """name → listing tag of every catalog object held."""
+        return {str(n): str(t) for n, t in self.db.query("SELECT name, tag FROM catalog_objects")}
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if tags:
+            with self.db.transaction() as conn:
+                conn.executemany("UPDATE catalog_objects SET tag = ? WHERE name = ?", [(t, n) for n, t in tags.items()])
 
     def _select(self, where: str, params: tuple[Any, ...] | list[object]) -> str:
         return _SELECT + where  # ``where`` is a constant of this module; values go in as parameters

@@ -28,6 +28,7 @@ from typing import Any
 
 from vault import format as fmt
 from vault.cache import CacheDamaged, CachedRecord, CatalogCache, NewRow
+from vault.cache.listing import compare
 from vault.cache.records import KIND_RECORD, KIND_SEGMENT
 from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError, StorageError
@@ -128,12 +129,19 @@ class Catalog:
         self.key = key
         self.vault_id = vault_id
         self.cache = cache
+        # Objects of versions/ the last sync could not read (without an ``on_error`` of the caller's).
+        self.damaged: list[tuple[Handle, IntegrityError]] = []
+
+    def note_damage(self, handle: Handle, exc: IntegrityError) -> None:
+        self.damaged.append((handle, exc))
 
     # -- keeping up with the storage -------------------------------------------------------------------------
     def sync(self, *, full: bool = False, on_error: OnError | None = None) -> None:
         """List ``versions/``, drop what is gone, fetch what is new (``full``: everything again, as `check`,
-        `prune` and `repair` need). A damaged object raises IntegrityError, or with ``on_error`` is reported to
-        it and skipped. A cache that fails its own checks is rebuilt. StorageError."""
+        `prune` and `repair` need). A damaged object is reported to ``on_error`` and skipped; without one it is
+        remembered in :attr:`damaged`. A cache that fails its own checks is rebuilt. StorageError."""
+        self.damaged = []
+        on_error = on_error or self.note_damage
         try:
             if full:
                 self.cache.clear()
@@ -147,10 +155,11 @@ class Catalog:
 
     def _sync(self, on_error: OnError | None) -> None:
         for _ in range(_SYNC_ROUNDS):
-            listed = {info.handle.name: info for info in self.backend.list(Kind.VERSIONS)}
-            known = self.cache.known_objects()
-            self.cache.drop_objects(name for name in known if name not in listed)
-            new = [info for name, info in listed.items() if name not in known]
+            changes = compare({info.handle.name: info for info in self.backend.list(Kind.VERSIONS)},
+                              self.cache.known_objects())
+            self.cache.drop_objects(changes.gone)
+            self.cache.set_tags(changes.tags)
+            new = changes.new
 
             def fetch(info: ObjectInfo) -> CatalogObject | IntegrityError | None:
                 try:
@@ -167,17 +176,17 @@ class Catalog:
                         raise obj
                     on_error(info.handle, obj)
                 else:
-                    self._take_in(info.handle.name, obj)
+                    self._take_in(info.handle.name, obj, info.tag)
             if not vanished:
                 return
         raise StorageError("the version records keep changing while they are read; try again")
 
-    def _take_in(self, name: str, obj: CatalogObject) -> None:
+    def _take_in(self, name: str, obj: CatalogObject, tag: str = "") -> None:
         rows = []
         for record_id, plain in obj.records:
             rec = _record(record_id, plain, f"version record {record_id[:10]}")
             rows.append(NewRow(record_id, rec.item, rec.version, bool(rec.damaged), plain))
-        self.cache.add_object(name, obj.kind, obj.generation, rows)
+        self.cache.add_object(name, obj.kind, obj.generation, rows, tag)
 
     # -- queries ---------------------------------------------------------------------------------------------
     def _decoded(self, rows: Iterable[CachedRecord]) -> list[VersionRecord]:
@@ -232,9 +241,9 @@ class Catalog:
     # -- changes (through the repository, which keeps the order) ---------------------------------------------
     def write(self, record: VersionRecord) -> None:
         """Write ``record`` as a loose record object (named by its record id) and take it into the cache."""
-        plain = write_record(self.backend, self.key, self.vault_id, record)
+        plain, tag = write_record(self.backend, self.key, self.vault_id, record)
         self.cache.add_object(record.record_id, KIND_RECORD, self.key.current,
-                              [NewRow(record.record_id, record.item, record.version, bool(record.damaged), plain)])
+                              [NewRow(record.record_id, record.item, record.version, bool(record.damaged), plain)], tag)
 
     def write_segment(self, records: Sequence[tuple[str, bytes]]) -> str:
         """Write one segment holding ``records`` ((record id, canonical JSON)), durable before it returns, and
@@ -242,8 +251,9 @@ class Catalog:
         name = new_record_id()
         handle = Handle(Kind.VERSIONS, name)
         payload = fmt.encode_segment([(rid, fmt.decode_record(plain, "a record")) for rid, plain in records])
-        self.backend.save(handle, seal_object(self.key, self.vault_id, handle, fmt.ObjectType.CATALOG_SEGMENT, payload))
-        self._take_in(name, CatalogObject(KIND_SEGMENT, self.key.current, list(records)))
+        sealed = seal_object(self.key, self.vault_id, handle, fmt.ObjectType.CATALOG_SEGMENT, payload)
+        tag = self.backend.save(handle, sealed)
+        self._take_in(name, CatalogObject(KIND_SEGMENT, self.key.current, list(records)), tag)
         return name
 
     def delete_objects(self, names: Iterable[str]) -> None:
@@ -301,13 +311,13 @@ class Catalog:
         return len(folded)
 
 
-def write_record(backend: Backend, key: Keyring, vault_id: bytes, record: VersionRecord) -> bytes:
-    """Store ``record`` as a loose record object named by its record id; returns its plaintext. (Commands go
-    through the repository's commit_records, which also keeps the cache and the numbering right.)"""
+def write_record(backend: Backend, key: Keyring, vault_id: bytes, record: VersionRecord) -> tuple[bytes, str]:
+    """Store ``record`` as a loose record object named by its record id; returns its plaintext and the new
+    object's listing tag. (Commands go through the repository's commit_records, which also keeps the cache and
+    the numbering right.)"""
     handle = Handle(Kind.VERSIONS, record.record_id)
     plain = fmt.encode_record(record.stored())
-    backend.save(handle, seal_object(key, vault_id, handle, fmt.ObjectType.VERSION, plain))
-    return plain
+    return plain, backend.save(handle, seal_object(key, vault_id, handle, fmt.ObjectType.VERSION, plain))
 
 
 def load_records(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 from vault import format as fmt
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.catalog import VersionRecord, replaced
-from vault.repo.index import compact_index, split_packs, write_index
+from vault.repo.index import compact_index, split_packs, write_index, write_index_object
 from vault.storage.base import Handle, Kind
 
 if TYPE_CHECKING:
@@ -84,16 +84,16 @@ class Changes:
     def save_checkpoint(self, pack: fmt.IndexedPack) -> Handle:
         """Index one pack that is durable already, in a checkpoint object of its own (a running put's, so a
         rerun after a crash reuses it), and take it into the index. Thread-safe."""
-        handle = write_index(self.backend, self.key, self.vault_id, [pack], checkpoint=True)
-        self.index.add_object(handle.name, True, [pack])
-        return handle
+        info = write_index_object(self.backend, self.key, self.vault_id, [pack], checkpoint=True)
+        self.index.add_object(info.handle.name, True, [pack], info.tag)
+        return info.handle
 
     def commit_packs(self, packs: Sequence[fmt.IndexedPack], retire: Iterable[Handle]) -> None:
         """Index ``packs`` (durable already) in as few objects as their size allows; once they are durable,
         delete the index objects in ``retire`` (the checkpoints they say everything of)."""
         for group in split_packs(packs):
-            handle = write_index(self.backend, self.key, self.vault_id, group)
-            self.index.add_object(handle.name, False, group)
+            info = write_index_object(self.backend, self.key, self.vault_id, group)
+            self.index.add_object(info.handle.name, False, group, info.tag)
         self._delete_index_objects([h.name for h in retire])
 
     def reindex(self, packs: Iterable[fmt.IndexedPack]) -> None:

@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from vault import format as fmt
 from vault.cache import BlobIndex, CacheDB
+from vault.cache.listing import compare
 from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError, StorageError
 from vault.repo.objects import object_generation, open_object, seal_object
@@ -74,11 +75,18 @@ def write_index(
 ) -> Handle:
     """Write one index object for ``packs`` (sealed under the current key generation); returns its handle.
     Call only once the packs are durable. ``checkpoint`` marks the one-pack objects a running put writes."""
+    return write_index_object(backend, key, vault_id, packs, checkpoint).handle
+
+
+def write_index_object(
+    backend: Backend, key: Keyring, vault_id: bytes, packs: Sequence[fmt.IndexedPack], checkpoint: bool = False
+) -> ObjectInfo:
+    """:func:`write_index`, returning what a listing will show of the new object (its tag too)."""
     handle = Handle(Kind.INDEX, os.urandom(fmt.ID_SIZE).hex())
     payload = fmt.encode_index(packs, with_generations=key.current != 0)
     obj_type = fmt.ObjectType.INDEX_CHECKPOINT if checkpoint else fmt.ObjectType.INDEX
-    backend.save(handle, seal_object(key, vault_id, handle, obj_type, payload))
-    return handle
+    sealed = seal_object(key, vault_id, handle, obj_type, payload)
+    return ObjectInfo(handle, len(sealed), backend.save(handle, sealed))
 
 
 def split_packs(packs: Iterable[fmt.IndexedPack], max_entries: int = TARGET_ENTRIES) -> Iterator[list[fmt.IndexedPack]]:
@@ -105,10 +113,10 @@ def sync_index(
     if full:
         index.clear()
     for _ in range(_SYNC_ROUNDS):
-        listed = {info.handle.name: info for info in backend.list(Kind.INDEX)}
-        known = index.known_objects()
-        index.drop_objects(name for name in known if name not in listed)
-        new = [info for name, info in listed.items() if name not in known]
+        changes = compare({info.handle.name: info for info in backend.list(Kind.INDEX)}, index.known_objects())
+        index.drop_objects(changes.gone)
+        index.set_tags(changes.tags)
+        new = changes.new
         vanished = False
 
         def fetch(info: ObjectInfo) -> tuple[bool, list[fmt.IndexedPack]] | IntegrityError | None:
@@ -125,7 +133,7 @@ def sync_index(
                     raise result
                 on_error(info.handle, result)
             else:
-                index.add_object(info.handle.name, result[0], result[1])
+                index.add_object(info.handle.name, result[0], result[1], info.tag)
         if not vanished:
             return
     raise StorageError("the index keeps changing while it is read; try again")
@@ -142,9 +150,9 @@ def compact_index(index: BlobIndex, backend: Backend, key: Keyring, vault_id: by
     if len(small) < 2:
         return 0
     packs = index.object_packs(small)
-    written = [write_index(backend, key, vault_id, group) for group in split_packs(packs)]
-    for handle, group in zip(written, split_packs(packs), strict=True):
-        index.add_object(handle.name, False, group)
+    written = [write_index_object(backend, key, vault_id, group) for group in split_packs(packs)]
+    for info, group in zip(written, split_packs(packs), strict=True):
+        index.add_object(info.handle.name, False, group, info.tag)
     for name in small:
         with contextlib.suppress(ObjectNotFoundError):
             backend.remove(Handle(Kind.INDEX, name))

@@ -157,11 +157,24 @@ class Repository(Changes):
 
     @property
     def catalog(self) -> catalog_objects.Catalog:
-        """The version records, brought up to date with ``versions/`` on first use."""
+        """The version records, brought up to date with ``versions/`` on first use. IntegrityError when an object
+        of ``versions/`` failed authentication (commands that report damage, `check` and `repair`, read the
+        catalog through :meth:`sync_catalog` with an ``on_error`` instead)."""
+        catalog = self._catalog_read()
+        if catalog.damaged:
+            raise catalog.damaged[0][1]
+        return catalog
+
+    def readable_record_ids(self) -> set[str]:
+        """The ids of every version record that authenticates (damaged objects left out): what the replay
+        witness compares, whatever else is wrong."""
+        return self._catalog_read().record_ids()
+
+    def _catalog_read(self) -> catalog_objects.Catalog:
         with self._sync_lock:
             if self._catalog is None:
                 self._catalog = catalog_objects.Catalog(self.backend, self.key, self.vault_id, self.cache.catalog)
-                self._catalog.sync()
+                self._catalog.sync(on_error=self._catalog.note_damage)
             return self._catalog
 
     def sync_catalog(self, *, full: bool = False, on_error: OnError | None = None) -> catalog_objects.Catalog:
@@ -170,6 +183,8 @@ class Repository(Changes):
             if self._catalog is None:
                 self._catalog = catalog_objects.Catalog(self.backend, self.key, self.vault_id, self.cache.catalog)
             self._catalog.sync(full=full, on_error=on_error)
+            if self._catalog.damaged and on_error is None:
+                raise self._catalog.damaged[0][1]
             return self._catalog
 
     # -- blobs -----------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -43,6 +43,10 @@ class Handle:
 class ObjectInfo:
     handle: Handle
     size: int
+    # What the store says about this particular write of the object, where it says anything (S3's ETag; a
+    # local file's inode and mtime): the cache takes an object whose tag changed for a new one and reads it
+    # again, so a replaced object is noticed without a second request. Empty when unknown. Not authenticated.
+    tag: str = field(default="", compare=False)
 
 
 class Backend(Protocol):
@@ -62,10 +66,11 @@ class Backend(Protocol):
         """Create the location (directory with mode 0700, or bucket) if missing. Idempotent."""
         ...
 
-    def save(self, h: Handle, data: bytes | bytearray | memoryview) -> None:
+    def save(self, h: Handle, data: bytes | bytearray | memoryview) -> str:
         """Store ``data`` under ``h`` atomically: afterwards readers see the whole object or, if this
         raised, whatever was there before (nothing, for a new name). Durable when it returns (fsync).
-        Saving over an existing name replaces it atomically (used only for key slots and locks)."""
+        Saving over an existing name replaces it atomically (used only for key slots and locks). Returns the
+        tag a listing will show for this write (:attr:`ObjectInfo.tag`), or "" where the backend can't tell."""
         ...
 
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
@@ -90,7 +95,7 @@ class Backend(Protocol):
 Buffer = bytes | bytearray | memoryview
 
 
-def save_parts(backend: Backend, h: Handle, parts: Sequence[Buffer]) -> None:
+def save_parts(backend: Backend, h: Handle, parts: Sequence[Buffer]) -> str:
     """``backend.save(h, b"".join(parts))``, without the join where the backend's class has its own
     ``save_parts`` (LocalBackend writes the parts with ``os.writev``): a 16 MiB pack is then stored from its
     sealed blobs with no 16 MiB copy. Looked up on the class, not the instance: a wrapper (RetryingBackend, the
@@ -98,9 +103,8 @@ def save_parts(backend: Backend, h: Handle, parts: Sequence[Buffer]) -> None:
     faults; a wrapper without a ``save_parts`` of its own therefore gets the joined bytes through its ``save``."""
     own = getattr(type(backend), "save_parts", None)
     if own is not None:
-        own(backend, h, parts)
-    else:
-        backend.save(h, b"".join(parts))
+        return str(own(backend, h, parts))
+    return backend.save(h, b"".join(parts))
 
 
 def saves_parts(backend: Backend) -> bool:

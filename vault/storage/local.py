@@ -90,26 +90,26 @@ class LocalBackend:
 
     # -- objects -------------------------------------------------------------------------------------
 
-    def save(self, h: Handle, data: bytes | bytearray | memoryview) -> None:
+    def save(self, h: Handle, data: bytes | bytearray | memoryview) -> str:
         """Write ``data`` atomically and durably under ``h`` (temp file, fsync, rename, directory fsync).
 
         Creates missing directories below the root (never the root itself: a missing root usually means
         an unmounted disk, and writing into the mount point would hide that). Raises ``StorageError`` on
         any failure, after removing the temporary file; whatever was stored under ``h`` before is intact.
         (One exception: when only the final directory fsync fails, the new object is already in place
-        but may not survive a crash, and the error is still raised.)
+        but may not survive a crash, and the error is still raised.) Returns the new file's tag.
         """
-        self._save(h, [memoryview(data).cast("B")])
+        return self._save(h, [memoryview(data).cast("B")])
 
-    def save_parts(self, h: Handle, parts: Sequence[Buffer]) -> None:
+    def save_parts(self, h: Handle, parts: Sequence[Buffer]) -> str:
         """:meth:`save` of the concatenation of ``parts``, written with ``os.writev`` straight from the parts
         (see :func:`vault.storage.base.save_parts`): same atomicity, durability and errors."""
-        self._save(h, [v for v in (memoryview(p).cast("B") for p in parts) if v.nbytes])
+        return self._save(h, [v for v in (memoryview(p).cast("B") for p in parts) if v.nbytes])
 
-    def _save(self, h: Handle, views: builtins.list[memoryview]) -> None:
+    def _save(self, h: Handle, views: builtins.list[memoryview]) -> str:
         path = self.path_of(h)
         try:
-            self._write_atomically(path, views)
+            return self._write_atomically(path, views)
         except OSError as e:
             if not self._root_is_dir():
                 raise StorageError(f"cannot write {h}: {self.location} does not exist") from e
@@ -149,7 +149,7 @@ class LocalBackend:
             raise StorageError(f"cannot stat {h} in {self.location}: {_reason(e)}") from e
         if not stat.S_ISREG(st.st_mode):
             raise StorageError(f"{h} in {self.location} is not a regular file")
-        return ObjectInfo(h, st.st_size)
+        return ObjectInfo(h, st.st_size, _tag(st))
 
     def list(self, kind: Kind) -> Iterator[ObjectInfo]:
         """Every object of ``kind``: regular files with valid names only, so temporary files and strays
@@ -225,7 +225,7 @@ class LocalBackend:
         except OSError:
             return False
 
-    def _write_atomically(self, path: Path, views: builtins.list[memoryview]) -> None:
+    def _write_atomically(self, path: Path, views: builtins.list[memoryview]) -> str:
         directory = path.parent
         try:
             fd, tmp = _create_temp(directory)
@@ -242,6 +242,7 @@ class LocalBackend:
                         _writev_all(fd, views)
                 with self.timer.stage(Stage.FSYNC):
                     os.fsync(fd)
+                tag = _tag(os.fstat(fd))  # a rename keeps the inode and the mtime
             finally:
                 os.close(fd)
             os.replace(tmp, path)
@@ -251,6 +252,7 @@ class LocalBackend:
             raise
         with self.timer.stage(Stage.FSYNC):
             _fsync_dir(directory)
+        return tag
 
     def _make_dirs(self, directory: Path, stop: Path | None) -> None:
         """Create ``directory`` and missing parents with mode 0700, fsyncing each parent that gained an
@@ -294,7 +296,12 @@ class LocalBackend:
             except OSError as e:
                 raise StorageError(f"cannot list {self.location}: {_reason(e)}") from e
             if stat.S_ISREG(st.st_mode):
-                yield ObjectInfo(Handle(kind, name), st.st_size)
+                yield ObjectInfo(Handle(kind, name), st.st_size, _tag(st))
+
+
+def _tag(st: os.stat_result) -> str:
+    """Which write of the file this is: every save is a new file (renamed into place), so a new inode."""
+    return f"{st.st_ino}:{st.st_mtime_ns}"
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

@@ -27,6 +27,8 @@ class MemoryBackend:
         self.location: str = "memory:"
         self._lock = threading.Lock()
         self._objects: dict[tuple[Kind, str], bytes] = {}
+        self._writes: dict[tuple[Kind, str], int] = {}  # which save made each object (its listing tag)
+        self._saves = 0
         self._root_exists = root_exists
 
     def exists_root(self) -> bool:
@@ -39,7 +41,7 @@ class MemoryBackend:
         with self._lock:
             self._root_exists = True
 
-    def save(self, h: Handle, data: bytes | bytearray | memoryview) -> None:
+    def save(self, h: Handle, data: bytes | bytearray | memoryview) -> str:
         """Store a copy of ``data`` under ``h``, replacing any object there. Raises ``ValueError`` for an
         invalid name and ``StorageError`` when the root does not exist."""
         object_key(h)  # validates the name exactly like the other backends
@@ -48,6 +50,9 @@ class MemoryBackend:
             if not self._root_exists:
                 raise StorageError(f"cannot write {h}: {self.location} does not exist")
             self._objects[(h.kind, h.name)] = blob
+            self._saves += 1
+            self._writes[(h.kind, h.name)] = self._saves
+            return str(self._saves)
 
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
         """Up to ``length`` bytes from ``offset``. Raises ``ValueError`` for negative values and
@@ -60,14 +65,16 @@ class MemoryBackend:
 
     def stat(self, h: Handle) -> ObjectInfo:
         """Size of the object; ``ObjectNotFoundError`` when missing."""
-        return ObjectInfo(h, len(self._get(h)))
+        blob = self._get(h)
+        return ObjectInfo(h, len(blob), str(self._writes.get((h.kind, h.name), 0)))
 
     def list(self, kind: Kind) -> Iterator[ObjectInfo]:
         """Every object of ``kind``, from a snapshot taken when iteration starts."""
         with self._lock:
-            snapshot = [(name, len(blob)) for (k, name), blob in self._objects.items() if k is kind]
-        for name, size in snapshot:
-            yield ObjectInfo(Handle(kind, name), size)
+            snapshot = [(name, len(blob), str(self._writes.get((k, name), 0)))
+                        for (k, name), blob in self._objects.items() if k is kind]
+        for name, size, tag in snapshot:
+            yield ObjectInfo(Handle(kind, name), size, tag)
 
     def remove(self, h: Handle) -> None:
         """Delete the object; ``ObjectNotFoundError`` when missing."""

@@ -72,8 +72,8 @@ class RetryingBackend:
     def create_root(self) -> None:
         self._call("create", self.location, self.inner.create_root)
 
-    def save(self, h: Handle, data: bytes | bytearray | memoryview) -> None:
-        self._call("write", str(h), lambda: self.inner.save(h, data))
+    def save(self, h: Handle, data: bytes | bytearray | memoryview) -> str:
+        return self._call("write", str(h), lambda: self.inner.save(h, data))
 
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
         return self._call("read", str(h), lambda: self.inner.load(h, offset, length))

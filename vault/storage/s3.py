@@ -160,15 +160,17 @@ class S3Backend:
 
     # -- objects -------------------------------------------------------------------------------------
 
-    def save(self, h: Handle, data: bytes | bytearray | memoryview) -> None:
+    def save(self, h: Handle, data: bytes | bytearray | memoryview) -> str:
         """``put_object``: atomic and durable on S3. Raises ``StorageError`` (``TransientStorageError`` for
-        failures worth retrying); a missing bucket is a ``StorageError``, not a missing object."""
+        failures worth retrying); a missing bucket is a ``StorageError``, not a missing object. Returns the
+        object's ETag (what listings show as its tag)."""
         key = self._key(h)
         body = data if isinstance(data, bytes) else bytes(data)
         try:
-            self._client.put_object(Bucket=self.bucket, Key=key, Body=body)
+            response = self._client.put_object(Bucket=self.bucket, Key=key, Body=body)
         except (self._exc.ClientError, self._exc.BotoCoreError) as e:
             self._raise(e, "write", str(h), missing_is_not_found=False)
+        return str(response.get("ETag", ""))
 
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
         """A ranged ``get_object``. Raises ``ValueError`` for negative values, ``ObjectNotFoundError`` when
@@ -201,7 +203,7 @@ class S3Backend:
             response = self._client.head_object(Bucket=self.bucket, Key=self._key(h))
         except (self._exc.ClientError, self._exc.BotoCoreError) as e:
             self._raise(e, "stat", str(h), missing_is_not_found=True)
-        return ObjectInfo(h, int(response["ContentLength"]))
+        return ObjectInfo(h, int(response["ContentLength"]), str(response.get("ETag", "")))
 
     def list(self, kind: Kind) -> Iterator[ObjectInfo]:
         """Pages of ``list_objects_v2`` under the kind's prefix; keys that are not valid object names of
@@ -222,7 +224,7 @@ class S3Backend:
                 for obj in page.get("Contents", ()):
                     name = _name_from_key(kind, obj["Key"][len(start) :])
                     if name is not None:
-                        yield ObjectInfo(Handle(kind, name), int(obj["Size"]))
+                        yield ObjectInfo(Handle(kind, name), int(obj["Size"]), str(obj.get("ETag", "")))
         except self._exc.ClientError as e:
             code, status, _ = _error_parts(e)
             if code == "NoSuchBucket" or status == 404:

@@ -119,6 +119,7 @@ class FaultProxy:
         self._rule: Rule | None = None
         self.requests = 0
         self.failures = 0
+        self.log: list[tuple[str, str]] = []  # (method, path) of every request seen
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
@@ -154,6 +155,7 @@ class FaultProxy:
     def _take_fault(self, method: str, path: str) -> tuple[int, str, str] | None:
         with self._lock:
             self.requests += 1
+            self.log.append((method, path))
             if self._remaining == 0 or (self._rule is not None and not self._rule(method, path)):
                 return None
             if self._remaining > 0:

@@ -26,7 +26,7 @@ from typing import Any
 import blake3
 
 from vault import format as fmt
-from vault.cache.db import CacheDB
+from vault.cache.db import CacheDamaged, CacheDB
 from vault.storage.base import Handle, Kind
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,13 @@ class BlobIndex:
     def get(self, blob_id: bytes) -> BlobLocation | None:
         """Where the blob is (latest key generation first, then the lowest pack id), or None."""
         best: BlobLocation | None = None
-        for row in self.db.query(_LOOKUP, (blob_id,)):
+        try:
+            rows = self.db.query(_LOOKUP, (blob_id,))
+        except CacheDamaged as exc:  # as absent: the caller catches up with (or rebuilds from) the storage
+            self.damaged_rows += 1
+            log.warning("the cached index can't be read (%s); the blob counts as not found", exc)
+            return None
+        for row in rows:
             loc = self._location(blob_id, row)
             if loc is not None and (best is None or (-loc.generation, loc.pack_id) < (-best.generation, best.pack_id)):
                 best = loc
@@ -94,7 +100,12 @@ class BlobIndex:
             batch: list[object] = list(wanted[i : i + _SQL_BATCH])
             marks = ",".join("?" * len(batch))
             sql = f"SELECT b.blob_id, {_COLUMNS} {_JOINED} WHERE b.blob_id IN ({marks})"
-            for row in self.db.query(sql, batch):
+            try:
+                rows = self.db.query(sql, batch)
+            except CacheDamaged:  # as absent: the files are simply read again
+                self.damaged_rows += 1
+                rows = []
+            for row in rows:
                 blob_id = row[0]
                 assert isinstance(blob_id, bytes)
                 if blob_id not in found and self._location(blob_id, row[1:]) is not None:
@@ -246,10 +257,14 @@ class BlobIndex:
                 conn.execute("DELETE FROM index_objects WHERE id = ?", (row[0],))
 
     def clear(self) -> None:
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM blobs")
-            conn.execute("DELETE FROM packs")
-            conn.execute("DELETE FROM index_objects")
+        """Forget every index row (to rebuild from the storage); a database SQLite can't use is replaced."""
+        try:
+            with self.db.transaction() as conn:
+                conn.execute("DELETE FROM blobs")
+                conn.execute("DELETE FROM packs")
+                conn.execute("DELETE FROM index_objects")
+        except CacheDamaged:
+            self.db.reset()
 
     # -- keeping up with the storage -------------------------------------------------------------------------
     def known_objects(self) -> dict[str, str]:

@@ -83,10 +83,28 @@ class CacheDB:
     it works). Several commands of one user may have the same file open: SQLite's WAL mode and its busy
     timeout serialize their writes; reads never wait."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path | None, binding: bytes) -> None:
         self._conn = conn
         self.path = path  # None: a private temporary database
+        self._binding = binding
         self.lock = threading.RLock()
+
+    def reset(self) -> None:
+        """Start afresh: an empty database in place of this one (when SQLite itself can't read it any more).
+        Threads holding this object simply go on with the new connection. StorageError."""
+        with self.lock:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            try:
+                if self.path is None:
+                    self._conn = _configure(sqlite3.connect("", isolation_level=None, check_same_thread=False))
+                else:
+                    _remove_db(self.path)
+                    self._conn = _connect(self.path)
+                _initialize(self._conn, self._binding)
+            except (OSError, sqlite3.Error) as exc:
+                raise StorageError(f"cannot make a new cache in {self.path}: {exc}",
+                                   hint="delete it, or run with --no-cache") from None
 
     # -- opening -------------------------------------------------------------------------------------------
     @classmethod
@@ -101,7 +119,7 @@ class CacheDB:
             if directory is None:
                 conn = _configure(sqlite3.connect("", isolation_level=None, check_same_thread=False))
                 _initialize(conn, binding)
-                return cls(conn, None)
+                return cls(conn, None, binding)
             _private_dir(directory)
             path = directory / DB_NAME
             conn = _connect(path)
@@ -111,7 +129,7 @@ class CacheDB:
                 _remove_db(path)
                 conn = _connect(path)
                 _initialize(conn, binding)
-            return cls(conn, path)
+            return cls(conn, path, binding)
         except (OSError, sqlite3.Error) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise StorageError(f"cannot use the cache in {directory}: {reason}",

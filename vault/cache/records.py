@@ -130,10 +130,16 @@ class CatalogCache:
             self._adjust_count(conn, -removed)
 
     def clear(self) -> None:
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM records")
-            conn.execute("DELETE FROM catalog_objects")
-            self.db.set_meta(conn, "records", self._count_mac(0))
+        """Forget every catalog row (to rebuild from the storage); a database SQLite can't use is replaced."""
+        try:
+            with self.db.transaction() as conn:
+                conn.execute("DELETE FROM records")
+                conn.execute("DELETE FROM catalog_objects")
+                self.db.set_meta(conn, "records", self._count_mac(0))
+        except CacheDamaged:
+            self.db.reset()
+            with self.db.transaction() as conn:
+                self.db.set_meta(conn, "records", self._count_mac(0))
 
     def _adjust_count(self, conn: object, delta: int) -> None:
         import sqlite3

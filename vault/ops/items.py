@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from vault import format as fmt
+from vault.cache import CacheDamaged
 from vault.errors import NotFoundError
 from vault.names import check_name
 from vault.repo.catalog import VersionRecord
@@ -102,10 +104,31 @@ def remove(repo: Repository, name: str, version: int | None) -> list[VersionReco
     return recs
 
 
+def _blob_stats(repo: Repository) -> tuple[int, int, int]:
+    """(blobs, plaintext bytes of the data blobs, their stored bytes), counted from authenticated index rows;
+    if the cache fails its checks on the way, once more after rebuilding the index from the storage."""
+    for attempt in (1, 2):
+        index = repo.index
+        damaged = index.damaged_rows
+        blobs = raw = stored = 0
+        try:
+            for pack in index.packs():
+                for e in pack.entries:
+                    blobs += 1
+                    if e.blob_type == fmt.BlobType.DATA:
+                        raw += e.raw_length
+                        stored += e.length
+        except CacheDamaged:
+            index.damaged_rows += 1
+        if index.damaged_rows == damaged or attempt == 2:
+            break
+        repo.sync_index(full=True)
+    return blobs, raw, stored
+
+
 def info(repo: Repository) -> dict[str, Any]:
     """Format, KDF parameters of the key in use, counts, and sizes with the dedup and compression ratios."""
-    index = repo.index
-    unique_raw, stored_blobs = index.stats()
+    blobs, unique_raw, stored_blobs = _blob_stats(repo)
     items: set[str] = set()
     versions = original = 0
     for r in repo.catalog.all():
@@ -120,7 +143,7 @@ def info(repo: Repository) -> dict[str, Any]:
         "created": repo.config.created,
         "items": len(items),
         "versions": versions,
-        "blobs": len(index),
+        "blobs": blobs,
         "keys": len(repo.keys.slots()),
         "stored_bytes": stored,
         "original_bytes": original,

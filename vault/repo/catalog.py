@@ -18,13 +18,12 @@ Segments exist only in vaults of format version 3 or later; `prune` upgrades old
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from vault import format as fmt
 from vault.cache import CacheDamaged, CachedRecord, CatalogCache, NewRow
@@ -34,9 +33,10 @@ from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError, StorageError
 from vault.repo.index import bounded_map
 from vault.repo.objects import object_generation, open_object, seal_object
-from vault.storage.base import Backend, Handle, Kind, ObjectInfo
+from vault.storage.base import Backend, Handle, Kind, ObjectInfo, remove_all
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 COMPACT_LOOSE = 64  # loose record objects that make a command fold them into a segment
 SEGMENT_RECORDS = 4096  # records per segment at most (~1.5 MB of JSON)
@@ -199,44 +199,57 @@ class Catalog:
             out.append(_record(row.record_id, row.plain, f"version record {row.record_id[:10]}"))
         return out
 
+    def _guarded(self, query: Callable[[], T]) -> T:
+        """Run a query on the cache; if the cache fails its checks on the way (a row altered or lost, a page
+        SQLite can't read), rebuild the catalog from the storage and run it again: never a wrong answer."""
+        try:
+            return query()
+        except CacheDamaged as exc:
+            log.warning("the cached catalog failed its checks (%s): rebuilding it from the storage", exc)
+            self.cache.clear()
+            self._sync(self.note_damage)
+            return query()
+
     def versions(self, item: str) -> list[VersionRecord]:
         """The records of ``item``, by version number (oldest first); empty when there is no such item."""
-        return sorted(self._decoded(self.cache.item_rows(item)), key=lambda r: (r.version, r.created, r.record_id))
+        rows = self._guarded(lambda: self.cache.item_rows(item))
+        return sorted(self._decoded(rows), key=lambda r: (r.version, r.created, r.record_id))
 
     def latest(self, item: str, undamaged: bool = False) -> VersionRecord | None:
-        row = self.cache.latest(item, undamaged)
+        row = self._guarded(lambda: self.cache.latest(item, undamaged))
         return None if row is None else self._decoded([row])[0]
 
     def max_version(self, item: str) -> int:
-        return self.cache.max_version(item)
+        return self._guarded(lambda: self.cache.max_version(item))
 
     def has_item(self, item: str) -> bool:
-        return self.cache.has_item(item)
+        return self._guarded(lambda: self.cache.has_item(item))
 
     def items(self) -> list[tuple[VersionRecord, int]]:
         """(latest record, number of versions) of every item, by item name."""
-        out = [(self._decoded([r.latest])[0], r.count) for r in self.cache.items()]
+        out = [(self._decoded([r.latest])[0], r.count) for r in self._guarded(self.cache.items)]
         return sorted(out, key=lambda pair: pair[0].item)
 
     def all(self) -> Iterator[VersionRecord]:
-        """Every record once, in no particular order, streamed."""
+        """Every record once, in no particular order (authenticated first, then decoded one by one)."""
         seen: set[str] = set()
-        for row in self.cache.all():
+        for row in self._guarded(lambda: list(self.cache.all())):
             if row.record_id not in seen:
                 seen.add(row.record_id)
                 yield _record(row.record_id, row.plain, f"version record {row.record_id[:10]}")
 
     def with_generations(self) -> Iterator[tuple[VersionRecord, int, str]]:
         """Every (record, key generation of the object holding it, object name), for `rekey --reencrypt`."""
-        for row in self.cache.all():
+        for row in self._guarded(lambda: list(self.cache.all())):
             yield _record(row.record_id, row.plain, f"version record {row.record_id[:10]}"), row.generation, row.obj
 
     def record_ids(self) -> set[str]:
-        return self.cache.record_ids()
+        return self._guarded(self.cache.record_ids)
 
     def at(self, item: str, version: int) -> list[str]:
         """Record ids of ``item`` holding number ``version`` (more than one: two puts raced)."""
-        return sorted({r.record_id for r in self.cache.item_rows(item) if r.version == version})
+        rows = self._guarded(lambda: self.cache.item_rows(item))
+        return sorted({r.record_id for r in rows if r.version == version})
 
     # -- changes (through the repository, which keeps the order) ---------------------------------------------
     def write(self, record: VersionRecord) -> None:
@@ -258,20 +271,19 @@ class Catalog:
 
     def delete_objects(self, names: Iterable[str]) -> None:
         names = list(names)
-        for name in names:
-            with contextlib.suppress(ObjectNotFoundError):
-                self.backend.remove(Handle(Kind.VERSIONS, name))
+        remove_all(self.backend, (Handle(Kind.VERSIONS, name) for name in names))
         self.cache.drop_objects(names)
 
     def remove(self, record_ids: Sequence[str]) -> None:
         """Delete records wherever they are held: loose objects are deleted; a segment is written again without
         them (the new segment durable first), then the old one is deleted."""
         gone = set(record_ids)
-        holders = self.cache.holding(gone)
+        holders = self._guarded(lambda: self.cache.holding(gone))
         loose = {name for held in holders.values() for name, kind in held if kind == KIND_RECORD}
         segments = {name for held in holders.values() for name, kind in held if kind == KIND_SEGMENT}
         for name in sorted(segments):
-            keep = [(row.record_id, row.plain) for row in self.cache.object_rows(name) if row.record_id not in gone]
+            rows = self._guarded(lambda name=name: self.cache.object_rows(name))  # type: ignore[misc]
+            keep = [(row.record_id, row.plain) for row in rows if row.record_id not in gone]
             if keep:
                 self.write_segment(keep)
         self.delete_objects(sorted(loose | segments))

@@ -16,7 +16,6 @@ The cache is told about each change as it is made, so the command that made it n
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import time
@@ -24,10 +23,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from vault import format as fmt
-from vault.errors import IntegrityError, ObjectNotFoundError
+from vault.errors import IntegrityError
 from vault.repo.catalog import VersionRecord, replaced
 from vault.repo.index import compact_index, split_packs, write_index, write_index_object
-from vault.storage.base import Handle, Kind
+from vault.storage.base import Handle, Kind, remove_all
 
 if TYPE_CHECKING:
     from vault.cache import BlobIndex, Cache
@@ -108,9 +107,7 @@ class Changes:
 
     def delete_packs(self, pack_ids: Iterable[bytes]) -> None:
         """Delete packs that the index no longer lists (after :meth:`reindex`); missing ones are fine."""
-        for p in pack_ids:
-            with contextlib.suppress(ObjectNotFoundError):
-                self.backend.remove(Handle(Kind.DATA, p.hex()))
+        remove_all(self.backend, (Handle(Kind.DATA, p.hex()) for p in pack_ids))
 
     def compact(self, alone: Callable[[], bool]) -> None:
         """Keep listings short: merge small index objects (safe beside other puts), and in a vault of format 3 or
@@ -122,9 +119,7 @@ class Changes:
             self.catalog.compact()
 
     def _delete_index_objects(self, names: Sequence[str]) -> None:
-        for name in names:
-            with contextlib.suppress(ObjectNotFoundError):
-                self.backend.remove(Handle(Kind.INDEX, name))
+        remove_all(self.backend, (Handle(Kind.INDEX, name) for name in names))
         self.index.drop_objects(names)
 
     # -- version records -------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ was merged away between their listing and their read simply list again.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections import deque
@@ -27,7 +26,7 @@ from vault.cache.listing import compare
 from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError, StorageError
 from vault.repo.objects import object_generation, open_object, seal_object
-from vault.storage.base import Backend, Handle, Kind, ObjectInfo
+from vault.storage.base import Backend, Handle, Kind, ObjectInfo, remove_all
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +152,7 @@ def compact_index(index: BlobIndex, backend: Backend, key: Keyring, vault_id: by
     written = [write_index_object(backend, key, vault_id, group) for group in split_packs(packs)]
     for info, group in zip(written, split_packs(packs), strict=True):
         index.add_object(info.handle.name, False, group, info.tag)
-    for name in small:
-        with contextlib.suppress(ObjectNotFoundError):
-            backend.remove(Handle(Kind.INDEX, name))
+    remove_all(backend, (Handle(Kind.INDEX, name) for name in small))
     index.drop_objects(small)
     log.info("compacted %d index objects into %d", len(small), len(written))
     return len(small)

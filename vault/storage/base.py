@@ -7,8 +7,9 @@ keyed-hash ids), so the store never sees an item name, a file name or a size oth
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -105,6 +106,24 @@ def save_parts(backend: Backend, h: Handle, parts: Sequence[Buffer]) -> str:
     if own is not None:
         return str(own(backend, h, parts))
     return backend.save(h, b"".join(parts))
+
+
+def remove_all(backend: Backend, handles: Iterable[Handle]) -> None:
+    """Delete every object of ``handles``; missing ones are fine. One request per 1,000 objects where the
+    backend's class has a ``remove_many`` of its own (S3's DeleteObjects), else one ``remove`` each. Looked up
+    on the class for the reason :func:`save_parts` gives."""
+    handles = list(handles)
+    if not handles:
+        return
+    own = getattr(type(backend), "remove_many", None)
+    if own is not None:
+        own(backend, handles)
+        return
+    from vault.errors import ObjectNotFoundError
+
+    for h in handles:
+        with contextlib.suppress(ObjectNotFoundError):
+            backend.remove(h)
 
 
 def saves_parts(backend: Backend) -> bool:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from vault.errors import StorageError, TransientStorageError
-from vault.storage.base import Backend, Handle, Kind, ObjectInfo
+from vault.storage.base import Backend, Handle, Kind, ObjectInfo, remove_all
 
 __all__ = ["RetryingBackend"]
 
@@ -83,6 +83,11 @@ class RetryingBackend:
 
     def remove(self, h: Handle) -> None:
         self._call("remove", str(h), lambda: self.inner.remove(h))
+
+    def remove_many(self, handles: Sequence[Handle]) -> None:
+        """vault.storage.base.remove_all through the inner backend, each batch retried like any call (a batch
+        delete is idempotent: deleting a deleted key is fine)."""
+        self._call("remove", f"{len(handles)} objects", lambda: remove_all(self.inner, handles))
 
     def list(self, kind: Kind) -> Iterator[ObjectInfo]:
         """Lists through transient failures: a failed listing starts over and skips the names already

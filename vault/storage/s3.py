@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from vault.errors import ObjectNotFoundError, StorageError, TransientStorageError, UsageError
@@ -241,6 +241,20 @@ class S3Backend:
             self._client.delete_object(Bucket=self.bucket, Key=self._key(h))
         except (self._exc.ClientError, self._exc.BotoCoreError) as e:
             self._raise(e, "remove", str(h), missing_is_not_found=True)
+
+    def remove_many(self, handles: Sequence[Handle]) -> None:
+        """``delete_objects``, 1,000 keys a request (quiet: only failures are answered); missing keys are fine
+        (vault.storage.base.remove_all). A key S3 could not delete raises StorageError."""
+        for i in range(0, len(handles), 1000):
+            batch = [{"Key": self._key(h)} for h in handles[i : i + 1000]]
+            try:
+                response = self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            except (self._exc.ClientError, self._exc.BotoCoreError) as e:
+                self._raise(e, "remove", f"{len(batch)} objects", missing_is_not_found=False)
+            errors = response.get("Errors") or []
+            if errors:
+                code = str(errors[0].get("Code", "unknown"))
+                raise StorageError(f"cannot remove {len(errors)} object(s) in {self.location}: {code}")
 
     # -- internals -----------------------------------------------------------------------------------
 

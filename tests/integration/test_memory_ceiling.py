@@ -85,3 +85,23 @@ def test_1gib_put_and_get_stay_under_200mib(vault, tmp_path: Path) -> None:
     assert rss_put < LIMIT_KIB, f"put peaked at {rss_put / 1024:.0f} MiB"
     assert rss_get < LIMIT_KIB, f"get peaked at {rss_get / 1024:.0f} MiB"
     assert rss_stream < LIMIT_KIB, f"get -o - peaked at {rss_stream / 1024:.0f} MiB"
+
+
+TREE_DIRS, TREE_FILES = 1000, 1000  # a tree of a million files
+
+
+@pytest.mark.slow
+def test_a_put_of_a_million_files_stays_under_256mib(vault, tmp_path: Path) -> None:
+    """Trees are written, and the previous version's read, one directory at a time: a million files in a
+    thousand directories peak under 256 MiB, the first time and the incremental second time."""
+    src = tmp_path / "tree"
+    for d in range(TREE_DIRS):
+        sub = src / f"d{d:04}"
+        sub.mkdir(parents=True)
+        for f in range(TREE_FILES):
+            (sub / f"f{f:04}").write_bytes(b"%d/%d\n" % (d, f))
+    for run in ("first", "again"):
+        code, rss, secs, err = _run_measured([*vault.exe, "put", str(src)], vault.env)
+        assert code == 0, err
+        print(f"\nput of {TREE_DIRS * TREE_FILES} files ({run}): {rss / 1024:.0f} MiB peak RSS, {secs:.0f} s")
+        assert rss < 256 * 1024, f"put ({run}) peaked at {rss / 1024:.0f} MiB"

@@ -27,6 +27,7 @@ import blake3
 
 from vault import format as fmt
 from vault.cache.db import CacheDamaged, CacheDB
+from vault.cache.listing import Held
 from vault.storage.base import Handle, Kind
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class BlobLocation:
         return Handle(Kind.DATA, self.pack_id.hex())
 
 
-class BlobIndex:
+class BlobIndex(Held):
     """Blob id → location, backed by the cache's ``index_objects``/``packs``/``blobs`` tables. Thread-safe."""
 
     def __init__(self, db: CacheDB, mac_key: bytes) -> None:

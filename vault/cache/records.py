@@ -22,6 +22,7 @@ from typing import Any
 import blake3
 
 from vault.cache.db import CacheDamaged, CacheDB
+from vault.cache.listing import Held
 from vault.crypto.aead import Aead
 from vault.errors import IntegrityError
 
@@ -71,7 +72,7 @@ class ItemRows:
     latest: CachedRecord
 
 
-class CatalogCache:
+class CatalogCache(Held):
     """Rows of ``catalog_objects`` and ``records``. Thread-safe through the database's lock."""
 
     def __init__(self, db: CacheDB, seal_key: bytes, mac_key: bytes) -> None:

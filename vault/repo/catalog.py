@@ -27,11 +27,10 @@ from typing import Any, TypeVar
 
 from vault import format as fmt
 from vault.cache import CacheDamaged, CachedRecord, CatalogCache, NewRow
-from vault.cache.listing import compare
+from vault.cache.listing import catch_up
 from vault.cache.records import KIND_RECORD, KIND_SEGMENT
 from vault.crypto.keyring import Keyring
-from vault.errors import IntegrityError, ObjectNotFoundError, StorageError
-from vault.repo.index import bounded_map
+from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.objects import object_generation, open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind, ObjectInfo, remove_all
 
@@ -41,7 +40,6 @@ T = TypeVar("T")
 COMPACT_LOOSE = 64  # loose record objects that make a command fold them into a segment
 SEGMENT_RECORDS = 4096  # records per segment at most (~1.5 MB of JSON)
 FETCHERS = 8
-_SYNC_ROUNDS = 5
 OnError = Callable[[Handle, IntegrityError], None]
 
 
@@ -154,32 +152,11 @@ class Catalog:
             self._sync(on_error)
 
     def _sync(self, on_error: OnError | None) -> None:
-        for _ in range(_SYNC_ROUNDS):
-            changes = compare({info.handle.name: info for info in self.backend.list(Kind.VERSIONS)},
-                              self.cache.known_objects())
-            self.cache.drop_objects(changes.gone)
-            self.cache.set_tags(changes.tags)
-            new = changes.new
-
-            def fetch(info: ObjectInfo) -> CatalogObject | IntegrityError | None:
-                try:
-                    return read_catalog_object(self.backend, self.key, self.vault_id, info)
-                except IntegrityError as exc:
-                    return exc
-
-            vanished = False
-            for info, obj in zip(new, bounded_map(fetch, new, FETCHERS), strict=True):
-                if obj is None:
-                    vanished = True
-                elif isinstance(obj, IntegrityError):
-                    if on_error is None:
-                        raise obj
-                    on_error(info.handle, obj)
-                else:
-                    self._take_in(info.handle.name, obj, info.tag)
-            if not vanished:
-                return
-        raise StorageError("the version records keep changing while they are read; try again")
+        catch_up(
+            lambda: self.backend.list(Kind.VERSIONS), self.cache,
+            lambda info: read_catalog_object(self.backend, self.key, self.vault_id, info),
+            lambda info, obj: self._take_in(info.handle.name, obj, info.tag), on_error, "version records", FETCHERS,
+        )
 
     def _take_in(self, name: str, obj: CatalogObject, tag: str = "") -> None:
         rows = []

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from vault import format as fmt
 from vault.cache import BlobIndex, CacheDB
-from vault.cache.listing import compare
+from vault.cache.listing import catch_up
 from vault.crypto.keyring import Keyring
-from vault.errors import IntegrityError, ObjectNotFoundError, StorageError
+from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.objects import object_generation, open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind, ObjectInfo, remove_all
 
@@ -33,7 +31,6 @@ log = logging.getLogger(__name__)
 TARGET_ENTRIES = 100_000  # entries per compacted object: ~4.6 MB before compression
 COMPACT_OBJECTS = 32  # more index objects than this (checkpoints aside): merge the small ones
 FETCHERS = 4  # index objects fetched at once while the cache catches up
-_SYNC_ROUNDS = 5  # list again when objects vanish while we read them (merged by a concurrent compaction)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -111,31 +108,11 @@ def sync_index(
     raises IntegrityError, or with ``on_error`` is reported to it and skipped. StorageError."""
     if full:
         index.clear()
-    for _ in range(_SYNC_ROUNDS):
-        changes = compare({info.handle.name: info for info in backend.list(Kind.INDEX)}, index.known_objects())
-        index.drop_objects(changes.gone)
-        index.set_tags(changes.tags)
-        new = changes.new
-        vanished = False
-
-        def fetch(info: ObjectInfo) -> tuple[bool, list[fmt.IndexedPack]] | IntegrityError | None:
-            try:
-                return read_index_object(backend, key, vault_id, info)
-            except IntegrityError as exc:
-                return exc
-
-        for info, result in zip(new, bounded_map(fetch, new, FETCHERS), strict=True):
-            if result is None:
-                vanished = True
-            elif isinstance(result, IntegrityError):
-                if on_error is None:
-                    raise result
-                on_error(info.handle, result)
-            else:
-                index.add_object(info.handle.name, result[0], result[1], info.tag)
-        if not vanished:
-            return
-    raise StorageError("the index keeps changing while it is read; try again")
+    catch_up(
+        lambda: backend.list(Kind.INDEX), index, lambda info: read_index_object(backend, key, vault_id, info),
+        lambda info, got: index.add_object(info.handle.name, got[0], got[1], info.tag), on_error,
+        "index objects", FETCHERS,
+    )
 
 
 def compact_index(index: BlobIndex, backend: Backend, key: Keyring, vault_id: bytes) -> int:
@@ -156,21 +133,3 @@ def compact_index(index: BlobIndex, backend: Backend, key: Keyring, vault_id: by
     index.drop_objects(small)
     log.info("compacted %d index objects into %d", len(small), len(written))
     return len(small)
-
-
-def bounded_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
-    """``map(fn, items)`` on a small thread pool, in order, with at most ``workers`` results held at once."""
-    if not items:
-        return
-    with ThreadPoolExecutor(min(workers, len(items)), thread_name_prefix="vault-meta") as pool:
-        window: deque[Future[R]] = deque()
-        try:
-            for item in items:
-                window.append(pool.submit(fn, item))
-                if len(window) >= workers:
-                    yield window.popleft().result()
-            while window:
-                yield window.popleft().result()
-        finally:
-            for fut in window:
-                fut.cancel()

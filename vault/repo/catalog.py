@@ -242,7 +242,7 @@ class Catalog:
         handle = Handle(Kind.VERSIONS, name)
         payload = fmt.encode_segment([(rid, fmt.decode_record(plain, "a record")) for rid, plain in records])
         sealed = seal_object(self.key, self.vault_id, handle, fmt.ObjectType.CATALOG_SEGMENT, payload)
-        tag = self.backend.save(handle, sealed)
+        tag = self.backend.save(handle, sealed) or ""  # "" where a backend can't tell
         self._take_in(name, CatalogObject(KIND_SEGMENT, self.key.current, list(records)), tag)
         return name
 
@@ -306,7 +306,7 @@ def write_record(backend: Backend, key: Keyring, vault_id: bytes, record: Versio
     the numbering right.)"""
     handle = Handle(Kind.VERSIONS, record.record_id)
     plain = fmt.encode_record(record.stored())
-    return plain, backend.save(handle, seal_object(key, vault_id, handle, fmt.ObjectType.VERSION, plain))
+    return plain, backend.save(handle, seal_object(key, vault_id, handle, fmt.ObjectType.VERSION, plain)) or ""
 
 
 def load_records(

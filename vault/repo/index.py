@@ -82,7 +82,7 @@ def write_index_object(
     payload = fmt.encode_index(packs, with_generations=key.current != 0)
     obj_type = fmt.ObjectType.INDEX_CHECKPOINT if checkpoint else fmt.ObjectType.INDEX
     sealed = seal_object(key, vault_id, handle, obj_type, payload)
-    return ObjectInfo(handle, len(sealed), backend.save(handle, sealed))
+    return ObjectInfo(handle, len(sealed), backend.save(handle, sealed) or "")
 
 
 def split_packs(packs: Iterable[fmt.IndexedPack], max_entries: int = TARGET_ENTRIES) -> Iterator[list[fmt.IndexedPack]]:

@@ -144,8 +144,6 @@ REVIEWED_COMPARES = {
     ("vault/repo/index.py", "key.current != 0"): "a key generation number: public, stored in the clear",
     ("vault/ops/rekey.py", "g != repo.key.current"): "key generation numbers: public, stored in the clear",
     ("vault/ops/items.py", "g != repo.key.current"): "key generation numbers: public, stored in the clear",
-    ("vault/cache/listing.py", "tag != info.tag"):
-        "a storage listing's ETag or inode:mtime: public, chosen by the storage, only decides to read again",
 }
 _SECRETISH = ("password", "passwd", "secret", "digest", "checksum", "tag", "mac", "kek", "wrapped", "key", ".raw",
               "blob_id", "hash")

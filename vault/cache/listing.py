@@ -34,7 +34,7 @@ def compare(listed: Mapping[str, ObjectInfo], held: Mapping[str, str]) -> Change
         info = listed.get(name)
         if info is None:
             out.gone.append(name)
-        elif tag and info.tag and tag != info.tag:
+        elif tag and info.tag not in ("", tag):  # listed as another write of the object
             out.gone.append(name)
             out.new.append(info)
         elif not tag and info.tag:

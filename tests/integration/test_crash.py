@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import syscall_kill
 from helpers import VaultCli
 
 
@@ -56,6 +57,7 @@ def big_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.skipif(syscall_kill.STRACE is None, reason="needs strace (apt-get install strace)")
 def test_sigkill_mid_put_leaves_valid_vault_and_rerun_reuses_data(vault, vault_dir: Path, big_file: Path,
                                                                    tmp_path: Path) -> None:
     first = tmp_path / "first.txt"
@@ -63,13 +65,13 @@ def test_sigkill_mid_put_leaves_valid_vault_and_rerun_reuses_data(vault, vault_d
     vault("put", str(first), check=0)
 
     size = big_file.stat().st_size
-    proc = _spawn(vault, "--threads", "2", "put", str(big_file))
-    # Kill once about 90% of the file is stored as packs, and at least one of them is indexed by a checkpoint
-    # (on a loaded machine the checkpoints can lag the packs).
-    _wait_for(lambda: (_data_bytes(vault_dir) >= 0.9 * size and _checkpoint_count(vault_dir) > 0)
-              or proc.poll() is not None)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # strace stops the whole put after each rename (any thread) and kills it, still stopped, as soon as four packs
+    # and their checkpoint index objects are durable: at least 64 of the 96 MiB (a pack is full at 16 MiB), while
+    # the fifth pack or more, and the merged index, are not. Exact on any machine, however loaded: the put can
+    # neither finish first nor get further than that.
+    code, killed = syscall_kill.run_until([*vault.exe, "--threads", "2", "put", str(big_file)], vault.env,
+                                          "rename", lambda: _checkpoint_count(vault_dir) >= 4)
+    assert killed and code == -signal.SIGKILL, code
 
     check = vault("check", "--read-data")
     assert check.code == 0, check.err

@@ -18,9 +18,11 @@ This machine's own removals go in two steps. Before a record is deleted its id i
 **intent**; once it is gone, the intent is **confirmed**. A command killed in between leaves intents: an intent
 whose record is still there is an interrupted removal, never a replay; the next command that holds the vault's
 exclusive lock (or `repair`, or the same command run again) finishes it before anything is judged
-(:attr:`Findings.pending`); an intent whose record is gone is simply confirmed. Nothing is ever evicted: an
-id this machine removed stays remembered for the life of the file (a few dozen bytes per removed version), so
-no flood of planted records can push a real removal out.
+(:attr:`Findings.pending`); an intent whose record is gone is simply confirmed. A record that is being
+*replaced* (written again with a change, under a new id) names its replacement in the intent, written before
+the replacement is: if the replacement never made it, the intent is dropped and the record stays. Nothing is
+ever evicted: an id this machine removed stays remembered for the life of the file (a few dozen bytes per
+removed version), so no flood of planted records can push a real removal out.
 
 The file (``user_state_path("vault") / "witness" / <hash of vault id>.sqlite``, 0600, in a 0700 directory)
 holds only record ids, never item names. A machine that has not seen a state can't tell it was changed, and
@@ -48,7 +50,8 @@ log = logging.getLogger(__name__)
 _INTENT, _CONFIRMED = 0, 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS removed (id TEXT PRIMARY KEY, state INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS removed (id TEXT PRIMARY KEY, state INTEGER NOT NULL, replacement TEXT NOT NULL)
+    WITHOUT ROWID;
 """
 
 
@@ -97,7 +100,13 @@ class Witness:
         os.close(fd)
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=60)
         try:
+            # A rollback journal that is truncated, not deleted, after each transaction: the witness makes no
+            # unlink of its own, so a removal can be pinned to exactly the records' deletions (the kill trials).
+            conn.execute("PRAGMA journal_mode = TRUNCATE")
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(removed)")}
+            if "replacement" not in columns:  # a file written before replacements were recorded
+                conn.execute("ALTER TABLE removed ADD COLUMN replacement TEXT NOT NULL DEFAULT ''")
             conn.execute("BEGIN IMMEDIATE")
             yield conn
             conn.execute("COMMIT")
@@ -112,16 +121,22 @@ class Witness:
         try:
             with self._db() as db:
                 seen = {r[0] for r in db.execute("SELECT id FROM seen")}
-                removed = dict(db.execute("SELECT id, state FROM removed").fetchall())
+                rows = db.execute("SELECT id, state, replacement FROM removed")
+                removed = {i: (state, new) for i, state, new in rows}
+                # An intent to replace a record whose replacement never made it is dropped: the record stays.
+                stillborn = [i for i, (state, new) in removed.items() if state == _INTENT and new and new not in ids]
+                db.executemany("DELETE FROM removed WHERE id = ?", [(i,) for i in stillborn])
+                for i in stillborn:
+                    del removed[i]
                 findings = Findings(
-                    replayed=sorted(i for i in ids if removed.get(i) == _CONFIRMED),
+                    replayed=sorted(i for i in ids if removed.get(i, (None,))[0] == _CONFIRMED),
                     vanished=sorted(i for i in seen - ids if i not in removed),
-                    pending=sorted(i for i in ids if removed.get(i) == _INTENT),
+                    pending=sorted(i for i in ids if removed.get(i, (None,))[0] == _INTENT),
                 )
-                done = [(i,) for i, state in removed.items() if state == _INTENT and i not in ids]
+                done = [(i,) for i, (state, _) in removed.items() if state == _INTENT and i not in ids]
                 db.executemany("UPDATE removed SET state = 1 WHERE id = ?", done)
                 # Reported once; a later return of one of them is a replay.
-                db.executemany("INSERT OR REPLACE INTO removed (id, state) VALUES (?, 1)",
+                db.executemany("INSERT OR REPLACE INTO removed (id, state, replacement) VALUES (?, 1, '')",
                                [(i,) for i in findings.vanished])
                 db.executemany("DELETE FROM seen WHERE id = ?", [(i,) for i in findings.vanished])
             self._started = True
@@ -130,19 +145,21 @@ class Witness:
             log.debug("witness: could not compare with %s", self.path, exc_info=True)
             return Findings(unusable=f"{self.path}: {getattr(exc, 'strerror', None) or exc}")
 
-    def removing(self, record_ids: list[str]) -> None:
-        """Called before this machine deletes version records: they are intents now. Never raises."""
-        self._mark(record_ids, _INTENT, "INSERT OR IGNORE")
+    def removing(self, record_ids: list[str], replaced_by: dict[str, str] | None = None) -> None:
+        """Called before this machine deletes version records (or writes their replacements, named in
+        ``replaced_by``): they are intents now. Never raises."""
+        new = replaced_by or {}
+        self._mark([(i, _INTENT, new.get(i, "")) for i in record_ids], "INSERT OR IGNORE")
 
     def removed(self, record_ids: list[str]) -> None:
         """Called once the records are gone: their removal is confirmed. Never raises."""
-        self._mark(record_ids, _CONFIRMED, "INSERT OR REPLACE")
+        self._mark([(i, _CONFIRMED, "") for i in record_ids], "INSERT OR REPLACE")
 
-    def _mark(self, record_ids: list[str], state: int, verb: str) -> None:
+    def _mark(self, rows: list[tuple[str, int, str]], verb: str) -> None:
         try:
             with self._db() as db:
-                db.executemany(f"{verb} INTO removed (id, state) VALUES (?, ?)", [(i, state) for i in record_ids])
-                db.executemany("DELETE FROM seen WHERE id = ?", [(i,) for i in record_ids])
+                db.executemany(f"{verb} INTO removed (id, state, replacement) VALUES (?, ?, ?)", rows)
+                db.executemany("DELETE FROM seen WHERE id = ?", [(i,) for i, _, _ in rows])
         except (OSError, sqlite3.Error):
             log.debug("witness: could not update %s", self.path, exc_info=True)
 

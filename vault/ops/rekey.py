@@ -17,8 +17,9 @@ in between leaves other slots that open only the older generations, and rerunnin
    resolves a blob to its copy under the latest generation);
 2. one index object lists every pack (all current), then the other index objects go, then every pack the new
    index does not list goes (old-generation packs, and leftovers of interrupted puts nothing references);
-3. each version record of an older generation is written again under the current one, then the old one goes
-   (a rerun finds the copy already made);
+3. every version record held by an object of an older generation is written again under the current one, its
+   record id kept, into catalog segments (a vault of format 1 or 2 becomes 3), then the old objects go (a
+   record held twice in between counts once);
 4. ``check --read-data`` verifies every stored byte and that nothing names an older generation;
 5. the slot is rewrapped with the older generations dropped from its keyring.
 
@@ -39,7 +40,7 @@ from vault.crypto.slots import POLICY_RECOVERY
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.ops.check import check
 from vault.pipeline.runner import Pipeline
-from vault.repo import catalog
+from vault.repo.catalog import SEGMENT_RECORDS
 from vault.repo.config import CONFIG_HANDLE
 from vault.repo.objects import object_generation
 from vault.repo.packs import load_pack, parse_pack_header, verify_blobs
@@ -173,25 +174,21 @@ def _reencrypt(
     report.packs_deleted += len(unlisted)
     log.info("re-encrypted %d pack(s) into %d", len(sources), len(copied.packs))
 
-    # 3. Version records: a loose record is written again under a new id; a segment is written again whole
-    # (its records keep their ids), then the old object goes.
-    loaded = list(repo.sync_catalog(full=True).with_generations())
-    done = {_content(r) for r, gen, _ in loaded if gen == current}
-    segments: set[str] = set()
-    for record, generation, obj in loaded:
-        if generation == current:
-            continue
-        if obj != record.record_id:  # held by a segment
-            if obj not in segments:
-                segments.add(obj)
-                report.records_rewritten += repo.catalog.rewrite_segment(obj)
-            continue
-        if _content(record) in done:  # a rerun wrote the copy already
-            repo.remove_records([record.record_id])
-            continue
-        repo.replace_record(record)  # sealed again under the current generation, then the old one goes
-        done.add(_content(record))
-        report.records_rewritten += 1
+    # 3. Version records: every record held by an object sealed under an older generation is written again, its
+    # id kept, into segments under the current one (a vault of format 1 or 2 becomes 3 for that: segments hold
+    # them); then the old objects go. Interrupted in between, a record is held twice for a while, which counts
+    # once, so no version is ever shown twice or lost, and a rerun finds nothing old left to copy.
+    catalog = repo.sync_catalog(full=True)
+    older = [(record, obj) for record, generation, obj in catalog.with_generations() if generation != current]
+    if older:
+        if repo.config.format_version < fmt.FORMAT_VERSION_SEGMENTS:
+            repo.config = dataclasses.replace(repo.config, format_version=fmt.FORMAT_VERSION_SEGMENTS)
+            repo.backend.save(CONFIG_HANDLE, repo.config.to_bytes())
+        plain = sorted({r.record_id: fmt.encode_record(r.stored()) for r, _ in older}.items())
+        for i in range(0, len(plain), SEGMENT_RECORDS):
+            catalog.write_segment(plain[i : i + SEGMENT_RECORDS])
+        catalog.delete_objects(sorted({obj for _, obj in older}))
+        report.records_rewritten = len(plain)
 
     # Locks left by processes that died under an older generation become unreadable once it is dropped; a later
     # locker removes them as damage (Keyring.get: an older generation is never "newer data"), so none is swept
@@ -221,15 +218,10 @@ def _slicer(data: bytes) -> Callable[[int, int], bytes]:
     return lambda offset, length: data[offset : offset + length]
 
 
-def _content(record: catalog.VersionRecord) -> str:
-    """A record's content without its object name: equal for a record and its re-encrypted copy."""
-    return fmt.encode_record(record.stored()).decode("ascii")
-
-
 def _objects_under_older_generations(repo: Repository) -> list[str]:
     current, found = repo.key.current, []
     for kind, obj_type in ((Kind.INDEX, (fmt.ObjectType.INDEX, fmt.ObjectType.INDEX_CHECKPOINT)),
-                           (Kind.VERSIONS, fmt.ObjectType.VERSION)):
+                           (Kind.VERSIONS, (fmt.ObjectType.VERSION, fmt.ObjectType.CATALOG_SEGMENT))):
         for info in repo.backend.list(kind):
             with contextlib.suppress(ObjectNotFoundError):
                 raw = repo.backend.load(info.handle, 0, fmt.OBJECT_PREFIX_MAX_SIZE + fmt.AEAD_OVERHEAD)

@@ -46,7 +46,7 @@ _RENUMBER_ATTEMPTS = 8
 class RemovalWatcher(Protocol):
     """Told about version records before they are deleted, and after (vault.witness.Witness)."""
 
-    def removing(self, record_ids: list[str]) -> None: ...
+    def removing(self, record_ids: list[str], replaced_by: dict[str, str] | None = None) -> None: ...
 
     def removed(self, record_ids: list[str]) -> None: ...
 
@@ -151,8 +151,12 @@ class Changes:
 
     def replace_record(self, old: VersionRecord, **changes: object) -> VersionRecord:
         """Write ``old`` with ``changes`` (sealed under the current key generation) as a new record, then delete
-        ``old``. Returns the new record."""
+        ``old``. Returns the new record. The witness hears of it first, naming the replacement: a command killed
+        before the replacement is durable leaves ``old`` in place; one killed after it is finished by the next
+        command that holds the exclusive lock, so the version is never shown twice for long, nor lost."""
         new = replaced(old, **changes)
+        if self.witness is not None:
+            self.witness.removing([old.record_id], replaced_by={old.record_id: new.record_id})
         self.catalog.write(new)
         self.remove_records([old.record_id])
         return new

@@ -280,6 +280,42 @@ def test_decode_tree_accepts_an_empty_tree() -> None:
     assert decode_tree(encode_tree([]), "tree") == []
 
 
+# Tree version 2 (issue 18, item 1): owners. docs/format.md, "Trees", pins the fields.
+def test_tree_version_2_stores_owners_and_round_trips() -> None:
+    nodes = [
+        Node("f", "file", 0o4755, 1, 3, content=(ID1,), uid=1000, gid=100, user="alice", group="users"),
+        Node("d", "dir", 0o2775, 2, subtree=ID2, uid=0, gid=0, user="root", group="root"),
+        Node("l", "link", 0o777, 3, target="f", uid=4242, gid=4343),  # ids without names on the storing machine
+        Node("u", "file", 0o644, 4, 0, content=()),  # owner unknown
+    ]
+    raw = encode_tree(nodes)
+    doc = json.loads(raw)
+    assert doc["v"] == fmt.TREE_VERSION == 2
+    by_name = {n["name"]: n for n in doc["nodes"]}
+    assert {k: by_name["f"][k] for k in ("uid", "gid", "user", "group")} == {
+        "uid": 1000, "gid": 100, "user": "alice", "group": "users"}
+    assert "user" not in by_name["l"] and by_name["l"]["uid"] == 4242
+    assert not {"uid", "gid", "user", "group"} & set(by_name["u"])
+    assert decode_tree(raw, "tree") == sorted(nodes, key=lambda n: n.name)
+
+
+def test_a_version_1_tree_still_reads_with_owners_unknown() -> None:
+    doc = tree_doc(uid=5, user="ignored")  # version 1 had no owners: such fields are not read
+    (node,) = decode_tree(json.dumps(doc).encode(), "tree")
+    assert (node.uid, node.gid, node.user, node.group) == (None, None, "", "")
+
+
+@pytest.mark.parametrize("over", [
+    {"uid": -1}, {"uid": 2**32 - 1}, {"uid": "0"}, {"uid": True}, {"gid": 1.5}, {"gid": None},
+    {"user": ""}, {"user": 5}, {"user": "a\0b"}, {"user": "a\nb"}, {"group": "x" * 257}, {"group": ["root"]},
+])
+def test_decode_tree_rejects_bad_owners(over: dict[str, Any]) -> None:
+    doc = tree_doc(**over)
+    doc["v"] = 2
+    with pytest.raises(IntegrityError):
+        decode_tree(json.dumps(doc).encode(), "tree")
+
+
 # -- version records -----------------------------------------------------------------------------------------
 def record(item: str, version: int, **over: Any) -> catalog.VersionRecord:
     fields: dict[str, Any] = {

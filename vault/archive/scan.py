@@ -17,6 +17,7 @@ from typing import IO
 from vault.errors import NotFoundError, StorageError, UsageError, VaultError
 from vault.excludes import Excluder
 from vault.names import check_name
+from vault.owners import owner_of
 from vault.repo import catalog
 from vault.repo.repository import Repository
 from vault.repo.tree import Node
@@ -155,7 +156,8 @@ class Scanner:
                     self.warn(f"cannot read link {child_display}: {exc.strerror}")
                     continue
                 node.children.append(
-                    Node(entry.name, "link", stat.S_IMODE(est.st_mode), est.st_mtime_ns, target=target)
+                    Node(entry.name, "link", stat.S_IMODE(est.st_mode), est.st_mtime_ns, target=target,
+                         **owner_of(est))
                 )
             else:
                 self.warn(f"skipping {child_display}: not a regular file, directory or link")
@@ -195,9 +197,11 @@ class Scanner:
         return src
 
     def add_stream(self, stream: IO[bytes], name: str) -> Source:
-        """Standard input as a file item: mode 0600 (it may be a dump of anything), modified now."""
+        """Standard input as a file item: mode 0600 (it may be a dump of anything), modified now, owned by the
+        user running the put (as restic stores it)."""
         now_ns = time.time_ns()
-        st = os.stat_result((0o100600, 0, 0, 1, 0, 0, 0, now_ns // 10**9, now_ns // 10**9, now_ns // 10**9))
+        st = os.stat_result((0o100600, 0, 0, 1, os.getuid(), os.getgid(), 0, now_ns // 10**9, now_ns // 10**9,
+                             now_ns // 10**9))
         src = Source(check_name(name), stream=stream)
         src.stream_file = File("-", "<stdin>", st, mtime_ns=now_ns)
         return src

@@ -24,6 +24,7 @@ from vault import format as fmt
 from vault.archive.scan import Dir, File, Read, Scanner, Source, Warn, files_of
 from vault.errors import StorageError, UsageError
 from vault.excludes import Excluder
+from vault.owners import owner_of
 from vault.pipeline.chunker import Chunker
 from vault.pipeline.runner import Pipeline
 from vault.repo import catalog
@@ -172,7 +173,8 @@ class Putter:
             )
             stream = item.mtime_ns is not None  # standard input: no inode or ctime to compare next time
             return Node(name, "file", stat.S_IMODE(st.st_mode), mtime, size, content=content,
-                        inode=0 if stream else st.st_ino, ctime_ns=0 if stream else st.st_ctime_ns)
+                        inode=0 if stream else st.st_ino, ctime_ns=0 if stream else st.st_ctime_ns,
+                        **owner_of(st))
         children = []
         for child in item.children:
             child_name = os.path.basename(child.path) if isinstance(child, File) else child.name
@@ -181,8 +183,9 @@ class Putter:
                 children.append(node)
         subtree = self.writer.store_one(encode_tree(children), fmt.BlobType.TREE)
         dst = item.st
-        return Node(name, "dir", stat.S_IMODE(dst.st_mode) if dst else 0o755, dst.st_mtime_ns if dst else 0,
-                    subtree=subtree)
+        if dst is None:
+            return Node(name, "dir", 0o755, 0, subtree=subtree)
+        return Node(name, "dir", stat.S_IMODE(dst.st_mode), dst.st_mtime_ns, subtree=subtree, **owner_of(dst))
 
     def bytes_to_read(self, sources: list[Source]) -> int | None:
         """What the data stage will read (unchanged files excluded); None when a stream is involved."""

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import logging
 import os
@@ -100,19 +101,28 @@ def test_everything_vault_writes_is_private_under_umask_0(cli: VaultCli, tmp_pat
 
 def test_a_restore_writes_its_temporary_file_0600_under_umask_0(tmp_path: Path) -> None:
     """The file being restored is private while it is written (a restore of a 0644 file takes its mode
-    only once it is complete and verified, just before the rename)."""
+    only once it is complete and verified, just before it goes into place). It is unnamed (O_TMPFILE) where
+    the file system allows, seen through this process's descriptors, and named otherwise."""
     from vault import restore
     from vault.pipeline.runner import Pipeline
     from vault.repo.tree import Node
 
     seen: list[tuple[str, int]] = []
 
+    def temporaries() -> Iterator[tuple[str, int]]:
+        for name in os.listdir(tmp_path):
+            if name.endswith(".tmp"):
+                yield name, stat.S_IMODE(os.stat(tmp_path / name).st_mode)
+        for fd in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/self/fd/{fd}")
+                if target.startswith(str(tmp_path)) and target.endswith("(deleted)"):
+                    yield "<unnamed>", stat.S_IMODE(os.fstat(int(fd)).st_mode)
+
     class Probe(restore.Restorer):
         def chunks(self, node: Node) -> Iterator[bytes]:
             for _ in range(3):
-                for name in os.listdir(tmp_path):
-                    if name.endswith(".tmp"):
-                        seen.append((name, stat.S_IMODE(os.stat(tmp_path / name).st_mode)))
+                seen.extend(temporaries())
                 yield b"chunk" * 100
 
     node = Node("file.txt", "file", mode=0o644, mtime_ns=0, size=1500)
@@ -127,7 +137,7 @@ def test_a_restore_writes_its_temporary_file_0600_under_umask_0(tmp_path: Path) 
     finally:
         os.umask(old)
     assert seen and all(mode == 0o600 for _, mode in seen), seen
-    assert all(name.startswith(".file.txt.vault-") for name, _ in seen)
+    assert all(name == "<unnamed>" or name.startswith(".file.txt.vault-") for name, _ in seen)
     assert stat.S_IMODE((tmp_path / "file.txt").stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
 

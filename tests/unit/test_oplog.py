@@ -232,6 +232,18 @@ def test_redact() -> None:
     assert redact("x pw1", [undecodable]) == "x ***"
 
 
+def test_redact_leaves_a_secret_inside_a_path_or_a_word() -> None:
+    """Issue 18, item 3: a short password (``main``) used to be replaced wherever it occurred, so every path
+    through ``/work/main/`` came out as ``/work/***/`` in the log. A secret is redacted where it stands as a word
+    of its own; inside a path or a longer word it is something else."""
+    assert redact("cannot read /work/main/vault/x.py", [b"main"]) == "cannot read /work/main/vault/x.py"
+    assert redact("domain remained mainly", [b"main"]) == "domain remained mainly"
+    assert redact("main/x and x/main", [b"main"]) == "main/x and x/main"
+    assert redact("password main was wrong", [b"main"]) == "password *** was wrong"
+    assert redact("'main' main. (main) main=main", [b"main"]) == "'***' ***. (***) ***=***"
+    assert redact("main", [b"main"]) == "***"
+
+
 def test_format_error_and_time() -> None:
     assert (
         format_error(AuthenticationError("wrong password\nsecond line"))

@@ -24,14 +24,18 @@ from typing import Any
 
 import pytest
 from forge import Forge, random_id
-from helpers import CHEAP, PASSWORD, VaultCli
+from helpers import CHEAP, PASSWORD, VaultCli, measured_command
 
+from vault import format as fmt
 from vault.crypto.slots import POLICY_EXPLICIT
 from vault.errors import VaultError
 from vault.pipeline.runner import Pipeline
+from vault.repo import catalog
+from vault.repo.objects import seal_object
 from vault.repo.repository import Repository
 from vault.repo.tree import Node
 from vault.restore import Restorer, resolve
+from vault.storage.base import Handle, Kind
 from vault.storage.local import LocalBackend
 
 
@@ -475,3 +479,23 @@ def test_names_longer_than_the_file_system_allows_are_skipped_and_named(
     assert sorted(os.listdir(box.dest)) == ["a-first.txt", "sub"]  # nothing half-made, no temporary file
     log = json.loads(vault("log", "--json", check=0).out)
     assert log[-1]["exit_code"] == 3 and len(log[-1]["extra"]["skipped"]) == 3
+
+
+# -- metadata that inflates (issue 18, item 5) -------------------------------------------------------------------------
+def test_a_version_record_that_inflates_is_refused_without_the_memory(
+    vault: VaultCli, forge: Forge, tmp_path: Path
+) -> None:
+    """A key holder's version record of under 16 KiB whose payload inflates to 250 MiB. Every command reads
+    every record; before the fix each decompressed it whole (the cap was 256 MiB for any metadata object), so
+    `vault ls` peaked above 250 MiB before calling it damaged. Now records are capped at 16 MiB."""
+    h = Handle(Kind.VERSIONS, catalog.new_record_id())
+    raw = seal_object(forge.repo.key, forge.repo.vault_id, h, fmt.ObjectType.VERSION, b" " * (250 << 20))
+    assert len(raw) < 16 << 10
+    forge.repo.backend.save(h, raw)
+    forge.close()
+    rss_file = tmp_path / "rss"
+    proc = subprocess.run(measured_command([*vault.exe, "ls"], rss_file), env=vault.env, capture_output=True,
+                          timeout=120)
+    assert proc.returncode == 20, proc.stderr
+    assert int(rss_file.read_text()) < 150 * 1024  # KiB
+    assert b"too large" in proc.stderr

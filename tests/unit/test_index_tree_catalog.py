@@ -8,6 +8,7 @@ import struct
 from typing import Any
 
 import pytest
+import zstandard
 
 from vault import format as fmt
 from vault.crypto.keyring import Keyring
@@ -407,3 +408,34 @@ def test_record_newer_version_is_unsupported() -> None:
     )
     with pytest.raises(UnsupportedVersionError):
         catalog.load_records(backend, KEY, VID)
+
+
+# -- decompression caps per object type (issue 18, item 5) ------------------------------------------------------------
+def _sealed(obj_type: int, payload: bytes, content_size: bool = True) -> tuple[Handle, bytes]:
+    """An object of ``obj_type`` whose zstd frame inflates to ``payload`` (with or without the frame's declared
+    content size, which a writer may leave out)."""
+    kind = {fmt.ObjectType.VERSION: Kind.VERSIONS, fmt.ObjectType.LOCK: Kind.LOCKS}.get(obj_type, Kind.INDEX)
+    h = Handle(kind, os.urandom(32).hex())
+    prefix = fmt.object_prefix(obj_type)
+    cctx = zstandard.ZstdCompressor(level=3, write_content_size=content_size)
+    chunker = cctx.compressobj()
+    body = chunker.compress(payload) + chunker.flush()
+    return h, prefix + KEY.meta.seal(body, fmt.object_aad(prefix, VID, h.name))
+
+
+@pytest.mark.parametrize("content_size", [True, False], ids=["declared", "undeclared"])
+def test_a_small_record_or_lock_that_inflates_is_refused_before_it_is_inflated(content_size: bool) -> None:
+    """An 8 KiB version record used to inflate to 250 MiB: every metadata object was capped at 256 MiB, the
+    index's cap. Each type now has its own: records 16 MiB, locks 64 KiB, index objects 256 MiB."""
+    h, raw = _sealed(fmt.ObjectType.VERSION, b" " * (32 << 20), content_size)
+    assert len(raw) < 8192
+    with pytest.raises(IntegrityError, match="too large"):
+        open_object(KEY, VID, h, fmt.ObjectType.VERSION, raw)
+    h, raw = _sealed(fmt.ObjectType.LOCK, b" " * (1 << 20), content_size)
+    with pytest.raises(IntegrityError, match="too large"):
+        open_object(KEY, VID, h, fmt.ObjectType.LOCK, raw)
+    # What fits its type's cap still opens, whichever way the frame was written.
+    for obj_type, size in ((fmt.ObjectType.VERSION, 16 << 20), (fmt.ObjectType.LOCK, 64 << 10),
+                           (fmt.ObjectType.INDEX, 32 << 20)):
+        h, raw = _sealed(obj_type, b"x" * size, content_size)
+        assert open_object(KEY, VID, h, obj_type, raw) == b"x" * size

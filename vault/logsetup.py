@@ -190,6 +190,7 @@ class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
 
     def _open(self) -> io.TextIOWrapper:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        flags |= getattr(os, "O_NOFOLLOW", 0)  # never write through a link planted at the log's path
         fd = os.open(self.baseFilename, flags, 0o600)
         try:
             if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:

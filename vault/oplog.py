@@ -259,7 +259,10 @@ class OperationLog:
             return
         lock_path = self.path.with_name(self.path.name + ".lock")
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            # Never through a link planted in the log directory (VAULT_LOG_DIR may be anywhere): O_CREAT would
+            # create or open whatever it points at. Refused (ELOOP), the record is still written, unrotated.
+            flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(lock_path, flags, 0o600)
         except OSError as exc:
             log.debug("operation log: no rotation lock: %s", format_error(exc))
             fd = -1

@@ -242,3 +242,16 @@ def test_debug_log_path(tmp_path: Path) -> None:
     default = debug_log_path()
     assert default.name == "vault-debug.log"
     assert default.parent.name == "vault"
+
+
+def test_the_debug_log_never_follows_a_link(tmp_path: Path) -> None:
+    """Like the operation log's lock (issue 18, item 7d): a link planted at the debug log's path is not
+    followed; the debug log is then not written, the command goes on."""
+    target = tmp_path / "elsewhere" / "created-through-the-link"
+    target.parent.mkdir()
+    log_file = tmp_path / "state" / "vault-debug.log"
+    log_file.parent.mkdir()
+    log_file.symlink_to(target)
+    setup_logging(0, log_file)
+    logging.getLogger("vault.x").debug("something")
+    assert not target.exists()

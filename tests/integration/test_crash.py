@@ -139,12 +139,29 @@ def test_interrupted_put_cleans_up(vault, vault_dir: Path, big_file: Path, sig: 
     assert [r for r in log if r["command"] == "put"][-1]["outcome"] == "interrupted"
 
 
+def _writes_into(pid: int, directory: Path) -> bool:
+    """True when process ``pid`` holds a file of ``directory`` open that has no name there (O_TMPFILE)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(f"{directory}/") and target.endswith("(deleted)"):
+            return True
+    return False
+
+
 def test_interrupted_get_leaves_no_file(vault, big_file: Path, tmp_path: Path) -> None:
     vault("put", str(big_file), check=0)
     out = tmp_path / "out"
     out.mkdir()
     proc = _spawn(vault, "get", "big.bin", "-o", str(out))
-    _wait_for(lambda: any(out.iterdir()) or proc.poll() is not None)
+    # Writing has begun: a temporary file in out, named or (O_TMPFILE) only among the process's descriptors.
+    _wait_for(lambda: any(out.iterdir()) or _writes_into(proc.pid, out) or proc.poll() is not None)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     if proc.returncode == 0:

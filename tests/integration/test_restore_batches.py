@@ -306,3 +306,28 @@ def test_a_failed_flush_fails_the_file_and_leaves_nothing(
     monkeypatch.undo()
     assert not (tmp_path / "big.out").exists()
     assert _temp_files(tmp_path) == []
+
+
+def test_too_few_descriptors_for_unnamed_files_fall_back_to_named_ones(
+    vault: VaultCli, stored: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unnamed temporary files stay open until their batch is in place. Where the hard RLIMIT_NOFILE leaves too
+    few descriptors for that, a tree restore uses named ones instead (and still gives the same tree)."""
+    import resource
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (256, 256))
+    named: list[str] = []
+    real_open = os.open
+
+    def open_(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if isinstance(path, str) and path.endswith(".tmp"):
+            named.append(path)
+        assert not files._TMPFILE or flags & files._TMPFILE != files._TMPFILE, "an unnamed file was opened"
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", open_)
+    _restore(vault, tmp_path / "out")
+    monkeypatch.undo()
+    assert named
+    assert _state(tmp_path / "out") == _state(stored)
+    assert _temp_files(tmp_path / "out") == []

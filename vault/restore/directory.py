@@ -105,7 +105,7 @@ def _unnamed_batch_files(in_flight: int) -> int:
     # put in place (each overshoots by at most one small batch).
     spare = soft - FD_RESERVE - in_flight * SMALL_BATCH_FILES
     batch = min(SYNC_BATCH_FILES, spare // 2 - SMALL_BATCH_FILES)
-    return batch if batch >= SMALL_BATCH_FILES else 0
+    return batch if batch >= min(SYNC_BATCH_FILES, SMALL_BATCH_FILES) else 0
 
 
 class _Dir:

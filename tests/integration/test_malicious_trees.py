@@ -499,3 +499,21 @@ def test_a_version_record_that_inflates_is_refused_without_the_memory(
     assert proc.returncode == 20, proc.stderr
     assert int(rss_file.read_text()) < 150 * 1024  # KiB
     assert b"too large" in proc.stderr
+
+
+def test_a_file_larger_than_its_whole_version_is_refused_before_it_is_written(
+    vault: VaultCli, forge: Forge, box: Box
+) -> None:
+    """One chunk listed 4,000 times makes a file node of 4 GB from 1 MiB stored; the record says the version
+    holds 1 MiB. `get` refuses before writing a byte (exit 20), alone or inside a tree."""
+    chunk = forge.data(os.urandom(1 << 20))[0]
+    huge = Node("huge.bin", "file", 0o644, 0, 4000 << 20, content=(chunk,) * 4000)
+    forge.commit("huge.bin", huge, files=1, size=1 << 20)
+    forge.commit("tree", Node("tree", "dir", 0o755, 0, subtree=forge.tree([huge])), files=1, size=1 << 20)
+    forge.close()
+    box.dest.mkdir()
+    for name in ("huge.bin", "tree"):
+        r = _get(vault, name, "-o", str(box.dest))
+        _refused(r)
+        assert "expands to more than its record states" in r.err
+    assert _entries(box.dest) <= 1  # at most the tree's own directory, empty

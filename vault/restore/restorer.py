@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 from vault.errors import IntegrityError, PartialError, StorageError, UsageError
 from vault.pipeline.runner import Pipeline
+from vault.repo.bounds import TreeBudget
 from vault.repo.catalog import VersionRecord
 from vault.repo.repository import Repository
 from vault.repo.tree import Node
@@ -129,6 +130,7 @@ class Restorer:
             raise StorageError(f"cannot write to {parent}: {exc.strerror}") from None
         try:
             if node.type == "file":
+                TreeBudget(record).entry(node)  # a file larger than its whole version says it is: forged
                 result.bytes_written = self._write_file(parent_fd, _renamed(node, leaf), force)
                 result.files = 1
             elif node.type == "link":

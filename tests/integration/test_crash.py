@@ -112,7 +112,10 @@ def test_rerun_after_kill_at_90_percent_of_1gib_writes_under_15_percent(vault, v
 
 def test_stale_lock_of_killed_process_is_broken_and_logged(vault, vault_dir: Path, big_file: Path) -> None:
     proc = _spawn(vault, "put", str(big_file))
-    _wait_for(lambda: any((vault_dir / "locks").iterdir()) if (vault_dir / "locks").exists() else False)
+    # The lock itself, not its temporary file (.tmp-*): killed while that is written, a put leaves it for
+    # `repair`, and this test would wait for the wrong thing.
+    _wait_for(lambda: any(not p.name.startswith(".") for p in (vault_dir / "locks").iterdir())
+              if (vault_dir / "locks").exists() else False)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert any((vault_dir / "locks").iterdir())

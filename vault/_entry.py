@@ -28,7 +28,23 @@ def _tune_malloc() -> None:
         pass
 
 
+def _no_core_dumps() -> None:
+    """Forbid core dumps for this process and what it starts (RLIMIT_CORE 0, soft and hard).
+
+    A crash (a bug in a C extension, SIGABRT, SIGSEGV) would otherwise write the process's memory to a core
+    file, or hand it to a crash reporter: the master key, the subkeys and the password are in it, and Python
+    can't wipe them. The kernel writes no core file at a limit of 0, and systemd-coredump honours the limit too;
+    a core_pattern handler that ignores it is out of vault's hands (docs/security.md)."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, OSError, ValueError):  # not POSIX; or a limit that can't be lowered (never on Linux)
+        pass
+
+
 def main() -> None:
+    _no_core_dumps()
     _tune_malloc()
     try:
         from vault.cli import main as cli_main

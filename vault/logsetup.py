@@ -7,9 +7,11 @@
   record at DEBUG with its traceback; it is where an unexpected error's details go while the user sees one
   line naming the file. Mode 0600, directories 0700, rotated at 1 MiB with two old files kept.
 * Both outputs pass through one :class:`SecretRedactor`: once the CLI has a password it calls
-  :meth:`SecretRedactor.add` (or :func:`register_secret`), and any record that would still contain it,
-  in its message or its traceback text, shows ``***`` instead. This is a last line of defence; code must
-  not log secrets in the first place.
+  :meth:`SecretRedactor.add` (or :func:`register_secret`), and any record that would still contain it as a
+  word of its own (:func:`vault.oplog.redact`), in its message or in what an exception in its traceback says,
+  shows ``***`` instead. The frames of a traceback or a stack (file names, source lines) are code read from
+  disk, never values, and are left as they are: a short password must not turn every path of a bug report
+  into ``/work/***/vault/...``. This is a last line of defence; code never formats a secret into a message.
 * A failure to write the debug log never fails the command and prints nothing.
 """
 
@@ -23,7 +25,9 @@ import stat
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
+from types import TracebackType
 
 import platformdirs
 
@@ -44,15 +48,53 @@ DEBUG_LOG_BACKUPS = 2
 LOGGER_NAME = "vault"
 
 
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def redacted_traceback(exc_info: ExcInfo, secrets: tuple[bytes, ...]) -> str:
+    """The traceback text of ``exc_info`` (as ``logging.Formatter.formatException`` writes it, chained
+    exceptions included) with ``secrets`` redacted from what each exception *says*, and nowhere else: the
+    frames' file names and source lines are code, not values."""
+    exc_type, exc, tb = exc_info
+    te = traceback.TracebackException(exc_type, exc, tb, compact=True)
+    chain: list[tuple[str | None, traceback.TracebackException]] = []
+    current: traceback.TracebackException | None = te
+    while current is not None:  # as TracebackException.format(chain=True) walks it (it breaks cycles)
+        if current.__cause__ is not None:
+            chain.append((_CAUSE, current))
+            current = current.__cause__
+        elif current.__context__ is not None and not current.__suppress_context__:
+            chain.append((_CONTEXT, current))
+            current = current.__context__
+        else:
+            chain.append((None, current))
+            current = None
+    out: list[str] = []
+    for message, part in reversed(chain):  # the oldest exception first; each link says how it led on
+        if message is not None:
+            out.append(message)
+        if part.exceptions is not None:  # an exception group nests tracebacks: redact all of it, to be safe
+            out.append(redact("".join(part.format(chain=False)), secrets))
+            continue
+        if part.stack:
+            out.append("Traceback (most recent call last):\n")
+            out.extend(part.stack.format())
+        out.extend(redact(line, secrets) for line in part.format_exception_only())
+    text = "".join(out)
+    return text[:-1] if text.endswith("\n") else text
+
+
 class SecretRedactor(logging.Filter):
-    """A filter that drops nothing and replaces registered secrets with ``***`` in each record's message,
-    traceback text and stack text. Safe to share between handlers and threads."""
+    """A filter that drops nothing and replaces registered secrets with ``***`` in each record's message and in
+    what the exceptions of its traceback say (:func:`redacted_traceback`); frames and stacks are code and stay
+    as they are. Safe to share between handlers and threads."""
 
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
         self._secrets: tuple[bytes, ...] = ()
-        self._exc_formatter = logging.Formatter()
 
     def add(self, secret: bytes) -> None:
         """Register a secret (a password, a key). Empty secrets are ignored."""
@@ -86,13 +128,14 @@ class SecretRedactor(logging.Filter):
             if cleaned != message:
                 record.msg = cleaned
                 record.args = None
-        if record.exc_info and not record.exc_text:
+        if getattr(record, "_vault_redacted_exc", False):
+            return True  # another handler's filter did it already (handlers share the record)
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
             # Formatters reuse exc_text when it is set, so the redacted text is what every handler shows.
-            record.exc_text = self._exc_formatter.formatException(record.exc_info)
-        if record.exc_text:
+            record.exc_text = redacted_traceback(record.exc_info, secrets)
+        elif record.exc_text:  # formatted by someone else: its frames can't be told apart; redact all of it
             record.exc_text = redact(record.exc_text, secrets)
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info, secrets)
+        record._vault_redacted_exc = True
         return True
 
 
@@ -147,6 +190,7 @@ class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
 
     def _open(self) -> io.TextIOWrapper:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        flags |= getattr(os, "O_NOFOLLOW", 0)  # never write through a link planted at the log's path
         fd = os.open(self.baseFilename, flags, 0o600)
         try:
             if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:

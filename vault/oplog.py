@@ -12,7 +12,8 @@ it is rotated (``x.jsonl`` -> ``x.jsonl.1`` -> ... -> ``x.jsonl.<keep>``) under 
 two processes rotating at once don't lose a file.
 
 Error messages are the last thing that could carry a secret into the log: :func:`redact` (applied by
-:meth:`OperationLog.append` when given the secrets) replaces them with ``***``.
+:meth:`OperationLog.append` when given the secrets) replaces them with ``***`` where they stand as words of
+their own (never inside a path or a longer word).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 import time
 from collections.abc import Iterable, Iterator
@@ -67,11 +69,15 @@ def format_error(exc: BaseException) -> str:
 
 
 def redact(text: str, secrets: Iterable[bytes]) -> str:
-    """``text`` with every occurrence of every non-empty secret replaced by ``***``.
+    """``text`` with every non-empty secret that stands as a word of its own replaced by ``***``.
 
-    A secret is looked for as UTF-8 text (undecodable bytes dropped, and also as ``surrogateescape``
-    text, the way Python shows undecodable bytes of arguments and environment). Longer secrets are
-    replaced first so that a secret containing another is not left half visible.
+    Secrets are kept out of messages by construction (they are never formatted into one); this is the last
+    line of defence, and it redacts exact values only: an occurrence glued to a letter, digit, ``_`` or ``/`` is
+    part of a longer word or a path (the password ``main`` in ``/work/main/vault``), which it leaves alone, so a
+    short password neither mangles every path of a bug report nor points at itself there. A secret is looked
+    for as UTF-8 text (undecodable bytes dropped, and also as ``surrogateescape`` text, the way Python shows
+    undecodable bytes of arguments and environment). Longer secrets are replaced first so that a secret
+    containing another is not left half visible.
     """
     needles: set[str] = set()
     for secret in secrets:
@@ -82,7 +88,8 @@ def redact(text: str, secrets: Iterable[bytes]) -> str:
             if decoded:
                 needles.add(decoded)
     for needle in sorted(needles, key=len, reverse=True):
-        text = text.replace(needle, _REDACTED)
+        if needle in text:  # the common case: nothing to do, no pattern to build
+            text = re.sub(rf"(?<![\w/]){re.escape(needle)}(?![\w/])", _REDACTED, text)
     return text
 
 
@@ -252,7 +259,10 @@ class OperationLog:
             return
         lock_path = self.path.with_name(self.path.name + ".lock")
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            # Never through a link planted in the log directory (VAULT_LOG_DIR may be anywhere): O_CREAT would
+            # create or open whatever it points at. Refused (ELOOP), the record is still written, unrotated.
+            flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(lock_path, flags, 0o600)
         except OSError as exc:
             log.debug("operation log: no rotation lock: %s", format_error(exc))
             fd = -1

@@ -23,8 +23,11 @@ Secrecy rules of this module, and why
   behave the same way: their errors say "no identity matched" / "wrong password or no key found" and
   never echo what was typed or read, because error text ends up in terminals, CI logs, cron mail and bug
   reports, all far less protected than the password file itself.
-* The standard error of a password command is captured and discarded, never shown or logged: password
+* The standard error of a password command is discarded (/dev/null), never shown or logged: password
   helpers (``pass``, ``gpg``, ``op``, a script with ``set -x``) may echo the secret there.
+* At most 64 KiB + 1 byte of a password command's standard output is read (:data:`MAX_PASSWORD_LINE`); a
+  command that prints more is stopped (killed) and refused, so a runaway one (``yes``, a dump) costs neither
+  memory nor the timeout.
 * :class:`PasswordOptions` carries a snapshot of the environment (it holds ``VAULT_PASSWORD`` and maybe
   cloud credentials), so that field is left out of its ``repr``.
 * ``VAULT_PASSWORD`` is convenient but weak: on Linux the environment of a process can be read by every
@@ -47,10 +50,12 @@ import getpass
 import hmac
 import logging
 import os
+import selectors
 import shlex
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -153,12 +158,12 @@ def _signal_name(number: int) -> str:
 
 
 def _run_password_command(command: str, timeout_s: float) -> bytes:
-    """The first line of the command's standard output.
+    """The first line of the command's standard output, of which at most MAX_PASSWORD_LINE + 1 bytes are read.
 
     The command string and its standard error are never put in a message: either may hold the secret
     (``echo hunter2``, ``set -x``). Exceptions are raised ``from None`` so that the subprocess exception,
-    whose text includes the argument list and whose attributes hold the captured output, is not chained
-    into tracebacks written to the debug log.
+    whose text includes the argument list, is not chained into tracebacks written to the debug log. The command
+    is killed if it is still running when this returns or raises.
     """
     try:
         argv = shlex.split(command)
@@ -170,19 +175,13 @@ def _run_password_command(command: str, timeout_s: float) -> bytes:
     if not argv:
         raise UsageError("the password command is empty")
     try:
-        done = subprocess.run(
+        proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            capture_output=True,  # stderr too: it is never shown, it may echo the secret
-            timeout=timeout_s,
-            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # never shown: it may echo the secret
             env=child_environment(),
         )
-    except subprocess.TimeoutExpired:
-        raise AuthenticationError(
-            f"password command timed out after {timeout_s:g} seconds",
-            hint="the command must print the password and exit; it gets no standard input",
-        ) from None
     except FileNotFoundError:
         raise AuthenticationError(
             f"password command not found: '{argv[0]}'", hint="check the program name and PATH"
@@ -193,19 +192,55 @@ def _run_password_command(command: str, timeout_s: float) -> bytes:
         raise AuthenticationError(
             f"password command can't be run: '{argv[0]}': {exc.strerror or type(exc).__name__}"
         ) from None
-    if done.returncode != 0:
-        code = done.returncode
+    deadline = time.monotonic() + timeout_s
+    try:
+        assert proc.stdout is not None
+        out = _read_at_most(proc.stdout.fileno(), MAX_PASSWORD_LINE + 1, deadline)
+        if out is not None and len(out) <= MAX_PASSWORD_LINE:
+            code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        out = None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    # Raised from None: no subprocess exception (its text holds the argument list) is chained to these.
+    if out is None:
+        raise AuthenticationError(
+            f"password command timed out after {timeout_s:g} seconds",
+            hint="the command must print the password and exit; it gets no standard input",
+        ) from None
+    if len(out) > MAX_PASSWORD_LINE:
+        raise AuthenticationError(
+            f"the password command printed more than {MAX_PASSWORD_LINE} bytes; it was stopped",
+            hint="the command must print the password on its first line and exit",
+        ) from None
+    if code != 0:
         detail = f" (killed by {_signal_name(-code)})" if code < 0 else ""
         raise AuthenticationError(
             f"password command failed with exit status {code}{detail}",
             hint="run the command by hand to see its error output (vault does not show it)",
-        )
-    out = done.stdout
-    if len(out) > MAX_PASSWORD_LINE and b"\n" not in out[: MAX_PASSWORD_LINE + 1]:
-        raise AuthenticationError(
-            f"the first line printed by the password command is longer than {MAX_PASSWORD_LINE} bytes"
-        )
+        ) from None
     return _strip_line_ending(out)
+
+
+def _read_at_most(fd: int, limit: int, deadline: float) -> bytes | None:
+    """What ``fd`` gives until end of file, or its first ``limit`` bytes when it gives more; None when the
+    deadline passes first."""
+    out = bytearray()
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while len(out) < limit:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sel.select(remaining):
+                return None
+            chunk = os.read(fd, min(65536, limit - len(out)))
+            if not chunk:
+                break
+            out += chunk
+    return bytes(out)
 
 
 def _from_opening_sources(opts: PasswordOptions) -> tuple[bytes, str, bool] | None:

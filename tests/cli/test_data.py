@@ -293,3 +293,41 @@ def test_several_paths_and_exclude(vault, tmp_path: Path) -> None:
     assert names == {"keep.c", "sub", "sub/keep.h"}, names
     assert vault("get", "two.txt", "-o", "-", check=0).out == b"22"
     assert json.loads(vault("history", "tree", "--json", check=0).out)[0]["files"] == 2
+
+
+def test_ls_escapes_control_characters_in_names_for_the_terminal(vault, tmp_path: Path) -> None:
+    """Issue 18, item 7b: a file name is anything but ``/`` and NUL, escape sequences and newlines included, and
+    `vault ls` printed them raw: a stored name could recolour or clear the terminal, or fake lines of output.
+    Human output now shows control characters (and backslashes, and bytes that are not UTF-8) as escapes, as
+    GNU ls -b does; ``--json`` keeps the exact names."""
+    src = tmp_path / "src"
+    names = {
+        "red\x1b[31mALERT\x1b[0m": "red\\x1b[31mALERT\\x1b[0m",
+        "two\nlines": "two\\nlines",
+        "back\\slash": "back\\\\slash",
+        "bell\x07\x7f\x9b": "bell\\x07\\x7f\\x9b",
+        "rtl\u202etxt.exe": "rtl\\u202etxt.exe",
+        os.fsdecode(b"caf\xe9"): "caf\\xe9",
+    }
+    src.mkdir()
+    for name in names:
+        (src / name).write_bytes(b"x")
+    (src / "link").symlink_to("to\x1b]0;title\x07")
+    vault("put", str(src), check=0)
+    vault("put", "-", "--name", "item\x1b[2J", input=b"stdin", check=0)
+
+    listed = vault("ls", "src", check=0).out
+    items = vault("ls", check=0).out
+    for out in (listed, items):
+        assert not any(b < 0x20 and b not in (0x09, 0x0A) for b in out), out  # no escape, no bell
+        assert b"\x7f" not in out and "\u202e".encode() not in out and b"\xc2\x9b" not in out
+    lines = listed.decode().splitlines()
+    assert len(lines) == len(names) + 1  # one line per entry: no name split a line
+    for shown in names.values():
+        assert any(line.endswith("\t" + shown) for line in lines), (shown, lines)
+    assert any(line.endswith("\tlink -> to\\x1b]0;title\\x07") for line in lines), lines
+    assert "item\\x1b[2J" in items.decode()
+    # --json: the names exactly as stored (a name's bytes that are not UTF-8 are written as they are)
+    as_json = json.loads(vault("ls", "src", "--json", check=0).out.decode("utf-8", "surrogateescape"))
+    assert sorted(e["name"] for e in as_json) == sorted([*names, "link"])
+    assert "item\x1b[2J" in [i["name"] for i in json.loads(vault("ls", "--json", check=0).out)]

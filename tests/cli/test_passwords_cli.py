@@ -184,3 +184,19 @@ def test_programs_vault_starts_do_not_inherit_the_password(cli, tmp_path) -> Non
     lines = seen.read_text().splitlines()
     assert len(lines) == 2
     assert all("'VAULT_PASSWORD'" not in line for line in lines), lines
+
+
+def test_a_password_command_that_prints_too_much_costs_no_memory(vault, tmp_path: Path) -> None:
+    """Issue 18, item 6: 300 MB printed by a password command were all read into memory before being refused
+    (the process grew by as much again). Now `vault` reads 64 KiB + 1 byte, stops the command, exits 12."""
+    import subprocess
+
+    from helpers import measured_command
+
+    flood = "head -c 300000000 /dev/zero"  # streams: the command itself stays small
+    rss_file = tmp_path / "rss"
+    proc = subprocess.run(measured_command([*vault.exe, "--password-command", flood, "ls"], rss_file),
+                          env={**vault.env, "VAULT_PASSWORD": ""}, capture_output=True, timeout=120)
+    assert proc.returncode == 12, proc.stderr
+    assert int(rss_file.read_text()) < 150 * 1024  # KiB
+    assert b"more than 65536 bytes" in proc.stderr

@@ -545,6 +545,27 @@ def test_limit_a_single_file_put_shows_its_size_and_chunk_count(vault: VaultCli,
     assert (hlen - 12 - 16 - 4) // 46 == 2  # the file's one chunk and its item's tree
 
 
+def test_limit_a_planted_file_shows_whether_it_is_stored_already(vault: VaultCli, tmp_path: Path) -> None:
+    """LIMIT (docs/security.md, "The deduplication oracle"): someone who can put a file where the next `put`
+    reads it (a download folder, a shared directory) and watch the storage learns whether that file's content
+    is stored already: deduplication stores it again only if it is not, so the storage grows by about its size
+    or by almost nothing. This is inherent to deduplication (restic and borg have it too)."""
+    secret = random_bytes(600_000, seed=93)
+    folder = tmp_path / "docs"
+    write_file(folder / "victims-own.bin", secret)
+    vault("put", str(folder), "--compression", "0", check=0)
+
+    def growth_when_planted(name: str, data: bytes) -> int:
+        before = sum(p.stat().st_size for p in _files(vault.vault_path, "data"))
+        write_file(folder / name, data)  # the attacker plants it; the next backup picks it up
+        vault("put", str(folder), "--compression", "0", check=0)
+        return sum(p.stat().st_size for p in _files(vault.vault_path, "data")) - before
+
+    stored_already = growth_when_planted("guess-1.bin", secret)
+    not_stored = growth_when_planted("guess-2.bin", random_bytes(600_000, seed=94))
+    assert stored_already < 10_000 < 600_000 < not_stored
+
+
 def test_key_slots_do_not_say_which_host_made_them(vault: VaultCli, tmp_path: Path) -> None:
     """A slot's plaintext is its id, KDF parameters, salt, policy, password hash and wrapped key; the host and
     time that `key list` shows are sealed with the vault's metadata key."""

@@ -114,7 +114,10 @@ def test_rerun_after_kill_at_90_percent_of_1gib_writes_under_15_percent(vault, v
 
 def test_stale_lock_of_killed_process_is_broken_and_logged(vault, vault_dir: Path, big_file: Path) -> None:
     proc = _spawn(vault, "put", str(big_file))
-    _wait_for(lambda: any((vault_dir / "locks").iterdir()) if (vault_dir / "locks").exists() else False)
+    # The lock itself, not its temporary file (.tmp-*): killed while that is written, a put leaves it for
+    # `repair`, and this test would wait for the wrong thing.
+    _wait_for(lambda: any(not p.name.startswith(".") for p in (vault_dir / "locks").iterdir())
+              if (vault_dir / "locks").exists() else False)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert any((vault_dir / "locks").iterdir())
@@ -141,12 +144,29 @@ def test_interrupted_put_cleans_up(vault, vault_dir: Path, big_file: Path, sig: 
     assert [r for r in log if r["command"] == "put"][-1]["outcome"] == "interrupted"
 
 
+def _writes_into(pid: int, directory: Path) -> bool:
+    """True when process ``pid`` holds a file of ``directory`` open that has no name there (O_TMPFILE)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(f"{directory}/") and target.endswith("(deleted)"):
+            return True
+    return False
+
+
 def test_interrupted_get_leaves_no_file(vault, big_file: Path, tmp_path: Path) -> None:
     vault("put", str(big_file), check=0)
     out = tmp_path / "out"
     out.mkdir()
     proc = _spawn(vault, "get", "big.bin", "-o", str(out))
-    _wait_for(lambda: any(out.iterdir()) or proc.poll() is not None)
+    # Writing has begun: a temporary file in out, named or (O_TMPFILE) only among the process's descriptors.
+    _wait_for(lambda: any(out.iterdir()) or _writes_into(proc.pid, out) or proc.poll() is not None)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     if proc.returncode == 0:

@@ -16,78 +16,27 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CHEAP, PASSWORD, VaultCli
+from forge import Forge, random_id
+from helpers import CHEAP, PASSWORD, VaultCli, measured_command
 
 from vault import format as fmt
 from vault.crypto.slots import POLICY_EXPLICIT
 from vault.errors import VaultError
 from vault.pipeline.runner import Pipeline
 from vault.repo import catalog
+from vault.repo.objects import seal_object
 from vault.repo.repository import Repository
-from vault.repo.tree import Node, encode_tree
-from vault.repo.writer import BlobWriter
+from vault.repo.tree import Node
 from vault.restore import Restorer, resolve
+from vault.storage.base import Handle, Kind
 from vault.storage.local import LocalBackend
-
-
-# -- building vaults by hand --------------------------------------------------------------------------------------
-class Forge:
-    """Writes data, trees and version records into an existing vault with its real key."""
-
-    def __init__(self, vault_dir: Path) -> None:
-        self.repo = Repository.open(LocalBackend(vault_dir), PASSWORD.encode(), rehash=False)
-        self.pipe = Pipeline(1)
-        self.writer = BlobWriter(self.repo, self.pipe, 0)
-
-    def close(self) -> None:
-        self.writer.finish()
-        self.pipe.close()
-
-    def data(self, payload: bytes) -> tuple[bytes, ...]:
-        return tuple(blob_id for blob_id, _, _ in self.writer.store([payload]))
-
-    def file(self, name: str, payload: bytes, size: int | None = None, mode: int = 0o644) -> Node:
-        return Node(name, "file", mode, 1_600_000_000 * 10**9, len(payload) if size is None else size,
-                    content=self.data(payload))
-
-    def tree(self, nodes: list[Node]) -> bytes:
-        return self.writer.store_one(encode_tree(nodes), fmt.BlobType.TREE)
-
-    def raw_tree(self, doc: dict[str, Any]) -> bytes:
-        return self.writer.store_one(fmt.encode_json(doc), fmt.BlobType.TREE)
-
-    def dir(self, name: str, nodes: list[Node], mode: int = 0o755) -> Node:
-        return Node(name, "dir", mode, 1_600_000_000 * 10**9, subtree=self.tree(nodes))
-
-    @staticmethod
-    def link(name: str, target: str) -> Node:
-        return Node(name, "link", 0o777, 1_600_000_000 * 10**9, target=target)
-
-    def commit(self, item: str, root: Node) -> catalog.VersionRecord:
-        """Store ``root`` as the next version of ``item`` (packs and index first, the record last)."""
-        tree_id = self.tree([root])
-        self.writer.finish()
-        versions = [r.version for r in self.repo.records() if r.item == item]
-        record = catalog.VersionRecord(
-            record_id=catalog.new_record_id(),
-            item=item,
-            version=max(versions, default=0) + 1,
-            created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            type=root.type,
-            tree=tree_id,
-            size=0,
-            files=0,
-            bytes_added=0,
-            host="forge",
-        )
-        return self.repo.commit_record(record)
 
 
 @pytest.fixture
@@ -402,3 +351,169 @@ def test_restore_refuses_duplicate_link_and_dir_without_the_decoder(
     assert raised.value.exit_code in (20, 40), raised.value
     box.assert_nothing_outside_dest(before)
     assert not (box.outside / "x").exists()
+
+
+# -- trees that never end: cycles, bombs, depth (issue 18, item 4; vault/repo/bounds.py) -------------------------------
+def _entries(root: Path) -> int:
+    return sum(len(dirs) + len(files) for _, dirs, files in os.walk(root))
+
+
+def test_a_tree_that_contains_itself_is_refused_as_damage(vault: VaultCli, forge: Forge, box: Box) -> None:
+    """A key holder seals a tree under an id of their choosing, so its directory ``loop`` is the tree itself.
+    `get` restores the rest and names ``loop`` (exit 20), `ls` and `check` say what it is (exit 20). Before the
+    fix each of them recursed until Python's recursion limit: exit 1, "unexpected failure"."""
+    loop_id = random_id()
+    forge.tree_as(loop_id, [forge.file("f.txt", b"fine\n"), Node("loop", "dir", 0o755, 0, subtree=loop_id)])
+    forge.commit("cyclic", Node("cyclic", "dir", 0o755, 0, subtree=loop_id), files=1, size=5)
+    forge.close()
+    before = box.snapshot()
+    r = _get(vault, "cyclic", "-o", str(box.dest))
+    _refused(r)
+    assert "contains itself" in r.err and "dest/loop" in r.err
+    assert (box.dest / "f.txt").read_bytes() == b"fine\n"
+    box.assert_nothing_outside_dest(before)
+    r = vault("ls", "cyclic")
+    _refused(r)
+    assert "contains itself" in r.err
+    r = vault("check", "--read-data")
+    _refused(r)
+    assert "contains itself" in r.stdout
+
+
+def test_a_chain_of_trees_nested_thousands_deep_restores_lists_and_checks(
+    vault: VaultCli, forge: Forge, box: Box
+) -> None:
+    """1,500 directories, one inside the other, each its own tree: deeper than Python's recursion limit. Before
+    the fix `get`, `ls` and `check` failed: exit 1 (RecursionError), or exit 20 calling a sound tree "not valid
+    JSON" where the recursion limit struck inside the JSON parser."""
+    depth = 1500
+    node = forge.file("bottom.txt", b"at the bottom\n")
+    for level in range(depth):
+        node = Node("d", "dir", 0o755, level, subtree=forge.tree([node]))
+    forge.commit("deep", Node("deep", "dir", 0o755, 0, subtree=forge.tree([node])))
+    forge.close()
+    listing = vault("ls", "deep", "--json", check=0)
+    paths = [e["name"] for e in json.loads(listing.out)]
+    assert len(paths) == depth + 1 and paths[-1] == "d/" * depth + "bottom.txt"
+    vault("check", "--read-data", check=0)
+    try:
+        vault("get", "deep", "-o", str(box.dest), check=0)
+        fd = os.open(box.dest, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for _ in range(depth):  # relative to descriptors: the path is longer than PATH_MAX
+                inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+            with os.fdopen(os.open("bottom.txt", os.O_RDONLY, dir_fd=fd), "rb") as f:
+                assert f.read() == b"at the bottom\n"
+        finally:
+            os.close(fd)
+    finally:  # shutil.rmtree (pytest's clean-up) recurses once per level: it can't remove this tree
+        subprocess.run(["rm", "-rf", str(box.dest)], check=True)
+
+
+@pytest.mark.parametrize("leaf", ["file", "none"])
+def test_a_tree_bomb_is_refused_before_it_expands(vault: VaultCli, forge: Forge, box: Box, leaf: str) -> None:
+    """Fifteen small trees, each holding two directories that are the next tree: 2 KB that expand to 65,534
+    directories (and as many files with a file at the bottom), while the record says the version holds at most
+    one file. `get` and `ls` stop once the expansion passes the record's claim and the margin (exit 20) instead
+    of writing or listing it all; before the fix `get` wrote every entry and `ls` listed them (a twenty-level
+    bomb took `ls` to 10 GB)."""
+    levels = 15
+    tree = forge.tree([forge.file("leaf.txt", b"x")] if leaf == "file" else [])
+    for level in range(levels):
+        tree = forge.tree([Node(name, "dir", 0o755, level, subtree=tree) for name in ("a", "b")])
+    record = forge.commit("bomb", Node("bomb", "dir", 0o755, 0, subtree=tree))
+    forge.close()
+    assert record.files == (1 if leaf == "file" else 0)  # each distinct tree counted once, as put would
+    r = _get(vault, "bomb", "-o", str(box.dest))
+    _refused(r)
+    assert "expands to more than its record states" in r.err
+    assert _entries(box.dest) < 12_000  # the margin (10,000 entries past the claim), not 2^16
+    r = vault("ls", "bomb", "--json")
+    _refused(r)
+    assert r.out == b""
+    assert "expands to more than its record states" in r.err
+
+
+def test_a_shared_subtree_that_the_record_accounts_for_restores(vault: VaultCli, forge: Forge, box: Box) -> None:
+    """Sharing itself is legitimate (identical directories, hard-linked copies): a tree whose 300 directories
+    share one sub-tree of 50 files restores in full when its record counts every path, as put's does."""
+    shared = forge.tree([forge.file(f"f{i}.txt", f"{i}\n".encode()) for i in range(50)])
+    top = [Node(f"copy{i:03d}", "dir", 0o755, 0, subtree=shared) for i in range(300)]
+    size = 300 * sum(len(f"{i}\n") for i in range(50))
+    forge.commit("copies", Node("copies", "dir", 0o755, 0, subtree=forge.tree(top)), files=300 * 50, size=size)
+    forge.close()
+    vault("get", "copies", "-o", str(box.dest), check=0)
+    assert _entries(box.dest) == 300 + 300 * 50
+    listing = json.loads(vault("ls", "copies", "--json", check=0).out)
+    assert len(listing) == 300 + 300 * 50
+
+
+# -- names this file system can't hold (issue 18, item 7a) -------------------------------------------------------------
+def test_names_longer_than_the_file_system_allows_are_skipped_and_named(
+    vault: VaultCli, forge: Forge, box: Box
+) -> None:
+    """A tree may hold names up to 4,096 bytes (another file system stored them, or a key holder did); ext4 and
+    most others take 255. Everything else is restored, each such path is named, and `get` exits 3 (partial),
+    like a put that skipped files. Before the fix the first one ended the restore with exit 30."""
+    long_file, long_dir, long_link = "f" * 300, "d" * 300, "l" * 300
+    forge.commit("names", forge.dir("names", [
+        forge.file("a-first.txt", b"first\n"),
+        forge.file(long_file, b"too long\n"),
+        forge.dir(long_dir, [forge.file("inside.txt", b"inside\n")]),
+        forge.link(long_link, "a-first.txt"),
+        forge.dir("sub", [forge.file("z-last.txt", b"last\n")]),
+    ]))
+    forge.close()
+    r = _get(vault, "names", "-o", str(box.dest), "--json")
+    assert r.code == 3, r.err
+    for name in (long_file, long_dir, long_link):
+        assert f"dest/{name}" in r.err
+    assert "longer than the file system allows" in r.err
+    report = json.loads(r.out)
+    assert sorted(report["skipped"]) == sorted(f"dest/{n}" for n in (long_file, long_dir, long_link))
+    assert report["failed"] == [] and report["files"] == 2
+    assert (box.dest / "a-first.txt").read_bytes() == b"first\n"
+    assert (box.dest / "sub" / "z-last.txt").read_bytes() == b"last\n"
+    assert sorted(os.listdir(box.dest)) == ["a-first.txt", "sub"]  # nothing half-made, no temporary file
+    log = json.loads(vault("log", "--json", check=0).out)
+    assert log[-1]["exit_code"] == 3 and len(log[-1]["extra"]["skipped"]) == 3
+
+
+# -- metadata that inflates (issue 18, item 5) -------------------------------------------------------------------------
+def test_a_version_record_that_inflates_is_refused_without_the_memory(
+    vault: VaultCli, forge: Forge, tmp_path: Path
+) -> None:
+    """A key holder's version record of under 16 KiB whose payload inflates to 250 MiB. Every command reads
+    every record; before the fix each decompressed it whole (the cap was 256 MiB for any metadata object), so
+    `vault ls` peaked above 250 MiB before calling it damaged. Now records are capped at 16 MiB."""
+    h = Handle(Kind.VERSIONS, catalog.new_record_id())
+    raw = seal_object(forge.repo.key, forge.repo.vault_id, h, fmt.ObjectType.VERSION, b" " * (250 << 20))
+    assert len(raw) < 16 << 10
+    forge.repo.backend.save(h, raw)
+    forge.close()
+    rss_file = tmp_path / "rss"
+    proc = subprocess.run(measured_command([*vault.exe, "ls"], rss_file), env=vault.env, capture_output=True,
+                          timeout=120)
+    assert proc.returncode == 20, proc.stderr
+    assert int(rss_file.read_text()) < 150 * 1024  # KiB
+    assert b"too large" in proc.stderr
+
+
+def test_a_file_larger_than_its_whole_version_is_refused_before_it_is_written(
+    vault: VaultCli, forge: Forge, box: Box
+) -> None:
+    """One chunk listed 4,000 times makes a file node of 4 GB from 1 MiB stored; the record says the version
+    holds 1 MiB. `get` refuses before writing a byte (exit 20), alone or inside a tree."""
+    chunk = forge.data(os.urandom(1 << 20))[0]
+    huge = Node("huge.bin", "file", 0o644, 0, 4000 << 20, content=(chunk,) * 4000)
+    forge.commit("huge.bin", huge, files=1, size=1 << 20)
+    forge.commit("tree", Node("tree", "dir", 0o755, 0, subtree=forge.tree([huge])), files=1, size=1 << 20)
+    forge.close()
+    box.dest.mkdir()
+    for name in ("huge.bin", "tree"):
+        r = _get(vault, name, "-o", str(box.dest))
+        _refused(r)
+        assert "expands to more than its record states" in r.err
+    assert _entries(box.dest) <= 1  # at most the tree's own directory, empty

@@ -1,8 +1,9 @@
 """Tree restores write their files without an fsync each, make them durable in batches (syncfs) and only then
-rename them into place (vault/restore/directory.py, "tree restores"). These tests run ``Restorer.restore`` in-process
+put them into place (vault/restore/directory.py, "tree restores"). These tests run ``Restorer.restore`` in-process
 with small batch sizes, so that one small tree goes through many batches, both pools, the syncfs path and the
-fsync-per-file fallback; and they break it at each step to check that no temporary file survives a failure
-and that nothing appears under a final name before it is durable.
+fsync-per-file fallback, with unnamed temporary files (O_TMPFILE, linked in) and named ones (renamed in); and they
+break it at each step to check that no temporary file survives a failure and that nothing appears under a final
+name before it is durable.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from helpers import PASSWORD, VaultCli
 from vault.errors import StorageError, VaultError
 from vault.pipeline.runner import Pipeline
 from vault.repo.repository import Repository
-from vault.restore import GetResult, Restorer, directory, durability, resolve
+from vault.restore import GetResult, Restorer, directory, durability, files, resolve
 from vault.storage.local import LocalBackend
 
 T = 1_600_000_000 * 10**9 + 123_456_789
@@ -80,8 +81,19 @@ def stored(vault: VaultCli, tmp_path: Path) -> Iterator[Path]:
             os.chmod(p, 0o755)
 
 
+@pytest.fixture(params=["unnamed", "named"])
+def temporaries(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test twice: with unnamed temporary files where this system has them, and with named ones (the
+    fallback elsewhere)."""
+    if request.param == "named":
+        monkeypatch.setattr(files, "_TMPFILE", 0)
+    elif not files._TMPFILE:
+        pytest.skip("no O_TMPFILE here")
+    return str(request.param)
+
+
 @pytest.fixture
-def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+def small_batches(monkeypatch: pytest.MonkeyPatch, temporaries: str) -> None:
     monkeypatch.setattr(directory, "SMALL_FILE_BYTES", 4000)  # the g*.bin files above 4000 bytes take the I/O pool
     monkeypatch.setattr(directory, "SMALL_BATCH_FILES", 3)
     monkeypatch.setattr(directory, "SMALL_BATCH_BYTES", 5000)
@@ -175,8 +187,9 @@ def test_a_failure_mid_restore_leaves_no_temporary_file(
         if durability._SYNCFS is None:
             pytest.skip("no syncfs(2) here")
         monkeypatch.setattr(durability, "_SYNCFS", after(2, durability._SYNCFS))
-    elif where == "rename":
+    elif where == "rename":  # putting files in place: link(2) of an unnamed one, rename(2) of a named one
         monkeypatch.setattr(os, "rename", after(7, os.rename))
+        monkeypatch.setattr(os, "link", after(7, os.link))
     elif where == "write":
         monkeypatch.setattr(os, "write", after(20, os.write))
     else:
@@ -206,30 +219,49 @@ def test_no_file_is_renamed_into_place_before_it_is_durable(
 ) -> None:
     if durability._SYNCFS is None:
         pytest.skip("no syncfs(2) here")
-    real_syncfs, real_rename, real_open = durability._SYNCFS, os.rename, os.open
-    written: set[str] = set()  # temporary files created since the last syncfs
+    real_syncfs, real_rename, real_open, real_link = durability._SYNCFS, os.rename, os.open, os.link
+    written: set[str] = set()  # temporary files created since the last syncfs (names, or "/proc/self/fd/N")
     durable: set[str] = set()
     early: list[str] = []
+    placed: list[str] = []
 
     def syncfs(fd: int) -> None:
         real_syncfs(fd)
         durable.update(written)
 
     def open_(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
-        if isinstance(path, str) and path.endswith(".tmp"):
+        fd = real_open(path, flags, mode, dir_fd=dir_fd)
+        if files._TMPFILE and flags & files._TMPFILE == files._TMPFILE:
+            key = f"/proc/self/fd/{fd}"  # a descriptor number is reused once closed: forget its past
+            durable.discard(key)
+            written.add(key)
+        elif isinstance(path, str) and path.endswith(".tmp"):
             written.add(path)
-        return real_open(path, flags, mode, dir_fd=dir_fd)
+        return fd
 
     def rename(src: str, dst: str, **kwargs: object) -> None:
-        if isinstance(src, str) and src.endswith(".tmp") and src not in durable:
+        if isinstance(src, str) and src.endswith(".tmp") and src not in durable and src not in linked:
             early.append(src)
+        placed.append(dst)
         real_rename(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    linked: set[str] = set()  # temporary names of unnamed files (made at the moment they are put in place)
+
+    def link(src: str, dst: str, **kwargs: object) -> None:
+        if src.startswith("/proc/self/fd/"):
+            if src not in durable:
+                early.append(src)
+            placed.append(dst)
+            linked.add(dst)
+        real_link(src, dst, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(durability, "_SYNCFS", syncfs)
     monkeypatch.setattr(os, "open", open_)
     monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "link", link)
     _restore(vault, tmp_path / "out")
     monkeypatch.undo()
+    assert placed  # the checks above did see the files go in
     assert not early
     assert _state(tmp_path / "out") == _state(stored)
 
@@ -274,3 +306,28 @@ def test_a_failed_flush_fails_the_file_and_leaves_nothing(
     monkeypatch.undo()
     assert not (tmp_path / "big.out").exists()
     assert _temp_files(tmp_path) == []
+
+
+def test_too_few_descriptors_for_unnamed_files_fall_back_to_named_ones(
+    vault: VaultCli, stored: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unnamed temporary files stay open until their batch is in place. Where the hard RLIMIT_NOFILE leaves too
+    few descriptors for that, a tree restore uses named ones instead (and still gives the same tree)."""
+    import resource
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (256, 256))
+    named: list[str] = []
+    real_open = os.open
+
+    def open_(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if isinstance(path, str) and path.endswith(".tmp"):
+            named.append(path)
+        assert not files._TMPFILE or flags & files._TMPFILE != files._TMPFILE, "an unnamed file was opened"
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", open_)
+    _restore(vault, tmp_path / "out")
+    monkeypatch.undo()
+    assert named
+    assert _state(tmp_path / "out") == _state(stored)
+    assert _temp_files(tmp_path / "out") == []

@@ -404,3 +404,43 @@ def test_save_parts_helper_joins_for_backends_without_it(tmp_path: Path) -> None
     faulty.heal()
     save_parts(faulty, Handle(Kind.DATA, "bb22"), parts)
     assert local.load(Handle(Kind.DATA, "bb22")) == joined
+
+
+def test_a_fifo_where_an_object_belongs_fails_instead_of_hanging(backend: LocalBackend, root: Path) -> None:
+    """Issue 18, item 7c: a FIFO at ``config`` (or any object's path) made every command hang, forever, in
+    open(2) waiting for a writer. Objects are opened non-blocking and must be regular files."""
+    backend.save(Handle(Kind.CONFIG, "config"), b"{}")
+    pack = Handle(Kind.DATA, hex_name(32))
+    for h in (Handle(Kind.CONFIG, "config"), pack):
+        path = backend.path_of(h)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        os.mkfifo(path, 0o600)
+    # In a child: a hang must fail the test, not stop the suite.
+    code = (
+        "import sys; from vault.storage.local import LocalBackend; from vault.storage import Handle, Kind\n"
+        "from vault.errors import StorageError\n"
+        f"b = LocalBackend({str(root)!r})\n"
+        f"for h in (Handle(Kind.CONFIG, 'config'), Handle(Kind.DATA, {pack.name!r})):\n"
+        "    try:\n"
+        "        b.load(h, 0, 100)\n"
+        "    except StorageError as exc:\n"
+        "        print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all("is not a regular file" in line for line in lines), lines
+
+
+def test_a_fifo_at_config_fails_the_command_at_once(tmp_path: Path) -> None:
+    vault_dir = tmp_path / "vault"
+    vault_dir.mkdir()
+    os.mkfifo(vault_dir / "config", 0o600)
+    env = {**os.environ, "VAULT_PATH": str(vault_dir), "VAULT_PASSWORD": "pw"}
+    vault_cmd = [str(Path(sys.executable).with_name("vault"))]
+    started = time.monotonic()
+    done = subprocess.run([*vault_cmd, "ls"], env=env, capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 30
+    assert done.returncode == 30, done.stderr
+    assert done.stderr.startswith("vault: error: ") and "not a regular file" in done.stderr

@@ -200,8 +200,9 @@ def valid_pack() -> tuple[str, bytes]:
 
 def sample_tree() -> list[Node]:
     return [
-        Node("a.txt", "file", 0o644, 5, 3, content=(b"\x01" * 32, b"\x02" * 32)),
-        Node("sub", "dir", 0o755, 6, subtree=b"\x03" * 32),
+        Node("a.txt", "file", 0o644, 5, 3, content=(b"\x01" * 32, b"\x02" * 32), uid=1000, gid=100,
+             user="alice", group="users"),
+        Node("sub", "dir", 0o755, 6, subtree=b"\x03" * 32, uid=0, gid=0),
         Node("ln", "link", 0o777, 7, target="a.txt"),
     ]
 
@@ -365,6 +366,9 @@ def test_decode_tree(data: st.DataObject) -> None:
         assert all(len(c) == fmt.ID_SIZE for c in n.content)
         assert n.type != "dir" or (n.subtree is not None and len(n.subtree) == fmt.ID_SIZE)
         assert n.type != "link" or (n.target and "\0" not in n.target)
+        assert n.uid is None or 0 <= n.uid < 2**32 - 1
+        assert n.gid is None or 0 <= n.gid < 2**32 - 1
+        assert "\0" not in n.user and "\0" not in n.group
 
 
 # -- blobs ---------------------------------------------------------------------------------------------------

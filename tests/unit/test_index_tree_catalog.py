@@ -8,6 +8,7 @@ import struct
 from typing import Any
 
 import pytest
+import zstandard
 
 from vault import format as fmt
 from vault.cache import BlobIndex, CacheDB
@@ -281,6 +282,42 @@ def test_decode_tree_accepts_an_empty_tree() -> None:
     assert decode_tree(encode_tree([]), "tree") == []
 
 
+# Tree version 2 (issue 18, item 1): owners. docs/format.md, "Trees", pins the fields.
+def test_tree_version_2_stores_owners_and_round_trips() -> None:
+    nodes = [
+        Node("f", "file", 0o4755, 1, 3, content=(ID1,), uid=1000, gid=100, user="alice", group="users"),
+        Node("d", "dir", 0o2775, 2, subtree=ID2, uid=0, gid=0, user="root", group="root"),
+        Node("l", "link", 0o777, 3, target="f", uid=4242, gid=4343),  # ids without names on the storing machine
+        Node("u", "file", 0o644, 4, 0, content=()),  # owner unknown
+    ]
+    raw = encode_tree(nodes)
+    doc = json.loads(raw)
+    assert doc["v"] == fmt.TREE_VERSION == 2
+    by_name = {n["name"]: n for n in doc["nodes"]}
+    assert {k: by_name["f"][k] for k in ("uid", "gid", "user", "group")} == {
+        "uid": 1000, "gid": 100, "user": "alice", "group": "users"}
+    assert "user" not in by_name["l"] and by_name["l"]["uid"] == 4242
+    assert not {"uid", "gid", "user", "group"} & set(by_name["u"])
+    assert decode_tree(raw, "tree") == sorted(nodes, key=lambda n: n.name)
+
+
+def test_a_version_1_tree_still_reads_with_owners_unknown() -> None:
+    doc = tree_doc(uid=5, user="ignored")  # version 1 had no owners: such fields are not read
+    (node,) = decode_tree(json.dumps(doc).encode(), "tree")
+    assert (node.uid, node.gid, node.user, node.group) == (None, None, "", "")
+
+
+@pytest.mark.parametrize("over", [
+    {"uid": -1}, {"uid": 2**32 - 1}, {"uid": "0"}, {"uid": True}, {"gid": 1.5}, {"gid": None},
+    {"user": ""}, {"user": 5}, {"user": "a\0b"}, {"user": "a\nb"}, {"group": "x" * 257}, {"group": ["root"]},
+])
+def test_decode_tree_rejects_bad_owners(over: dict[str, Any]) -> None:
+    doc = tree_doc(**over)
+    doc["v"] = 2
+    with pytest.raises(IntegrityError):
+        decode_tree(json.dumps(doc).encode(), "tree")
+
+
 # -- version records -----------------------------------------------------------------------------------------
 def record(item: str, version: int, **over: Any) -> catalog.VersionRecord:
     fields: dict[str, Any] = {
@@ -372,3 +409,34 @@ def test_record_newer_version_is_unsupported() -> None:
     )
     with pytest.raises(UnsupportedVersionError):
         catalog.load_records(backend, KEY, VID)
+
+
+# -- decompression caps per object type (issue 18, item 5) ------------------------------------------------------------
+def _sealed(obj_type: int, payload: bytes, content_size: bool = True) -> tuple[Handle, bytes]:
+    """An object of ``obj_type`` whose zstd frame inflates to ``payload`` (with or without the frame's declared
+    content size, which a writer may leave out)."""
+    kind = {fmt.ObjectType.VERSION: Kind.VERSIONS, fmt.ObjectType.LOCK: Kind.LOCKS}.get(obj_type, Kind.INDEX)
+    h = Handle(kind, os.urandom(32).hex())
+    prefix = fmt.object_prefix(obj_type)
+    cctx = zstandard.ZstdCompressor(level=3, write_content_size=content_size)
+    chunker = cctx.compressobj()
+    body = chunker.compress(payload) + chunker.flush()
+    return h, prefix + KEY.meta.seal(body, fmt.object_aad(prefix, VID, h.name))
+
+
+@pytest.mark.parametrize("content_size", [True, False], ids=["declared", "undeclared"])
+def test_a_small_record_or_lock_that_inflates_is_refused_before_it_is_inflated(content_size: bool) -> None:
+    """An 8 KiB version record used to inflate to 250 MiB: every metadata object was capped at 256 MiB, the
+    index's cap. Each type now has its own: records 16 MiB, locks 64 KiB, index objects 256 MiB."""
+    h, raw = _sealed(fmt.ObjectType.VERSION, b" " * (32 << 20), content_size)
+    assert len(raw) < 8192
+    with pytest.raises(IntegrityError, match="too large"):
+        open_object(KEY, VID, h, fmt.ObjectType.VERSION, raw)
+    h, raw = _sealed(fmt.ObjectType.LOCK, b" " * (1 << 20), content_size)
+    with pytest.raises(IntegrityError, match="too large"):
+        open_object(KEY, VID, h, fmt.ObjectType.LOCK, raw)
+    # What fits its type's cap still opens, whichever way the frame was written.
+    for obj_type, size in ((fmt.ObjectType.VERSION, 16 << 20), (fmt.ObjectType.LOCK, 64 << 10),
+                           (fmt.ObjectType.INDEX, 32 << 20)):
+        h, raw = _sealed(obj_type, b"x" * size, content_size)
+        assert open_object(KEY, VID, h, obj_type, raw) == b"x" * size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import stat
 from collections.abc import Iterator
@@ -130,20 +131,58 @@ def test_secret_redacted_in_traceback(tmp_path: Path, capsys: pytest.CaptureFixt
     assert SECRET not in text
 
 
-def test_secret_redacted_in_stack_info(tmp_path: Path) -> None:
+def test_stack_info_is_code_and_is_left_alone(tmp_path: Path) -> None:
+    """A stack holds file paths and source lines, read from disk, never a value the program handled: it is not
+    redacted (a secret in a source line is in the source already), the record's message still is."""
     redactor = SecretRedactor()
     redactor.add(SECRET.encode())
     log_file = tmp_path / "debug.log"
     setup_logging(-1, log_file, redactor=redactor)
 
-    def f(unused: str) -> None:
-        logging.getLogger("vault.x").debug("here", stack_info=True)
+    def f(value: str) -> None:
+        logging.getLogger("vault.x").debug("here with %s", value, stack_info=True)
 
-    f("hunter2-very-secret")  # the stack shows this source line, secret included
+    f("hunter2-very-secret")  # the stack shows this source line as it is in the file
     text = log_file.read_text()
     assert "Stack (most recent call last)" in text
-    assert 'f("***")' in text
-    assert SECRET not in text
+    assert "here with ***" in text
+    assert 'f("hunter2-very-secret")' in text
+
+
+def test_a_short_password_does_not_mangle_paths_or_code_in_tracebacks(tmp_path: Path) -> None:
+    """Issue 18, item 3: with the password ``main`` every "main" of a traceback became ``***``, paths included
+    (``/work/***/vault/...``), which made bug reports unreadable and told their readers the password. Now only
+    what the exception says is redacted, and there only the password as a word of its own, not inside a path
+    or a longer word; file names and source lines of the frames stay as they are."""
+    module = tmp_path / "main" / "helper_main.py"  # a path holding the password, like /work/main/vault/...
+    module.parent.mkdir()
+    module.write_text("def fail(detail):\n    main_value = detail\n    raise ValueError(f'cannot use {main_value} "
+                      "in /srv/main/domain.txt')\n")
+    spec = importlib.util.spec_from_file_location("helper_main", module)
+    assert spec is not None and spec.loader is not None
+    helper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helper)
+    redactor = SecretRedactor()
+    redactor.add(b"main")
+    log_file = tmp_path / "debug.log"
+    setup_logging(-1, log_file, redactor=redactor)
+    log = logging.getLogger("vault.cli")
+    try:
+        try:
+            helper.fail("main")
+        except ValueError as exc:
+            raise RuntimeError("remained in main") from exc
+    except RuntimeError:
+        log.debug("unexpected failure", exc_info=True)
+    log.warning("opened %s for main", "/srv/main/domain.txt")
+    text = log_file.read_text()
+    assert f'File "{module}", line 3, in fail' in text  # the path of the frame, whole
+    assert "raise ValueError(f'cannot use {main_value} in /srv/main/domain.txt')" in text  # the source line
+    assert "ValueError: cannot use *** in /srv/main/domain.txt" in text  # the value, redacted; the path kept
+    assert "RuntimeError: remained in ***" in text
+    assert "The above exception was the direct cause of the following exception:" in text
+    assert "opened /srv/main/domain.txt for ***" in text
+    assert "cannot use main" not in text and "RuntimeError: remained in main" not in text
 
 
 def test_redactor_drops_nothing_and_ignores_empty() -> None:
@@ -203,3 +242,16 @@ def test_debug_log_path(tmp_path: Path) -> None:
     default = debug_log_path()
     assert default.name == "vault-debug.log"
     assert default.parent.name == "vault"
+
+
+def test_the_debug_log_never_follows_a_link(tmp_path: Path) -> None:
+    """Like the operation log's lock (issue 18, item 7d): a link planted at the debug log's path is not
+    followed; the debug log is then not written, the command goes on."""
+    target = tmp_path / "elsewhere" / "created-through-the-link"
+    target.parent.mkdir()
+    log_file = tmp_path / "state" / "vault-debug.log"
+    log_file.parent.mkdir()
+    log_file.symlink_to(target)
+    setup_logging(0, log_file)
+    logging.getLogger("vault.x").debug("something")
+    assert not target.exists()

@@ -232,6 +232,18 @@ def test_redact() -> None:
     assert redact("x pw1", [undecodable]) == "x ***"
 
 
+def test_redact_leaves_a_secret_inside_a_path_or_a_word() -> None:
+    """Issue 18, item 3: a short password (``main``) used to be replaced wherever it occurred, so every path
+    through ``/work/main/`` came out as ``/work/***/`` in the log. A secret is redacted where it stands as a word
+    of its own; inside a path or a longer word it is something else."""
+    assert redact("cannot read /work/main/vault/x.py", [b"main"]) == "cannot read /work/main/vault/x.py"
+    assert redact("domain remained mainly", [b"main"]) == "domain remained mainly"
+    assert redact("main/x and x/main", [b"main"]) == "main/x and x/main"
+    assert redact("password main was wrong", [b"main"]) == "password *** was wrong"
+    assert redact("'main' main. (main) main=main", [b"main"]) == "'***' ***. (***) ***=***"
+    assert redact("main", [b"main"]) == "***"
+
+
 def test_format_error_and_time() -> None:
     assert (
         format_error(AuthenticationError("wrong password\nsecond line"))
@@ -239,3 +251,19 @@ def test_format_error_and_time() -> None:
     )
     assert format_error(KeyboardInterrupt()) == "KeyboardInterrupt"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", utc_now_iso())
+
+
+def test_the_rotation_lock_never_follows_a_link(tmp_path: Path) -> None:
+    """Issue 18, item 7d: the lock file beside the log (``<key>.jsonl.lock``, in VAULT_LOG_DIR) was opened with
+    O_CREAT but without O_NOFOLLOW, so a link planted there made vault create (or open) whatever it pointed at.
+    Now the link is refused; the record is still written, only that rotation waits."""
+    log = OperationLog(LOCATION, base_dir=tmp_path / "logs")
+    log.base_dir.mkdir()
+    target = tmp_path / "elsewhere" / "created-through-the-link"
+    target.parent.mkdir()
+    lock = log.path.with_name(log.path.name + ".lock")
+    lock.symlink_to(target)
+    log.append(rec(1))
+    assert not target.exists()
+    assert lock.is_symlink()
+    assert [r.extra for r in log.read()] == [{"i": 1}]

@@ -487,3 +487,30 @@ def test_terminal_prompt_ctrl_c_is_interrupted(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(Interrupted) as info:
         terminal_prompt("Password: ", True)
     assert info.value.exit_code == 130
+
+
+def test_password_command_output_is_read_up_to_the_limit_then_the_command_is_stopped(tmp_path: Path) -> None:
+    """Issue 18, item 6: the output was read whole until the command exited (500 MB of it took 1 GB of memory;
+    one that never stops printing, like `yes`, until the timeout). Now at most 64 KiB + 1 byte is read, then
+    the command is killed: exit 12 at once, naming the limit."""
+    alive = tmp_path / "still-running"
+    cmd = py_cmd(
+        "import sys, time\n"
+        "for _ in range(2000): sys.stdout.write('x' * 65536)\n"
+        f"open({str(alive)!r}, 'w').close()\n"  # only reached if vault read all 128 MiB
+        "time.sleep(60)"
+    )
+    started = time.monotonic()
+    with pytest.raises(AuthenticationError) as info:
+        read_password(PasswordOptions(password_command=cmd, command_timeout_s=30))
+    assert time.monotonic() - started < 10
+    assert info.value.exit_code == 12
+    assert "more than 65536 bytes" in str(info.value)
+    assert not alive.exists()
+    assert info.value.__cause__ is None
+
+
+def test_a_short_password_line_followed_by_endless_output_is_refused_too() -> None:
+    with pytest.raises(AuthenticationError) as info:
+        read_password(PasswordOptions(password_command="yes correct-horse", command_timeout_s=30))
+    assert "more than 65536 bytes" in str(info.value)

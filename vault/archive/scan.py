@@ -23,6 +23,7 @@ from typing import IO
 from vault.errors import NotFoundError, StorageError, UsageError, VaultError
 from vault.excludes import Excluder
 from vault.names import check_name
+from vault.owners import owner_of
 from vault.repo.repository import Repository
 from vault.repo.tree import Node
 
@@ -77,7 +78,7 @@ Entry = FileEntry | DirEntry | Node  # a Node: a link, stored as it is
 
 
 def link_node(name: str, st: os.stat_result, target: str) -> Node:
-    return Node(name, "link", stat.S_IMODE(st.st_mode), st.st_mtime_ns, target=target)
+    return Node(name, "link", stat.S_IMODE(st.st_mode), st.st_mtime_ns, target=target, **owner_of(st))
 
 
 class Scanner:
@@ -108,10 +109,12 @@ class Scanner:
         return Source(check_name(name), stream=stream)
 
     def stream_file(self, src: Source) -> FileEntry:
-        """The file a stream becomes: mode 0600 (it may be a dump of anything), modified now."""
+        """The file a stream becomes: mode 0600 (it may be a dump of anything), modified now, owned by the user
+        running the put (as restic stores it)."""
         assert src.stream is not None
         now_ns = time.time_ns()
-        st = os.stat_result((0o100600, 0, 0, 1, 0, 0, 0, now_ns // 10**9, now_ns // 10**9, now_ns // 10**9))
+        st = os.stat_result((0o100600, 0, 0, 1, os.getuid(), os.getgid(), 0, now_ns // 10**9, now_ns // 10**9,
+                             now_ns // 10**9))
         return FileEntry("-", src.name.rsplit("/", 1)[-1], "<stdin>", st, stream=src.stream, mtime_ns=now_ns)
 
     def root_file(self, src: Source) -> FileEntry:
@@ -216,7 +219,9 @@ class Scanner:
 
 
 def dir_node(name: str, st: os.stat_result | None, subtree: bytes) -> Node:
-    return Node(name, "dir", stat.S_IMODE(st.st_mode) if st else 0o755, st.st_mtime_ns if st else 0, subtree=subtree)
+    if st is None:
+        return Node(name, "dir", 0o755, 0, subtree=subtree)
+    return Node(name, "dir", stat.S_IMODE(st.st_mode), st.st_mtime_ns, subtree=subtree, **owner_of(st))
 
 
 def file_node(f: FileEntry, size: int, content: tuple[bytes, ...]) -> Node:
@@ -224,7 +229,7 @@ def file_node(f: FileEntry, size: int, content: tuple[bytes, ...]) -> Node:
     mtime = f.mtime_ns if f.mtime_ns is not None else st.st_mtime_ns
     stream = f.stream is not None  # standard input: no inode or ctime to compare next time
     return Node(f.name, "file", stat.S_IMODE(st.st_mode), mtime, size, content=content,
-                inode=0 if stream else st.st_ino, ctime_ns=0 if stream else st.st_ctime_ns)
+                inode=0 if stream else st.st_ino, ctime_ns=0 if stream else st.st_ctime_ns, **owner_of(st))
 
 
 def total_size(paths: list[str]) -> int:

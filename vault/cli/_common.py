@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -176,6 +177,32 @@ def say(s: Settings, text: str) -> None:
     """A human-readable result line on standard output (suppressed with -q)."""
     if s.verbosity >= 0:
         typer.echo(text)
+
+
+# What a terminal would act on rather than show: C0 and C1 control characters and DEL (escape sequences move
+# the cursor, recolour, retitle or clear the screen; a newline fakes a line of output), the Unicode line and
+# paragraph separators and bidirectional overrides and isolates (they reorder what is shown), and lone
+# surrogates, which stand for bytes of a name that are not UTF-8. The backslash is escaped so that every
+# escape reads one way.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\udc80-\udcff\\]")
+_NAMED_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    if ch in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[ch]
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the original byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` (a stored name, a link target) as human output shows it: control characters, backslashes and
+    undecodable bytes as escapes (``\\n``, ``\\x1b``, ``\\\\``, ``\\xe9``), as GNU ``ls -b`` does, so a name
+    can't act on the terminal or fake a line. JSON output keeps names exact."""
+    return _UNPRINTABLE.sub(_escape, text)
 
 
 def note(text: str) -> None:

@@ -28,16 +28,19 @@ def ls(
         if as_json:
             _common.print_json(items)
         for it in [] if as_json else items:
-            typer.echo(f"{it['name']}\t{it['type']}\t{_common.human_size(it['size'])}\t"
+            typer.echo(f"{_common.printable(it['name'])}\t{it['type']}\t{_common.human_size(it['size'])}\t"
                        f"{it['versions']} version(s)\t{it['updated']}")
         return
     entries = list_contents(repo, name)
     if as_json:
         _common.print_json(entries)
         return
+    # Names and link targets are anything but "/" and NUL: escaped for the terminal (not in --json).
     for e in entries:
-        suffix = f" -> {e['target']}" if e["type"] == "link" else ("/" if e["type"] == "dir" else "")
-        typer.echo(f"{e['mode']}\t{_common.human_size(e['size']):>10}\t{e['mtime']}\t{e['name']}{suffix}")
+        target = _common.printable(e["target"]) if e["type"] == "link" else ""
+        suffix = f" -> {target}" if e["type"] == "link" else ("/" if e["type"] == "dir" else "")
+        typer.echo(f"{e['mode']}\t{_common.human_size(e['size']):>10}\t{e['mtime']}\t"
+                   f"{_common.printable(e['name'])}{suffix}")
 
 
 def history(ctx: typer.Context, name: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> None:

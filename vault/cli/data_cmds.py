@@ -170,13 +170,20 @@ def get(
         int | None, typer.Option("--version", min=1, help="Version to restore (default: latest).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    numeric_owner: Annotated[
+        bool,
+        typer.Option("--numeric-owner",
+                     help="As root: restore owners by their stored ids, not by user and group name."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Restore a file or a directory tree.
 
+    Run as root, owners are restored too (by name, as tar does); otherwise files belong to the user who runs it.
+
     Example: vault get photos/2020 -o /tmp/restore   |   vault get db.sql -o - | psql
     """
-    from vault.restore import RestoreFailed, Restorer, destination, resolve
+    from vault.restore import RestoreFailed, Restorer, RestoreSkipped, destination, resolve
 
     s = _common.settings(ctx)
     state = _common.run_state(ctx)
@@ -184,14 +191,17 @@ def get(
     record, node, _ = resolve(session.repo, name, version)
     total = node.size if node.type == "file" else None
     with progress.bar(s, "get", total if output != "-" else None) as advance:
-        restorer = Restorer(session.repo, session.pipeline, on_progress=advance)
+        restorer = Restorer(session.repo, session.pipeline, on_progress=advance, numeric_owner=numeric_owner)
         if output == "-":
             state.nbytes = restorer.to_stream(node, sys.stdout.buffer)
             return
         dest = destination(name, node, output)
         try:
             result = restorer.restore(record, node, dest, force)
-        except RestoreFailed as exc:
+        except (RestoreFailed, RestoreSkipped) as exc:
+            state.nbytes = exc.result.bytes_written
+            if exc.result.skipped:
+                state.extra["skipped"] = exc.result.skipped  # as put does: each named in the log too
             if as_json:  # the report names what was not restored; the exit code says it failed
                 _common.print_json(exc.result.to_json())
             raise

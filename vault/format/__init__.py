@@ -90,6 +90,9 @@ from vault.format.keyring import encode_keyring as encode_keyring
 from vault.format.locks import LockFields as LockFields
 from vault.format.locks import decode_lock as decode_lock
 from vault.format.locks import encode_lock as encode_lock
+from vault.format.objects import MAX_LOCK_RAW as MAX_LOCK_RAW
+from vault.format.objects import MAX_OBJECT_RAW as MAX_OBJECT_RAW
+from vault.format.objects import MAX_RECORD_RAW as MAX_RECORD_RAW
 from vault.format.objects import OBJECT_PREFIX_MAX_SIZE as OBJECT_PREFIX_MAX_SIZE
 from vault.format.objects import OBJECT_PREFIX_SIZE as OBJECT_PREFIX_SIZE
 from vault.format.objects import object_aad as object_aad

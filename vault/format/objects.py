@@ -11,7 +11,9 @@ from vault.format.constants import (
     FORMAT_VERSION,
     FORMAT_VERSION_GENERATIONS,
     HEADER_VERSION_MAX,
+    MAX_METADATA_RAW,
     OBJECT_MAGIC,
+    ObjectType,
     check_version,
 )
 
@@ -19,6 +21,20 @@ from vault.format.constants import (
 # version 2: OBJECT_MAGIC(4) | 2 | type(1) | generation u32 | nonce(12) | ciphertext | tag(16)
 OBJECT_PREFIX_SIZE = 6
 OBJECT_PREFIX_MAX_SIZE = OBJECT_PREFIX_SIZE + 4
+
+# The most an object's payload may decompress to, by type. A version record is a small JSON document (its
+# sealed object is read up to 1 MiB, format/records.py; JSON compresses maybe tenfold, a record with a long
+# `damaged` list included), a lock a tiny one; index objects list blobs by the million. One cap for all (256 MiB)
+# let an 8 KiB record inflate to 250 MiB in every command that lists items.
+MAX_RECORD_RAW = 16 * 1024 * 1024
+MAX_LOCK_RAW = 64 * 1024
+MAX_OBJECT_RAW = {
+    ObjectType.INDEX: MAX_METADATA_RAW,
+    ObjectType.INDEX_CHECKPOINT: MAX_METADATA_RAW,
+    ObjectType.VERSION: MAX_RECORD_RAW,
+    ObjectType.CATALOG_SEGMENT: MAX_METADATA_RAW,  # up to 4096 records (repo/catalog.py SEGMENT_RECORDS)
+    ObjectType.LOCK: MAX_LOCK_RAW,
+}
 
 
 def object_prefix(obj_type: int, generation: int = 0) -> bytes:

@@ -8,7 +8,7 @@ Problems are collected, not raised, and reported with the items and versions the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from vault import format as fmt
@@ -17,6 +17,7 @@ from vault.pipeline.runner import Pipeline
 from vault.repo.catalog import VersionRecord
 from vault.repo.packs import load_pack, read_pack_header, verify_blobs
 from vault.repo.repository import Repository
+from vault.repo.tree import Node
 from vault.repo.walk import collect
 from vault.storage.base import Handle, Kind
 
@@ -138,26 +139,59 @@ def check(
     return report
 
 
+@dataclass
+class _Reach:
+    """A tree being walked by :func:`affected`: its entries still to come and the sub-tree awaited."""
+
+    tree_id: bytes
+    entries: Iterator[Node]
+    waiting: bytes | None = None
+
+
 def affected(repo: Repository, records: list[VersionRecord], bad: set[bytes]) -> list[VersionRecord]:
-    """The versions whose trees reach any of ``bad`` (trees or data)."""
+    """The versions whose trees reach any of ``bad`` (trees or data). Walks with a stack of its own (any
+    depth), each tree once; a tree that can't be read counts as reaching ``bad``, a directory that contains
+    itself adds nothing (collect() reports the cycle)."""
     memo: dict[bytes, bool] = {}
 
-    def reaches(tree_id: bytes) -> bool:
+    def start(tree_id: bytes) -> _Reach | None:
+        """A frame to walk ``tree_id`` with, or None when memo has its answer already."""
         if tree_id in memo:
-            return memo[tree_id]
-        memo[tree_id] = True  # cycles can't happen with content ids, but be safe
+            return None
         if tree_id in bad:
-            return True
+            memo[tree_id] = True
+            return None
         try:
-            nodes = repo.load_tree(tree_id)
+            return _Reach(tree_id, iter(repo.load_tree(tree_id)))
         except IntegrityError:
-            return True
-        hit = any(
-            (n.type == "file" and any(c in bad for c in n.content))
-            or (n.type == "dir" and n.subtree is not None and reaches(n.subtree))
-            for n in nodes
-        )
-        memo[tree_id] = hit
-        return hit
+            memo[tree_id] = True
+            return None
+
+    def reaches(root: bytes) -> bool:
+        first = start(root)
+        stack = [first] if first is not None else []
+        on_stack = {root}
+        while stack:
+            frame = stack[-1]
+            hit = frame.waiting is not None and memo[frame.waiting]
+            frame.waiting = None
+            descended = False
+            while not hit and not descended and (n := next(frame.entries, None)) is not None:
+                if n.type == "file":
+                    hit = any(c in bad for c in n.content)
+                elif n.type == "dir" and n.subtree is not None and n.subtree not in on_stack:
+                    child = start(n.subtree)
+                    if child is None:
+                        hit = memo[n.subtree]
+                    else:
+                        frame.waiting = n.subtree
+                        stack.append(child)
+                        on_stack.add(n.subtree)
+                        descended = True
+            if not descended:
+                memo[frame.tree_id] = hit
+                stack.pop()
+                on_stack.discard(frame.tree_id)
+        return memo[root]
 
     return [r for r in records if not r.damaged and reaches(r.tree)]

@@ -9,10 +9,11 @@ from vault import format as fmt
 from vault.cache import CacheDamaged
 from vault.errors import NotFoundError
 from vault.names import check_name
+from vault.repo.bounds import TreeBudget, cycle_error
 from vault.repo.catalog import VersionRecord
 from vault.repo.repository import Repository
 from vault.repo.tree import Node
-from vault.restore import resolve
+from vault.restore.resolve import resolve
 
 
 def _iso_mtime(ns: int) -> str:
@@ -52,22 +53,38 @@ def _node_json(node: Node, path: str) -> dict[str, Any]:
 
 
 def list_contents(repo: Repository, name: str, recursive: bool = True) -> list[dict[str, Any]]:
-    """What the latest version of an item (or a sub-tree of it) holds, depth first, paths relative to NAME."""
-    _, node, _ = resolve(repo, name, None)
+    """What the latest version of an item (or a sub-tree of it) holds, depth first, paths relative to NAME.
+
+    Walks with a stack of its own (any depth). IntegrityError for a directory that contains itself, or once
+    the tree expands beyond what its version record states (vault/repo/bounds.py)."""
+    record, node, _ = resolve(repo, name, None)
     if node.type != "dir":
         return [_node_json(node, node.name)]
     out: list[dict[str, Any]] = []
-
-    def walk(tree_id: bytes | None, prefix: str) -> None:
-        if tree_id is None:
-            return
-        for child in repo.load_tree(tree_id):
-            path = f"{prefix}{child.name}"
-            out.append(_node_json(child, path))
-            if child.type == "dir" and recursive:
-                walk(child.subtree, path + "/")
-
-    walk(node.subtree, "")
+    if node.subtree is None:
+        return out
+    budget = TreeBudget(record)
+    nodes = repo.load_tree(node.subtree)
+    budget.tree(node.subtree, nodes)
+    stack = [(node.subtree, iter(nodes), "")]
+    on_stack = {record.tree, node.subtree}  # trees being walked: meeting one again is a cycle
+    while stack:
+        tree_id, children, prefix = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            on_stack.discard(tree_id)
+            continue
+        budget.entry(child)
+        path = f"{prefix}{child.name}"
+        out.append(_node_json(child, path))
+        if child.type == "dir" and recursive and child.subtree is not None:
+            if child.subtree in on_stack:
+                raise cycle_error(path)
+            sub = repo.load_tree(child.subtree)
+            budget.tree(child.subtree, sub)
+            stack.append((child.subtree, iter(sub), path + "/"))
+            on_stack.add(child.subtree)
     return out
 
 

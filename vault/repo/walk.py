@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from vault import format as fmt
 from vault.cache import CacheDB
 from vault.errors import IntegrityError
+from vault.repo.bounds import CYCLE
 from vault.repo.catalog import VersionRecord
 from vault.repo.repository import Repository
 from vault.repo.tree import Node
 
 _BATCH = 2000
+MAX_PROBLEMS = 1000  # problems kept per version
+MORE_PROBLEMS = "(more problems, not listed)"
 
 
 @dataclass
@@ -90,31 +93,51 @@ def collect(
     batch = _Batch(db)
     unreadable: dict[bytes, str] = {}  # tree id → why it can't be read (few: only damage)
     roots: list[tuple[str, bytes]] = []
+    cyclic = False
     for rec in records:
         roots.append((rec.record_id, rec.tree))
-        stack = [rec.tree]
-        while stack:
-            tree_id = stack.pop()
-            if db.one("SELECT 1 FROM temp.walked WHERE tree_id = ?", (tree_id,)) is not None:
+        # Depth first, with the directories still to enter of each tree on the path: a sub-tree that is one of
+        # its own ancestors (only a forged tree is) is then seen as such, and named by the second pass.
+        path: list[tuple[bytes, list[bytes]]] = []
+        on_path: set[bytes] = set()
+        pending: bytes | None = rec.tree
+        while pending is not None or path:
+            if pending is not None:
+                tree_id, pending = pending, None
+                if tree_id in on_path:
+                    cyclic = True
+                    continue
+                if db.one("SELECT 1 FROM temp.walked WHERE tree_id = ?", (tree_id,)) is not None:
+                    continue
+                with db.transaction() as conn:
+                    conn.execute("INSERT INTO temp.walked (tree_id) VALUES (?)", (tree_id,))
+                refs.trees += 1
+                batch.add(tree_id, fmt.BlobType.TREE)
+                nodes = _load(repo, tree_id, unreadable)
+                if nodes is None:
+                    continue
+                if on_tree:
+                    on_tree()
+                subdirs: list[bytes] = []
+                for node in nodes:
+                    if node.type == "file":
+                        for blob_id in node.content:
+                            batch.add(blob_id, fmt.BlobType.DATA)
+                    elif node.type == "dir" and node.subtree is not None:
+                        subdirs.append(node.subtree)
+                subdirs.reverse()
+                path.append((tree_id, subdirs))
+                on_path.add(tree_id)
                 continue
-            with db.transaction() as conn:
-                conn.execute("INSERT INTO temp.walked (tree_id) VALUES (?)", (tree_id,))
-            refs.trees += 1
-            batch.add(tree_id, fmt.BlobType.TREE)
-            nodes = _load(repo, tree_id, unreadable)
-            if nodes is None:
-                continue
-            if on_tree:
-                on_tree()
-            for node in nodes:
-                if node.type == "file":
-                    for blob_id in node.content:
-                        batch.add(blob_id, fmt.BlobType.DATA)
-                elif node.type == "dir" and node.subtree is not None:
-                    stack.append(node.subtree)
+            tree_id, subdirs = path[-1]
+            if subdirs:
+                pending = subdirs.pop()
+            else:
+                path.pop()
+                on_path.discard(tree_id)
     batch.flush()
     missing = _missing_data(db)
-    if unreadable or missing:
+    if unreadable or missing or cyclic:
         _attribute(repo, roots, unreadable, missing, refs)
     return refs
 
@@ -173,8 +196,6 @@ def _problems(
         """The tree's problems when known now, or None after pushing its frame."""
         if tree_id in memo:
             return memo[tree_id]
-        if tree_id in in_progress:
-            return [f"tree {tree_id.hex()[:10]} contains itself (a forged cycle)"]
         if tree_id in unreadable:
             memo[tree_id] = [unreadable[tree_id]]
             return memo[tree_id]
@@ -184,8 +205,9 @@ def _problems(
             memo[tree_id] = [str(exc)]
             return memo[tree_id]
         in_progress.add(tree_id)
-        problems = [f"{n.name}: chunk {c.hex()[:10]} is missing from the index"
-                    for n in nodes if n.type == "file" for c in n.content if c in missing]
+        problems: list[str] = []
+        _add_problems(problems, [f"{n.name}: chunk {c.hex()[:10]} is missing from the index"
+                                 for n in nodes if n.type == "file" for c in n.content if c in missing])
         stack.append(_Frame(tree_id, [n for n in nodes if n.type == "dir" and n.subtree is not None], problems))
         return None
 
@@ -198,16 +220,31 @@ def _problems(
             child = frame.dirs[frame.next]
             frame.next += 1
             assert child.subtree is not None
+            if child.subtree in in_progress:
+                _add_problems(frame.problems, [f"{child.name}: {CYCLE}"])
+                continue
             found = enter(child.subtree)
             if found is None:
                 frame.waiting = child.name  # its frame is on top now; its problems come back below
             else:
-                frame.problems.extend(f"{child.name}/{p}" for p in found)
+                _add_problems(frame.problems, found, f"{child.name}/")
             continue
         stack.pop()
         in_progress.discard(frame.tree_id)
         memo[frame.tree_id] = frame.problems
         if stack:
             parent = stack[-1]
-            parent.problems.extend(f"{parent.waiting}/{p}" for p in frame.problems)
+            _add_problems(parent.problems, frame.problems, f"{parent.waiting}/")
     return memo[root]
+
+
+def _add_problems(problems: list[str], found: list[str], prefix: str = "") -> None:
+    """Append ``found`` (prefixed) to ``problems``, keeping at most MAX_PROBLEMS: a damaged sub-tree shared along
+    many paths is otherwise reported once per path, which a forged tree can make exponential
+    (vault/repo/bounds.py)."""
+    for p in found:
+        if len(problems) >= MAX_PROBLEMS:
+            if problems[-1] != MORE_PROBLEMS:
+                problems.append(MORE_PROBLEMS)
+            return
+        problems.append(p if p == MORE_PROBLEMS else prefix + p)

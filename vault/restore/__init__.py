@@ -5,13 +5,15 @@ Rules (spec/cli.md, "get and where it writes"):
   fsynced, and renamed after the last chunk authenticated; on any failure the temporary file is removed;
 - nothing is written outside DEST and never through a link: every directory is opened relative to its parent's
   descriptor with O_NOFOLLOW, and every name was checked when the tree was decoded (no ``/``, ``.``, ``..``);
-- links are restored as links, whatever their target.
+- links are restored as links, whatever their target;
+- owners come back when root restores (names first, as tar), setuid/setgid only with the stored owner, and
+  anyone else's restore applies the umask (ownership.py).
 
 resolve.py finds what a name means, restorer.py restores it: files.py writes one file, link or directory,
 directory.py a whole tree in batches, durability.py makes what was written durable.
 """
 
 from vault.restore.resolve import destination, resolve, select_version
-from vault.restore.restorer import GetResult, RestoreFailed, Restorer
+from vault.restore.restorer import GetResult, RestoreFailed, Restorer, RestoreSkipped
 
-__all__ = ["GetResult", "RestoreFailed", "Restorer", "destination", "resolve", "select_version"]
+__all__ = ["GetResult", "RestoreFailed", "RestoreSkipped", "Restorer", "destination", "resolve", "select_version"]

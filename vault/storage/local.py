@@ -120,18 +120,23 @@ class LocalBackend:
         when the object is shorter, and ``b""`` past its end.
 
         Raises ``ValueError`` for a negative offset or length, ``ObjectNotFoundError`` when the object is
-        missing, ``StorageError`` for any other failure.
+        missing, ``StorageError`` for any other failure, a path that is not a regular file included (never
+        blocks on a FIFO).
         """
         if offset < 0 or (length is not None and length < 0):
             raise ValueError("offset and length must not be negative")
         path = self.path_of(h)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            # Non-blocking: a FIFO (or device) planted where an object belongs would otherwise block open(2)
+            # forever, hanging every command; it is refused below. (Regular files ignore O_NONBLOCK.)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except (FileNotFoundError, NotADirectoryError) as e:
             raise ObjectNotFoundError(f"{h} not found in {self.location}") from e
         except OSError as e:
             raise StorageError(f"cannot read {h} in {self.location}: {_reason(e)}") from e
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise StorageError(f"{h} in {self.location} is not a regular file")
             return _pread_exactly(fd, offset, length)
         except OSError as e:
             raise StorageError(f"cannot read {h} in {self.location}: {_reason(e)}") from e

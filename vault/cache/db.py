@@ -41,7 +41,7 @@ from vault.errors import StorageError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "cache.sqlite"
 _BUSY_TIMEOUT_MS = 120_000  # another command of this user may hold the write lock while it syncs a big vault
 _PAGE_CACHE_KIB = 32 * 1024  # SQLite's own page cache; the rest is the kernel's page cache, not our RSS

@@ -33,7 +33,12 @@ _SELECT = (
     "SELECT o.name, o.kind, o.generation, r.record_id, r.item_tag, r.version, r.damaged, r.sealed, r.mac "
     "FROM records r JOIN catalog_objects o ON o.id = r.obj WHERE "
 )
-_ROW = struct.Struct("<16sQBH")  # item tag, version, damaged, length of the object name
+_COUNT_SQL = "(SELECT value FROM meta WHERE key = 'records')"
+_TOTAL_SQL = (
+    "SELECT (SELECT count(*) FROM records r JOIN catalog_objects o ON o.id = r.obj), "
+    "(SELECT value FROM meta WHERE key = 'records')"
+)
+_ROW = struct.Struct("<16sQBBIH")  # item tag, version, damaged, object kind, generation, length of its name
 _AAD = b"vault/cache/record"
 
 # What a catalog object is: one loose version record, or a segment of many (docs/format.md).
@@ -84,9 +89,13 @@ class CatalogCache(Held):
         """The keyed tag of an item name: equal names, equal tags; nothing else learned."""
         return blake3.blake3(b"item\0" + item.encode("utf-8", "surrogateescape"), key=self._mac_key).digest(TAG_SIZE)
 
-    def _mac(self, obj: str, record_id: str, tag: bytes, version: int, damaged: int) -> bytes:
-        # Fixed-size fields, then the two hex names with their lengths: no two rows share an encoding.
-        data = _ROW.pack(tag, version, damaged, len(obj)) + obj.encode("ascii") + record_id.encode("ascii")
+    def _mac(self, obj: str, kind: int, generation: int, record_id: str, tag: bytes, version: int,
+             damaged: int) -> bytes:
+        # Fixed-size fields, then the two hex names with their lengths: no two rows share an encoding. The
+        # object's columns are covered too (the row is read joined to them), so an altered object row fails the
+        # MAC of every record it holds; one whose id changed holds none, which the row count notices.
+        data = (_ROW.pack(tag, version, damaged, kind, generation, len(obj)) + obj.encode("ascii")
+                + record_id.encode("ascii"))
         return blake3.blake3(b"row\0" + data, key=self._mac_key).digest(MAC_SIZE)
 
     def _count_mac(self, count: int) -> bytes:
@@ -108,7 +117,8 @@ class CatalogCache(Held):
                 item_tag = self.tag(r.item)
                 sealed = self._aead.seal(r.plain, _AAD + b"\0" + name.encode() + b"\0" + r.record_id.encode())
                 values.append((obj_id, r.record_id, item_tag, r.version, int(r.damaged), sealed,
-                               self._mac(name, r.record_id, item_tag, r.version, int(r.damaged))))
+                               self._mac(name, kind, generation, r.record_id, item_tag, r.version,
+                                         int(r.damaged))))
             before = conn.total_changes
             conn.executemany(
                 "INSERT OR IGNORE INTO records (obj, record_id, item_tag, version, damaged, sealed, mac) "
@@ -160,10 +170,15 @@ class CatalogCache(Held):
         return int(_COUNT.unpack_from(value)[0])
 
     def verify_count(self) -> None:
-        """Rows deleted (or added) behind the cache's back: raises CacheDamaged."""
-        expected = self._read_count(self.db.get_meta("records"))
-        row = self.db.one("SELECT count(*) FROM records")
-        if row is None or int(row[0]) != expected:
+        """Rows deleted (or added) behind the cache's back, or cut off from their object: raises CacheDamaged.
+        Counted through the join every query makes, so a row no query would return is not counted."""
+        # One statement, so one snapshot: another process adding rows meanwhile can't make the two disagree.
+        row = self.db.one(_TOTAL_SQL)
+        assert row is not None
+        self._check_total(int(row[0]), row[1])
+
+    def _check_total(self, seen: int, stored_count: object) -> None:
+        if seen != self._read_count(stored_count):
             raise CacheDamaged("the cached catalog lost or gained rows")
 
     # -- queries -------------------------------------------------------------------------------------------
@@ -183,7 +198,8 @@ class CatalogCache(Held):
         obj, kind, generation, record_id, tag, version, damaged, sealed, mac = row
         assert isinstance(obj, str) and isinstance(record_id, str) and isinstance(tag, bytes)
         assert isinstance(sealed, bytes) and isinstance(mac, bytes)
-        if not hmac.compare_digest(self._mac(obj, record_id, tag, int(version), int(damaged)), mac):
+        if not hmac.compare_digest(self._mac(obj, int(kind), int(generation), record_id, tag, int(version),
+                                             int(damaged)), mac):
             raise CacheDamaged("a cached version record's columns are altered")
         try:
             plain = self._aead.open(sealed, _AAD + b"\0" + obj.encode() + b"\0" + record_id.encode(), "cache row")
@@ -192,8 +208,9 @@ class CatalogCache(Held):
         return CachedRecord(obj, int(kind), int(generation), record_id, int(version), plain)
 
     def _check_columns(self, row: tuple[Any, ...]) -> None:
-        obj, _, _, record_id, tag, version, damaged, _, mac = row
-        if not hmac.compare_digest(self._mac(str(obj), str(record_id), bytes(tag), int(version), int(damaged)), mac):
+        obj, kind, generation, record_id, tag, version, damaged, _, mac = row
+        if not hmac.compare_digest(self._mac(str(obj), int(kind), int(generation), str(record_id), bytes(tag),
+                                             int(version), int(damaged)), mac):
             raise CacheDamaged("a cached version record's columns are altered")
 
     def item_rows(self, item: str) -> list[CachedRecord]:
@@ -223,9 +240,13 @@ class CatalogCache(Held):
         (and checks their MACs) but decrypts only one record per item."""
         latest: dict[bytes, tuple[int, tuple[Any, ...]]] = {}
         counts: dict[bytes, int] = {}
-        sql = self._select("1", ())
-        for row in self.db.rows(sql.replace("r.sealed", "NULL"), ()):
-            self._check_columns(row)
+        # Every row, and the MAC'd row count in the same statement (one snapshot): a row some damage hid from
+        # the join is noticed, not silently left out of the listing.
+        sql = _SELECT.replace("r.sealed", "NULL").replace(" FROM records", f", {_COUNT_SQL} FROM records", 1) + "1"
+        stored_count: object = None
+        for row in self.db.rows(sql, ()):
+            stored_count = row[9]
+            self._check_columns(row[:9])
             tag = row[4]
             assert isinstance(tag, bytes)
             counts[tag] = counts.get(tag, 0) + 1
@@ -233,6 +254,8 @@ class CatalogCache(Held):
             best = latest.get(tag)
             if best is None or key > (best[0], str(best[1][3])):
                 latest[tag] = (key[0], row)
+        if counts:
+            self._check_total(sum(counts.values()), stored_count)
         out = []
         for tag, (_, row) in latest.items():
             full = self.db.one(self._select("o.name = ? AND r.record_id = ?", ()), (row[0], row[3]))

@@ -35,7 +35,7 @@ from vault.repo.tree import Node, encode_tree
 from vault.repo.writer import BlobWriter
 from vault.storage.base import Handle
 
-CHUNKS_REMEMBERED = 1 << 18  # source chunk id -> destination chunk id, for chunks met again in one run
+CHUNKS_REMEMBERED = 1 << 16  # source chunk id -> destination chunk id, for chunks met again in one run
 BATCH_BYTES = 1 << 20
 BATCH_CHUNKS = 64
 

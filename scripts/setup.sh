@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Create .venv and install vault into it (with the test and S3 extras when given "test").
+# Create .venv and install vault into it (with the test, S3 and mount extras when given "test").
+# `vault mount` also needs the system's libfuse3 and fusermount3 (Debian/Ubuntu: apt-get install fuse3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ "${1:-}" = "test" ]; then
-  .venv/bin/python -m pip install --quiet -e '.[test,s3]'
+  .venv/bin/python -m pip install --quiet -e '.[test,s3,mount]'
 else
   .venv/bin/python -m pip install --quiet -e .
 fi

@@ -66,8 +66,11 @@ __all__ = [
     "ENV_PASSWORD",
     "ENV_PASSWORD_COMMAND",
     "ENV_PASSWORD_FILE",
+    "ENV_TO_PASSWORD",
+    "ENV_TO_PASSWORD_FILE",
     "PasswordOptions",
     "Prompt",
+    "read_destination_password",
     "read_new_password",
     "read_password",
     "terminal_prompt",
@@ -79,6 +82,8 @@ ENV_PASSWORD_FILE = "VAULT_PASSWORD_FILE"  # noqa: S105 (a variable's name, not 
 ENV_PASSWORD_COMMAND = "VAULT_PASSWORD_COMMAND"  # noqa: S105 (a variable's name, not a password)
 ENV_PASSWORD = "VAULT_PASSWORD"  # noqa: S105 (a variable's name, not a password)
 ENV_NEW_PASSWORD = "VAULT_NEW_PASSWORD"  # noqa: S105 (a variable's name, not a password)
+ENV_TO_PASSWORD_FILE = "VAULT_TO_PASSWORD_FILE"  # noqa: S105 (a variable's name, not a password)
+ENV_TO_PASSWORD = "VAULT_TO_PASSWORD"  # noqa: S105 (a variable's name, not a password)
 
 #: Asks for one password: ``prompt(text, confirm)``; ``confirm`` is True for the "repeat" question.
 Prompt = Callable[[str, bool], bytes]
@@ -346,6 +351,27 @@ def read_new_password(
     if opts.interactive and prompt is not None:
         return _ask_new_password(prompt)
     raise AuthenticationError(missing, hint=_NO_PASSWORD_HINT)
+
+
+def read_destination_password(opts: PasswordOptions, path: str | None, *, prompt: Prompt | None = None) -> bytes:
+    """The password of the vault `vault copy` writes to: ``--to-password-file FILE`` (``path``), then
+    ``VAULT_TO_PASSWORD_FILE``, then ``VAULT_TO_PASSWORD`` (empty = not set), then the prompt when interactive.
+    AuthenticationError (exit 12) when there is none, a file can't be read, or the password is empty."""
+    path = path if path is not None else _env(opts, ENV_TO_PASSWORD_FILE)
+    if path is not None:
+        password = _read_password_file(path, what="destination password file")
+    elif (text := _env(opts, ENV_TO_PASSWORD)) is not None:
+        password = _env_bytes(text)
+    elif opts.interactive and prompt is not None:
+        password = prompt("Password of the destination: ", False)
+    else:
+        raise AuthenticationError(
+            "no password for the destination: use --to-password-file, VAULT_TO_PASSWORD_FILE or VAULT_TO_PASSWORD",
+            hint=_NO_PASSWORD_HINT,
+        )
+    if not password:
+        raise AuthenticationError("the destination's password is empty")
+    return password
 
 
 def terminal_prompt(text: str, confirm: bool) -> bytes:

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 OWN_DOCS = [
     "quickstart.md", "scripting.md", "environment.md", "exit-codes.md", "restoring.md", "recovery.md",
-    "lost-password.md", "json.md",
+    "lost-password.md", "json.md", "browsing.md",
 ]
 
 
@@ -190,6 +190,16 @@ def json_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     write_file(src / "notes.txt", text_bytes(100_001, seed=7))
     assert _run(env, "put", str(src / "notes.txt")).code == 0
     out["vault get NAME -o DEST --json"] = parse_json(_run(env, "get", "docs", "-o", str(base / "restore"), "--json"))
+    write_file(src / "docs" / "sub" / "b.bin", random_bytes(1000, seed=8))
+    write_file(src / "docs" / "new.txt", b"new\n")
+    assert _run(env, "put", str(src / "docs")).code == 0
+    out["vault diff NAME --json"] = parse_json(_run(env, "diff", "docs", "--json"))
+    out["vault find PATTERN... --json"] = parse_json(_run(env, "find", "*.bin", "--json"))
+    other = {"VAULT_PASSWORD": "the other vault"}
+    assert _run(env, "--vault", str(base / "offsite"), "init", *CHEAP_INIT_ARGS, extra_env=other).code == 0
+    to = {"VAULT_TO_PASSWORD": "the other vault"}
+    out["vault copy --to LOCATION --json"] = parse_json(
+        _run(env, "copy", "docs", "--to", str(base / "offsite"), "--json", extra_env=to))
     assert _run(env, "get", "no-such-item").code == 4  # an error record for the log
     out["vault ls --json"] = parse_json(_run(env, "ls", "--json"))
     out["vault ls NAME --json"] = parse_json(_run(env, "ls", "docs", "--json"))
@@ -214,6 +224,9 @@ JSON_COMMANDS = [
     "vault history NAME --json",
     "vault put PATH... --json",
     "vault get NAME -o DEST --json",
+    "vault diff NAME --json",
+    "vault find PATTERN... --json",
+    "vault copy --to LOCATION --json",
     "vault info --json",
     "vault key list --json",
     "vault log --json",

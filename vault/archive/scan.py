@@ -23,7 +23,7 @@ from typing import IO
 from vault.errors import NotFoundError, StorageError, UsageError, VaultError
 from vault.excludes import Excluder
 from vault.names import check_name
-from vault.owners import owner_of
+from vault.owners import Owner, owner_of
 from vault.repo.repository import Repository
 from vault.repo.tree import Node
 
@@ -60,6 +60,7 @@ class FileEntry:
     reused: Node | None = None
     stream: IO[bytes] | None = None  # standard input
     mtime_ns: int | None = None  # overrides st (standard input has no stat of its own)
+    owner: Owner | None = None  # overrides st's (a tar member names its own)
 
 
 @dataclass
@@ -229,7 +230,8 @@ def file_node(f: FileEntry, size: int, content: tuple[bytes, ...]) -> Node:
     mtime = f.mtime_ns if f.mtime_ns is not None else st.st_mtime_ns
     stream = f.stream is not None  # standard input: no inode or ctime to compare next time
     return Node(f.name, "file", stat.S_IMODE(st.st_mode), mtime, size, content=content,
-                inode=0 if stream else st.st_ino, ctime_ns=0 if stream else st.st_ctime_ns, **owner_of(st))
+                inode=0 if stream else st.st_ino, ctime_ns=0 if stream else st.st_ctime_ns,
+                **(f.owner if f.owner is not None else owner_of(st)))
 
 
 def total_size(paths: list[str]) -> int:

@@ -103,12 +103,13 @@ def root(
 
 
 def _register() -> None:
-    from vault.cli import catalog_cmds, data_cmds, init_cmd, key_cmds, maintenance_cmds
+    from vault.cli import browse_cmds, catalog_cmds, data_cmds, init_cmd, key_cmds, maintenance_cmds
 
     # The order `vault --help` lists them in: the order a new user needs them.
     init_cmd.register(app)
     data_cmds.register(app)
     catalog_cmds.register(app)
+    browse_cmds.register(app)
     maintenance_cmds.register(app)
     key_cmds.register(app)
 

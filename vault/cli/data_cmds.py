@@ -37,18 +37,39 @@ def put(
         typer.Option("--stdin-from-command", metavar="CMD",
                      help="Store the standard output of CMD (run without a shell); needs --name."),
     ] = None,
+    tar: Annotated[
+        bool, typer.Option("--tar", help="PATH (- for standard input) is a tar stream: store its tree as item NAME.")
+    ] = False,
+    files_from: Annotated[
+        str | None, typer.Option("--files-from", metavar="FILE", help="Also store the paths listed in FILE, one a "
+                                 "line (- reads standard input).")
+    ] = None,
+    files_from0: Annotated[
+        str | None, typer.Option("--files-from0", metavar="FILE", help="As --files-from, the paths separated by NUL.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Store files, directories or standard input as new item versions.
 
     Example: vault put ~/Documents --exclude '*.tmp'   |   vault put --stdin-from-command 'pg_dump db' --name db.sql
+    |   tar -c . | vault put - --tar --name site   |   find ~ -name '*.pdf' -print0 | vault put --files-from0 -
     """
     from vault.archive import Putter
+    from vault.archive.tar import TarPutter
+    from vault.cli.browse_cmds import listed_paths
     from vault.errors import NotFoundError, PartialError, UsageError
     from vault.excludes import Excluder, read_exclude_file
 
     s = _common.settings(ctx)
     paths = list(paths or [])
+    if files_from is not None or files_from0 is not None:
+        if "-" in paths and "-" in (files_from, files_from0):
+            raise UsageError("standard input can't be both the list of paths and data to store")
+        paths += listed_paths(files_from, files_from0)
+        if not paths:
+            raise UsageError("the list of paths is empty")
+    if tar and (len(paths) != 1 or name is None or stdin_from_command is not None):
+        raise UsageError("--tar stores one tar stream: give one PATH (- for standard input) and --name")
     if stdin_from_command is not None:
         if paths or name is None:
             raise UsageError("--stdin-from-command takes no PATH and needs --name")
@@ -58,6 +79,8 @@ def put(
         raise UsageError("--name works with one PATH only")
     if "-" in paths and name is None:
         raise UsageError("reading standard input (-) needs --name")
+    if paths.count("-") > 1:
+        raise UsageError("standard input (-) can be given once")
     if not 0 <= compression <= 22:
         raise UsageError("--compression must be between 0 (off) and 22")
     patterns = list(exclude or []) + (read_exclude_file(exclude_file) if exclude_file else [])
@@ -68,12 +91,15 @@ def put(
     state = _common.run_state(ctx)
     session = _common.open_session(ctx, lock="shared")
     started = time.monotonic()
-    with _SourceCommand(stdin_from_command) as command:
-        putter = Putter(session.repo, session.pipeline, level=compression, excluder=excluder,
-                        on_warning=lambda msg: _common.note(f"warning: {msg}"))
+    with _SourceCommand(stdin_from_command) as command, _TarInput(paths[0] if tar else None) as tar_stream:
+        kind = TarPutter if tar else Putter
+        putter = kind(session.repo, session.pipeline, level=compression, excluder=excluder,
+                      on_warning=lambda msg: _common.note(f"warning: {msg}"))
         session.adopt_interrupted(putter)
         if command.stdout is not None:
             sources = [putter.add_stream(command.stdout, name or "")]
+        elif isinstance(putter, TarPutter) and tar_stream is not None:
+            sources = [putter.add_tar(tar_stream, name or "")]
         else:
             sources = [
                 putter.add_stream(sys.stdin.buffer, name or "") if p == "-" else putter.add_path(p, name)
@@ -96,6 +122,31 @@ def put(
     if skipped:
         state.extra["skipped"] = skipped  # the contract: each named in the log too
         raise PartialError(f"{len(skipped)} path(s) were skipped (named above)")
+
+
+class _TarInput:
+    """--tar: the tar stream, standard input or a tar file opened for reading (closed afterwards)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.file: IO[bytes] | None = None
+
+    def __enter__(self) -> IO[bytes] | None:
+        if self.path is None:
+            return None
+        if self.path == "-":
+            return sys.stdin.buffer
+        from vault.errors import StorageError
+
+        try:
+            self.file = open(self.path, "rb")
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.path}: {exc.strerror}") from None
+        return self.file
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 class _SourceCommand:
@@ -177,11 +228,11 @@ def get(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Restore a file or a directory tree.
+    """Restore a file or a directory tree. -o - writes a file's contents, or a directory as a tar stream.
 
     Run as root, owners are restored too (by name, as tar does); otherwise files belong to the user who runs it.
 
-    Example: vault get photos/2020 -o /tmp/restore   |   vault get db.sql -o - | psql
+    Example: vault get photos/2020 -o /tmp/restore   |   vault get db.sql -o - | psql   |   vault get site -o - | tar -x
     """
     from vault.restore import RestoreFailed, Restorer, RestoreSkipped, destination, resolve
 
@@ -193,6 +244,11 @@ def get(
     with progress.bar(s, "get", total if output != "-" else None) as advance:
         restorer = Restorer(session.repo, session.pipeline, on_progress=advance, numeric_owner=numeric_owner)
         if output == "-":
+            if node.type == "dir":  # a directory: as a pax tar stream
+                from vault.restore.tar import TarWriter
+
+                state.nbytes = TarWriter(session.repo, session.pipeline, sys.stdout.buffer).write(node).bytes_written
+                return
             state.nbytes = restorer.to_stream(node, sys.stdout.buffer)
             return
         dest = destination(name, node, output)

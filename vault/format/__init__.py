@@ -116,6 +116,7 @@ from vault.format.records import MAX_RECORD_SIZE as MAX_RECORD_SIZE
 from vault.format.records import MAX_SEGMENT_SIZE as MAX_SEGMENT_SIZE
 from vault.format.records import RECORD_VERSION as RECORD_VERSION
 from vault.format.records import RecordFields as RecordFields
+from vault.format.records import RecordOrigin as RecordOrigin
 from vault.format.records import decode_record as decode_record
 from vault.format.records import decode_segment as decode_segment
 from vault.format.records import encode_record as encode_record

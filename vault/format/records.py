@@ -1,5 +1,10 @@
 """Version records: the JSON an encrypted version record holds, alone (a loose record object) or many to a
-catalog segment, and their parsers."""
+catalog segment, and their parsers.
+
+A record made by `vault copy` also names where it came from (``origin``: the source vault's id, the source
+record's id and its version number), so a rerun of the copy skips it. The field is optional: records without it
+(every record made otherwise, and every record of older releases) read as before, and older releases read
+records that have it (they ignore keys they do not know)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,16 @@ MAX_RECORD_SIZE = 1024 * 1024  # the sealed object's size
 SEGMENT_VERSION = 1
 MAX_SEGMENT_SIZE = 32 * 1024 * 1024  # a sealed segment (4,096 records of ~400 bytes are ~1.6 MB)
 MAX_SEGMENT_RECORDS = 65_536
+VAULT_ID_HEX = 32  # a vault id (16 bytes) in hex, as an origin names it
+
+
+class RecordOrigin(NamedTuple):
+    """Where a copied version came from: the source vault's id (32 hex digits), the source record's id (64 hex
+    digits) and the version number it had there."""
+
+    vault_id: str
+    record_id: str
+    version: int
 
 
 class RecordFields(NamedTuple):
@@ -29,6 +44,7 @@ class RecordFields(NamedTuple):
     bytes_added: int
     host: str
     damaged: tuple[str, ...]  # set by `repair` when data this version needs is lost
+    origin: RecordOrigin | None = None  # set by `copy`: the version this one is a copy of
 
 
 def record_doc(record: RecordFields) -> dict[str, Any]:
@@ -44,7 +60,34 @@ def record_doc(record: RecordFields) -> dict[str, Any]:
         "files": record.files,
         "bytes_added": record.bytes_added,
         "host": record.host,
-    } | ({"damaged": list(record.damaged)} if record.damaged else {})
+    } | ({"damaged": list(record.damaged)} if record.damaged else {}) | _origin_doc(record.origin)
+
+
+def _origin_doc(origin: RecordOrigin | None) -> dict[str, Any]:
+    if origin is None:
+        return {}
+    return {"origin": {"vault": origin.vault_id, "record": origin.record_id, "version": origin.version}}
+
+
+def _origin(doc: dict[str, Any], what: str) -> RecordOrigin | None:
+    """The optional ``origin`` of a record: ids in lowercase hex of the right lengths, a version number >= 1."""
+    raw = doc.get("origin")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise IntegrityError(f"{what} has a malformed origin")
+    vault_id, record_id, version = raw.get("vault"), raw.get("record"), raw.get("version")
+    if not (isinstance(vault_id, str) and len(vault_id) == VAULT_ID_HEX and _is_hex(vault_id)):
+        raise IntegrityError(f"{what} has a malformed origin")
+    id_from_hex(record_id, what)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise IntegrityError(f"{what} has a malformed origin")
+    assert isinstance(record_id, str)
+    return RecordOrigin(vault_id, record_id.lower(), version)
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 def encode_record(record: RecordFields) -> bytes:
@@ -74,7 +117,7 @@ def _record_fields(doc: dict[str, Any], what: str) -> RecordFields:
         raise IntegrityError(f"{what} is malformed")
     return RecordFields(
         item, nums[0], created, vtype, id_from_hex(doc.get("tree"), what),  # type: ignore[arg-type]
-        nums[1], nums[2], nums[3], host, tuple(damaged),  # type: ignore[arg-type]
+        nums[1], nums[2], nums[3], host, tuple(damaged), _origin(doc, what),  # type: ignore[arg-type]
     )
 
 

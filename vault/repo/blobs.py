@@ -128,6 +128,13 @@ def open_blob(
     steps are the stages :attr:`Stage.OPEN` and :attr:`Stage.DECOMPRESS` of ``timer``."""
     with timer.stage(Stage.OPEN):
         payload = open_payload(key, vault_id, entry, sealed, what, generation)
+    return decode_payload(entry, payload, what, timer=timer)
+
+
+def decode_payload(entry: fmt.BlobEntry, payload: bytes, what: str, *, timer: StageTimer = NO_TIMING) -> bytes:
+    """A blob's authenticated payload (from :func:`open_payload`) as plaintext: decompressed when ``entry.flags``
+    says so, never to more than ``entry.raw_length`` bytes, and exactly that long. IntegrityError otherwise.
+    (`copy` keeps the compressed payload to seal it again and needs the plaintext only for the blob's id.)"""
     if entry.flags & fmt.FLAG_ZSTD:
         try:
             # python-zstandard ignores max_output_size when the frame declares its content size and allocates

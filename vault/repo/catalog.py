@@ -56,12 +56,14 @@ class VersionRecord:
     bytes_added: int
     host: str
     damaged: tuple[str, ...] = ()  # set by `repair` when data this version needs is lost
+    origin: fmt.RecordOrigin | None = None  # set by `copy`: the version (of another vault) this one copies
 
     def stored(self) -> fmt.RecordFields:
         """What the record holds: everything but its id."""
         return fmt.RecordFields(
             item=self.item, version=self.version, created=self.created, type=self.type, tree=self.tree,
             size=self.size, files=self.files, bytes_added=self.bytes_added, host=self.host, damaged=self.damaged,
+            origin=self.origin,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -99,6 +99,20 @@ class BlobWriter:
             self._add(sealed)
         return blob_id
 
+    def claim(self, blob_id: bytes) -> bool:
+        """True when ``blob_id`` is neither indexed nor claimed by this writer yet: it is now claimed, and the
+        caller must :meth:`add` it. False: it is stored (or being stored) already. Thread-safe (`copy` seals
+        blobs it has not compressed itself on the workers, then adds them in order)."""
+        with self._lock:
+            if blob_id in self._claimed or blob_id in self.repo.index:
+                return False
+            self._claimed.add(blob_id)
+            return True
+
+    def add(self, blob: SealedBlob) -> None:
+        """Add a sealed blob this writer claimed to the current pack (main thread, in order)."""
+        self._add(blob)
+
     def _add(self, blob: SealedBlob) -> None:
         with self.timer.stage(Stage.PACK):
             self._builder.add(blob)

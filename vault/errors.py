@@ -95,6 +95,13 @@ class TransientStorageError(StorageError):
     """A failure that may pass if the same call is tried again (throttling, timeouts, 5xx)."""
 
 
+class NotPermittedError(VaultError):
+    """The key in use may only add data (a write-only key): the command needs a full key. Raised before anything
+    is read or printed."""
+
+    exit_code = 13
+
+
 class ConflictError(VaultError):
     """The vault or the destination exists already; removing the last key."""
 

@@ -7,7 +7,9 @@ is asked for), obtains the password, unlocks a key slot, takes the lock the work
   such change can start, so looking once more after locking is enough; a key that keeps changing is busy);
 - compares the vault's version records with what this machine saw last (vault.witness) and reports a replay,
   a deletion or a rollback through ``on_note``;
-- rewraps a slot whose KDF parameters fell behind the defaults (a key change: only under a lock).
+- rewraps a slot whose KDF parameters fell behind the defaults (a key change: only under a lock);
+- refuses a write-only key (exit 13) before any lock or read unless ``write_only_ok``; with the exclusive lock and
+  a full key, numbers the versions write-only keys added (Changes.settle_versions).
 
 A :class:`Session` is a context manager. Leaving it tells the witness what this session's command left behind,
 closes the worker pools and releases the lock, in that order, whatever happened. Nothing here is module-level
@@ -226,6 +228,7 @@ def open_session(
     witness: bool = True,
     cache: bool | str | Path = True,
     on_note: Note | None = None,
+    write_only_ok: bool = False,
 ) -> Session:
     """Open the vault at ``location`` (a directory, or ``s3://BUCKET[/PREFIX]``; None: the per-user default)
     and return a :class:`Session` holding it. Use it as a context manager.
@@ -236,10 +239,11 @@ def open_session(
     ``history``). ``retry_lock_s`` waits that long for a conflicting lock. ``command`` names the holder in lock
     objects. ``on_note`` receives warnings meant for people (a replayed version record, a lock broken).
     ``cache``: True for the local cache in the per-user cache directory (``~/.cache/vault``), a directory to
-    keep it there instead, False for none (a private temporary one, as ``--no-cache``).
+    keep it there instead, False for none (a private temporary one, as ``--no-cache``). ``write_only_ok``: a
+    write-only key may do the work (it only adds data or counts objects); otherwise such a key is refused.
 
-    Raises VaultNotFoundError (exit 10), AuthenticationError (12), VaultLockedError (11),
-    UnsupportedVersionError (21), IntegrityError (20), StorageError (30), UsageError (2).
+    Raises VaultNotFoundError (exit 10), AuthenticationError (12), NotPermittedError (13: a write-only key),
+    VaultLockedError (11), UnsupportedVersionError (21), IntegrityError (20), StorageError (30), UsageError (2).
     """
     from vault.repo.config import load_config
     from vault.storage import open_backend
@@ -248,13 +252,16 @@ def open_session(
     config = load_config(backend)  # "no vault here" (exit 10) before asking for a password
     secret = _password_bytes(password)
     notes: list[str] = []
-    repo, held = _unlock_and_lock(backend, config, secret, lock, command, retry_lock_s, notes)
+    repo, held = _unlock_and_lock(backend, config, secret, lock, command, retry_lock_s, notes, write_only_ok)
     repo.cache_dir = cache_dir(cache)
     try:
         if held is not None:
             # Rewrapping a slot is a key change: only under a lock, so it never races a `rekey` of that slot.
             repo.slot = repo.keys.rehash_if_weak(repo.slot, repo.key, secret)
-        watcher, findings = _witness(repo, witness, lock, notes, on_note)
+        # A write-only key can't authenticate version records, so it has no witness to keep.
+        watcher, findings = _witness(repo, witness and not repo.write_only, lock, notes, on_note)
+        if lock == "exclusive" and not repo.write_only and repo.settle_versions():  # the vault is ours alone
+            notes.append("numbered the versions that write-only keys added")
     except BaseException:
         if held is not None:
             held.release()
@@ -280,13 +287,19 @@ def _unlock_and_lock(
     command: str,
     retry_lock_s: float,
     notes: list[str],
+    write_only_ok: bool = False,
 ) -> tuple[Repository, Lock | None]:
     """Unlock, then take the lock; unlock again when the slot changed in between (a concurrent `rekey` or
-    `passwd`: the keyring we would write under, and other holders' locks, may be newer than ours)."""
+    `passwd`: the keyring we would write under, and other holders' locks, may be newer than ours). A write-only
+    key is refused here, before any lock is taken or anything read, unless ``write_only_ok``."""
     from vault.repo.locks import acquire
     from vault.repo.repository import Repository
 
     repo = Repository.open(backend, password, config=config, rehash=False)
+    if repo.write_only and not write_only_ok:
+        from vault.repo.write_only import refuse
+
+        refuse(repo, command)  # exit 13, before any lock is taken or anything read
     if lock is None:
         return repo, None
     if lock not in ("shared", "exclusive"):

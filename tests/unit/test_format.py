@@ -130,7 +130,7 @@ def test_unknown_blob_type(btype: int) -> None:
         fmt.decode_entries(fmt.encode_entries([entry(blob_type=btype)]), 0, "t")
 
 
-@pytest.mark.parametrize("flags", [0x02, 0x80, 0xFF, fmt.FLAG_ZSTD | 0x04])
+@pytest.mark.parametrize("flags", [0x04, 0x80, 0xFF, fmt.FLAG_ZSTD | 0x04, fmt.FLAG_SEALED | 0x08])
 def test_unknown_flags_are_unsupported_version(flags: int) -> None:
     with pytest.raises(UnsupportedVersionError) as info:
         fmt.decode_entries(fmt.encode_entries([entry(flags=flags)]), 0, "t")

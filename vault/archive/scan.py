@@ -215,7 +215,10 @@ class Scanner:
         }
         if not looks_same:
             return {}
-        missing = self.repo.index.missing(c for old in looks_same.values() for c in old.content)
+        # A full key reuses only chunks a full key stored (vault.repo.writer.BlobWriter._stored tells why); a
+        # write-only key, those its local record says it stored.
+        missing = self.repo.index.missing((c for old in looks_same.values() for c in old.content),
+                                          trusted_only=not self.repo.write_only)
         return {k: old for k, old in looks_same.items() if not missing.intersection(old.content)}
 
 

@@ -57,12 +57,19 @@ class PutResult:
     bytes_added: int
     skipped: list[str] = field(default_factory=list)
     size: int = 0  # original bytes of the version (unchanged files count though they were not read)
+    # False for a write-only key's version: its number is given by readers (``version`` is then 0; null in JSON)
+    numbered: bool = True
+
+    @property
+    def committed(self) -> bool:
+        """True when a version was stored (a single file that could not be read stores none)."""
+        return self.version > 0 or not self.numbered
 
     def to_json(self) -> dict[str, object]:
         return {
             "size": self.size,
             "name": self.name,
-            "version": self.version,
+            "version": self.version if self.numbered else None,
             "type": self.type,
             "files": self.files,
             "bytes_read": self.bytes_read,
@@ -380,7 +387,7 @@ class Putter:
                 results.append(PutResult(src.name, 0, "file", 0, 0, 0, src.skipped))
                 continue
             results.append(PutResult(src.name, record.version, record.type, src.files, src.bytes_read,
-                                     src.bytes_added, src.skipped, src.size))
+                                     src.bytes_added, src.skipped, src.size, numbered=record.version > 0))
         return results
 
 

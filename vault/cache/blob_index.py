@@ -11,7 +11,9 @@ makes the repository sync again and, failing that, rebuild from the storage befo
 lost or garbled rows can cost a rebuild, never a wrong answer.
 
 A blob stored in two packs (two puts raced, or `rekey --reencrypt` copied it) resolves to the copy under the
-latest key generation, then to the lowest pack id: the same rule everywhere (lookups, :meth:`packs`).
+latest key generation, then to the lowest pack id: the same rule everywhere (lookups, :meth:`packs`). A copy a
+full key sealed comes before any a write-only key sealed (FLAG_SEALED): any write-only key can seal a blob under
+any id, so such a copy never stands in for a full key's (docs/security.md, "Write-only keys").
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ class BlobLocation:
         return Handle(Kind.DATA, self.pack_id.hex())
 
 
+def _rank(loc: BlobLocation) -> tuple[int, int, bytes]:
+    """Which copy of a blob the index resolves to: the lowest rank (see the module docstring)."""
+    return loc.entry.flags & fmt.FLAG_SEALED, -loc.generation, loc.pack_id
+
+
 class BlobIndex(Held):
     """Blob id → location, backed by the cache's ``index_objects``/``packs``/``blobs`` tables. Thread-safe."""
 
@@ -77,30 +84,34 @@ class BlobIndex(Held):
     # -- lookups -------------------------------------------------------------------------------------------
     def get(self, blob_id: bytes) -> BlobLocation | None:
         """Where the blob is (latest key generation first, then the lowest pack id), or None."""
-        best: BlobLocation | None = None
+        found = self.locations(blob_id)
+        return found[0] if found else None
+
+    def locations(self, blob_id: bytes) -> list[BlobLocation]:
+        """Every copy of the blob the index lists, the one :meth:`get` picks first (a reader falls back on the
+        others when a copy a write-only key sealed does not hold what its id says)."""
         try:
             rows = self.db.query(_LOOKUP, (blob_id,))
         except CacheDamaged as exc:  # as absent: the caller catches up with (or rebuilds from) the storage
             self.damaged_rows += 1
             log.warning("the cached index can't be read (%s); the blob counts as not found", exc)
-            return None
-        for row in rows:
-            loc = self._location(blob_id, row)
-            if loc is not None and (best is None or (-loc.generation, loc.pack_id) < (-best.generation, best.pack_id)):
-                best = loc
-        return best
+            return []
+        found = [loc for loc in (self._location(blob_id, row) for row in rows) if loc is not None]
+        return sorted(found, key=_rank)
 
     def __contains__(self, blob_id: object) -> bool:
         return isinstance(blob_id, bytes) and self.get(blob_id) is not None
 
-    def missing(self, blob_ids: Iterable[bytes]) -> set[bytes]:
-        """The ids among ``blob_ids`` that the index does not hold (one query per 500 ids)."""
+    def missing(self, blob_ids: Iterable[bytes], trusted_only: bool = False) -> set[bytes]:
+        """The ids among ``blob_ids`` that the index does not hold (one query per 500 ids); ``trusted_only``: or
+        holds only copies a write-only key sealed."""
         wanted = list(dict.fromkeys(blob_ids))
         found: set[bytes] = set()
+        only = " AND (b.flags & 2) = 0" if trusted_only else ""  # 2: FLAG_SEALED
         for i in range(0, len(wanted), _SQL_BATCH):
             batch: list[object] = list(wanted[i : i + _SQL_BATCH])
             marks = ",".join("?" * len(batch))
-            sql = f"SELECT b.blob_id, {_COLUMNS} {_JOINED} WHERE b.blob_id IN ({marks})"
+            sql = f"SELECT b.blob_id, {_COLUMNS} {_JOINED} WHERE b.blob_id IN ({marks}){only}"
             try:
                 rows = self.db.query(sql, batch)
             except CacheDamaged:  # as absent: the files are simply read again
@@ -161,7 +172,8 @@ class BlobIndex(Held):
     def _packs_where(self, where: str, params: tuple[object, ...], resolved: bool) -> Iterator[fmt.IndexedPack]:
         # ``resolved``: keep only the row each blob resolves to (window function over the blob id index).
         rank = (
-            ", ROW_NUMBER() OVER (PARTITION BY b.blob_id ORDER BY p.generation DESC, p.pack_id) AS rank"
+            ", ROW_NUMBER() OVER (PARTITION BY b.blob_id ORDER BY (b.flags & 2), p.generation DESC, p.pack_id)"
+            " AS rank"  # _rank's order; 2 is FLAG_SEALED
             if resolved else ", 1 AS rank"
         )
         sql = (

@@ -142,10 +142,11 @@ def new_recovery_key(state: RunState, path: str, location: str) -> str:
     return key
 
 
-def open_session(ctx: typer.Context, lock: LockMode | None = None) -> Session:
+def open_session(ctx: typer.Context, lock: LockMode | None = None, write_only_ok: bool = False) -> Session:
     """Open the configured vault with the configured password through the library's one opener
     (vault.session), holding a ``"shared"`` or ``"exclusive"`` lock, or none, for the rest of the command.
-    ``vault.cli.run`` closes it (witness, pools, lock) however the command ends."""
+    ``vault.cli.run`` closes it (witness, pools, lock) however the command ends. A write-only key is refused
+    (exit 13, before anything is read) unless ``write_only_ok`` (put, info, check without --read-data)."""
     from vault.session import open_session as _open
 
     state = run_state(ctx)
@@ -159,13 +160,14 @@ def open_session(ctx: typer.Context, lock: LockMode | None = None) -> Session:
         command=state.command,
         cache=s.cache,
         on_note=note,
+        write_only_ok=write_only_ok,
     )
     return state.session
 
 
-def open_repo(ctx: typer.Context, lock: LockMode | None = None) -> Repository:
+def open_repo(ctx: typer.Context, lock: LockMode | None = None, write_only_ok: bool = False) -> Repository:
     """:func:`open_session` for commands that need only the repository."""
-    return open_session(ctx, lock).repo
+    return open_session(ctx, lock, write_only_ok).repo
 
 
 def print_json(doc: Any) -> None:

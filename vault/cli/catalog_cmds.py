@@ -82,9 +82,18 @@ def info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """
     from vault.ops.items import info as _info
 
-    doc = _info(_common.open_repo(ctx))
+    repo = _common.open_repo(ctx, write_only_ok=True)
+    if repo.write_only:
+        from vault.ops.write_only import write_only_info
+
+        doc = write_only_info(repo)
+    else:
+        doc = _info(repo)
     if as_json:
         _common.print_json(doc)
+        return
+    if repo.write_only:
+        _write_only_info_text(doc)
         return
     k = doc["kdf"]
     older = doc["older_key_generations"]
@@ -101,6 +110,23 @@ def info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         f"compression:     {doc['compression_ratio']}\n"
         f"key derivation:  argon2id, {k['memory_kib'] // 1024} MiB, t={k['time_cost']}, p={k['parallelism']}\n"
         f"key generation:  {doc['key_generation']}{held}"
+    )
+
+
+def _write_only_info_text(doc: dict[str, object]) -> None:
+    k = doc["kdf"]
+    assert isinstance(k, dict)
+    stored = doc["stored_bytes"]
+    assert isinstance(stored, int)
+    typer.echo(
+        f"location:        {doc['location']}\n"
+        f"format version:  {doc['format_version']}\n"
+        f"key:             write-only (it adds data; items, versions and contents are sealed to a full key)\n"
+        f"stored objects:  {doc['packs']} pack(s), {doc['index_objects']} index object(s), "
+        f"{doc['version_objects']} version object(s)\n"
+        f"keys:            {doc['keys']}\n"
+        f"stored size:     {_common.human_size(stored)}\n"
+        f"key derivation:  argon2id, {k['memory_kib'] // 1024} MiB, t={k['time_cost']}, p={k['parallelism']}"
     )
 
 

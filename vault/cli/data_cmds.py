@@ -89,7 +89,7 @@ def put(
         if p != "-" and not os.path.lexists(p):
             raise NotFoundError(f"{p} does not exist")
     state = _common.run_state(ctx)
-    session = _common.open_session(ctx, lock="shared")
+    session = _common.open_session(ctx, lock="shared", write_only_ok=True)
     started = time.monotonic()
     with _SourceCommand(stdin_from_command) as command, _TarInput(paths[0] if tar else None) as tar_stream:
         kind = TarPutter if tar else Putter
@@ -113,10 +113,10 @@ def put(
     elapsed = time.monotonic() - started
     state.nbytes = sum(r.bytes_read for r in results)
     if as_json:
-        _common.print_json([r.to_json() for r in results if r.version])
+        _common.print_json([r.to_json() for r in results if r.committed])
     else:
         for r in results:
-            if r.version:
+            if r.committed:
                 _common.say(s, _summary(r, elapsed))
     skipped = [p for r in results for p in r.skipped]
     if skipped:
@@ -204,8 +204,10 @@ class _SourceCommand:
 
 def _summary(r: PutResult, elapsed: float) -> str:
     saving = f", {r.size / r.bytes_added:.1f}x smaller after dedup and compression" if r.bytes_added else ""
+    # A write-only key's version is numbered by the readers: it can't read the numbers taken already.
+    which = f"version {r.version}" if r.numbered else "a new version (numbered when a full key reads it)"
     return (
-        f"stored {r.name} version {r.version}: {r.files} file(s), {_common.human_size(r.size)}; "
+        f"stored {r.name} {which}: {r.files} file(s), {_common.human_size(r.size)}; "
         f"{_common.human_size(r.bytes_read)} read, {_common.human_size(r.bytes_added)} added{saving} "
         f"in {elapsed:.1f}s"
     )

@@ -1,4 +1,5 @@
-"""`vault passwd` and `vault key add|list|remove`: several passwords, one master key, no data rewritten."""
+"""`vault passwd` and `vault key add|list|remove`: several passwords, one master key, no data rewritten; write-only
+keys (`key add --write-only`)."""
 
 from __future__ import annotations
 
@@ -70,13 +71,33 @@ def key_add(
         str | None,
         typer.Option("--recovery", metavar="FILE", help="Add a recovery key instead, written to FILE (0600)."),
     ] = None,
+    write_only: Annotated[
+        bool,
+        typer.Option("--write-only", help="A key that can only add data: put, info, check and log; it can't read, "
+                     "list or remove anything, not even what it stored."),
+    ] = False,
 ) -> None:
-    """Add another password (or a recovery key) that opens this vault.
+    """Add another password (or a recovery key, or a write-only key) that opens this vault.
 
     Example: VAULT_NEW_PASSWORD=... vault key add   |   vault key add --recovery ~/vault-recovery.txt
+    Example: vault key add --write-only --new-password-file ~/.nightly-backup-pw
     """
+    from vault.errors import UsageError
+
+    if write_only and recovery_file is not None:
+        raise UsageError("--write-only and --recovery can't be combined")
     s = _common.settings(ctx)
-    repo = _common.open_repo(ctx, lock="exclusive")
+    session = _common.open_session(ctx, lock="exclusive")
+    repo = session.repo
+    if write_only:
+        from vault.ops.write_only import add_write_only_key
+
+        new = _new_password(ctx, new_password_file)
+        params, policy = _new_slot_settings(repo)
+        refresh = session.lock.refresh if session.lock is not None else None
+        slot = add_write_only_key(repo, new, params, policy, refresh)
+        _common.say(s, f"added write-only key {slot.slot_id}: it stores new versions and can read or remove nothing")
+        return
     if recovery_file is not None:
         key = _common.new_recovery_key(_common.run_state(ctx), recovery_file, repo.backend.location)
         slot = repo.keys.add_recovery(repo.key, key)
@@ -111,7 +132,7 @@ def key_list(
     for r in rows:
         mark = "*" if r["current"] else " "
         k = r["kdf"]
-        typer.echo(f"{mark} {r['id']}\t{r['type']}\t{r['created']}\t{r['host']}\t"
+        typer.echo(f"{mark} {r['id']}\t{r['kind']}\t{r['type']}\t{r['created']}\t{r['host']}\t"
                    f"argon2id {k['memory_kib'] // 1024} MiB t={k['time_cost']} p={k['parallelism']}")
 
 
@@ -162,9 +183,14 @@ def rekey(
     else:
         _common.say(s, f"key generation {report.generation} is current: new data is sealed under a new master key")
     for removed in report.removed_keys:
-        again = "vault key add --recovery FILE" if removed["type"] == "recovery" else "vault key add"
+        again = {"recovery": "vault key add --recovery FILE", "write-only": "vault key add --write-only"}.get(
+            removed["type"], "vault key add")
         _common.say(s, f"removed {removed['type']} key {removed['id']}: it opens only the old key; "
                        f"add it again with `{again}`")
+    for kept in report.write_only_kept:
+        _common.say(s, f"kept write-only key {kept['id']}: it still seals to key generation "
+                       f"{kept['public_key_generation']}, so what it adds is readable with that older key too; "
+                       "issue a new one (`vault key add --write-only`, then `vault key remove`) if it may have leaked")
     if report.reencrypted:
         _common.say(
             s,

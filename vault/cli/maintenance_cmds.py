@@ -29,8 +29,12 @@ def check(
     from vault.ops.check import check as _check
 
     s = _common.settings(ctx)
-    session = _common.open_session(ctx, lock="shared")
+    # A write-only key may count objects (what listing the storage shows anyone), never read them.
+    session = _common.open_session(ctx, lock="shared", write_only_ok=not read_data)
     repo = session.repo
+    if repo.write_only:
+        _write_only_check(s, session, as_json)
+        return
     with progress.bar(s, "check", None) as advance:
         if read_data:
             advance.set_total(repo.stored_bytes())
@@ -54,6 +58,18 @@ def check(
             hint = ("unless you put an older copy of the storage back yourself, remove each replayed version with "
                     "`vault rm NAME --version N`; " + hint)
         raise IntegrityError(f"check found {len(report.problems)} problem(s)", hint=hint)
+
+
+def _write_only_check(s: _common.Settings, session: Session, as_json: bool) -> None:
+    from vault.ops.write_only import write_only_check
+
+    counts = write_only_check(session.repo)
+    if as_json:
+        _common.print_json(counts.to_json())
+        return
+    _common.say(s, f"write-only key: {counts.packs} pack(s), {counts.index_objects} index object(s), "
+                   f"{counts.version_objects} version object(s), {counts.keys} key(s), "
+                   f"{_common.human_size(counts.stored_bytes)} stored; nothing verified (check with a full key)")
 
 
 def _witnessed_problems(session: Session, report: CheckReport) -> None:

@@ -31,13 +31,14 @@ class Aead:
             raise ValueError("AEAD keys are 32 bytes")
         self._cipher = AESGCM(key)
 
-    def seal(self, plaintext: bytes | memoryview, aad: bytes) -> bytes:
-        """Encrypt with a fresh random nonce; returns ``nonce | ciphertext | tag``."""
-        return self._seal_with(os.urandom(NONCE_SIZE), plaintext, aad)
+    def seal(self, plaintext: bytes | memoryview, aad: bytes, prefix: bytes = b"") -> bytes:
+        """Encrypt with a fresh random nonce; returns ``prefix | nonce | ciphertext | tag`` (``prefix``: bytes that
+        belong in front, such as a sealed unit's ephemeral key, joined in the one copy the nonce costs anyway)."""
+        return self._seal_with(os.urandom(NONCE_SIZE), plaintext, aad, prefix)
 
-    def _seal_with(self, nonce: bytes, plaintext: bytes | memoryview, aad: bytes) -> bytes:
+    def _seal_with(self, nonce: bytes, plaintext: bytes | memoryview, aad: bytes, prefix: bytes = b"") -> bytes:
         # A seam for known-answer tests (Fernet's _encrypt_from_parts): production code always passes urandom.
-        return nonce + self._cipher.encrypt(nonce, plaintext, aad)
+        return (prefix + nonce) + self._cipher.encrypt(nonce, plaintext, aad)
 
     def open(self, sealed: bytes | memoryview, aad: bytes, what: str) -> bytes:
         """Authenticate and decrypt. Raises IntegrityError when the bytes or the AAD were altered."""

@@ -1,12 +1,15 @@
 """The keyring: the vault's identity keys and one master key per key generation, with the subkeys of each.
 
 A key slot (vault.crypto.slots) unwraps a keyring; everything else that encrypts, decrypts or names a blob
-uses it. Subkeys come from a generation's master key through HKDF, one label per purpose (vault.format).
+uses it. Subkeys come from a generation's master key through HKDF, one label per purpose (vault.format). Each
+generation also has an X25519 key pair (format version 4) derived from its master key: write-only keys
+(vault.crypto.write_only) hold its public half and seal to it; this keyring opens what they sealed.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import blake3
 from cryptography.hazmat.primitives import hashes
@@ -14,21 +17,31 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from vault import format as fmt
 from vault.crypto.aead import Aead
+from vault.crypto.recipient import Recipient, RecipientKey
 from vault.errors import ConflictError, IntegrityError, UnknownGenerationError
 
 
 class Generation:
     """One key generation's encryption keys, derived from its 32-byte master key. ``repr`` hides the bytes."""
 
-    __slots__ = ("data", "meta", "number", "raw")
+    __slots__ = ("_recipient_key", "_vault_id", "data", "meta", "number", "raw")
 
     def __init__(self, number: int, raw: bytes, vault_id: bytes) -> None:
         if len(raw) != fmt.KEY_SIZE:
             raise ValueError("master keys are 32 bytes")
         self.number = number
         self.raw = raw
+        self._vault_id = vault_id
         self.data = Aead(_derive(raw, vault_id, fmt.LABEL_DATA))
         self.meta = Aead(_derive(raw, vault_id, fmt.LABEL_META))
+        self._recipient_key: RecipientKey | None = None
+
+    @property
+    def recipient_key(self) -> RecipientKey:
+        """This generation's X25519 private key (derived on first use): opens what write-only keys sealed to it."""
+        if self._recipient_key is None:
+            self._recipient_key = RecipientKey(_derive(self.raw, self._vault_id, fmt.LABEL_X25519), self._vault_id)
+        return self._recipient_key
 
     def __repr__(self) -> str:
         return f"Generation({self.number}, <hidden>)"
@@ -36,6 +49,26 @@ class Generation:
 
 def _derive(raw: bytes, vault_id: bytes, label: bytes, length: int = fmt.KEY_SIZE) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=vault_id, info=label).derive(raw)
+
+
+def lock_aead(id_key: bytes, vault_id: bytes) -> Aead:
+    """The AEAD of lock objects in a version 4 vault: derived from the data id key, which full and write-only keys
+    both hold, so each kind can read and honour the other's locks. (A lock says who holds the vault and since
+    when; nothing else.)"""
+    return Aead(_derive(id_key, vault_id, fmt.LABEL_LOCKS))
+
+
+@dataclass(frozen=True, slots=True)
+class BlobSealer:
+    """How one put seals its blobs: under the current generation's data key, or (a write-only put) under the key
+    of its ephemeral exchange with the vault's public key, whose public half goes in front of every blob."""
+
+    aead: Aead
+    prefix: bytes = b""  # the put's ephemeral public key (write-only puts), else nothing
+    flags: int = 0  # fmt.FLAG_SEALED for a write-only put's blobs
+
+    def seal(self, payload: bytes | memoryview, aad: bytes) -> bytes:
+        return self.aead.seal(payload, aad, self.prefix)
 
 
 class Keyring:
@@ -53,7 +86,8 @@ class Keyring:
     Never logged or printed: ``repr`` hides the bytes.
     """
 
-    __slots__ = ("_gens", "_id_key", "_tree_id_key", "chunker_seed", "current", "flags", "vault_id")
+    __slots__ = ("_gens", "_id_key", "_lock_aead", "_tree_id_key", "chunker_seed", "current", "flags", "vault_id")
+    write_only = False  # see vault.crypto.write_only.WriteOnlyKeyring
 
     def __init__(
         self,
@@ -74,6 +108,7 @@ class Keyring:
         self._gens = {n: Generation(n, raw, vault_id) for n, raw in sorted(generations.items())}
         self.current = current
         self.flags = flags
+        self._lock_aead: Aead | None = None
 
     @classmethod
     def from_master_key(cls, raw: bytes, vault_id: bytes) -> Keyring:
@@ -150,6 +185,27 @@ class Keyring:
         gens = {n: g.raw for n, g in self._gens.items()} | {number: os.urandom(fmt.KEY_SIZE)}
         flags = self.flags | (fmt.FLAG_REENCRYPT_PENDING if reencrypt else 0)
         return Keyring(self.vault_id, self._id_key, self._tree_id_key, self.chunker_seed, gens, number, flags)
+
+    def blob_sealer(self) -> BlobSealer:
+        """How a put under this keyring seals its blobs: the current generation's data key."""
+        return BlobSealer(self.data)
+
+    @property
+    def lock_aead(self) -> Aead:
+        """The AEAD of lock objects in a version 4 vault (see :func:`lock_aead`)."""
+        if self._lock_aead is None:
+            self._lock_aead = lock_aead(self._id_key, self.vault_id)
+        return self._lock_aead
+
+    def recipient(self, number: int | None = None) -> Recipient:
+        """The public key of generation ``number`` (default: the current one), which write-only keys seal to."""
+        gen = self.generation if number is None else self.get(number, f"key generation {number}")
+        return Recipient(gen.recipient_key.public_key, gen.number, self.vault_id)
+
+    def identity(self) -> tuple[bytes, bytes, int]:
+        """The identity keys (data id key, tree id key, chunker seed): what a write-only keyring copies so that
+        its chunks have everyone's boundaries and ids. Secrets: never log them."""
+        return self._id_key, self._tree_id_key, self.chunker_seed
 
     def cache_key(self) -> bytes:
         """The root key of this machine's local cache of the vault (vault.cache): from the current generation's

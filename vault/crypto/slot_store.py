@@ -17,7 +17,9 @@ from vault.crypto.slots import (
     parse_slot,
     unwrap,
     verify_password,
+    with_details,
 )
+from vault.crypto.write_only import WriteOnlyKeyring
 from vault.errors import AuthenticationError, ConflictError, IntegrityError, NotFoundError, ObjectNotFoundError
 from vault.storage.base import Backend, Handle, Kind, ObjectInfo
 
@@ -106,12 +108,34 @@ class KeyStore:
         self.save_slot(raw, slot.slot_id)
         return slot
 
+    def add_write_only(self, master: Keyring, password: bytes, params: kdf.KdfParams, policy: str) -> KeySlot:
+        """Write a new write-only slot for ``password``, issued by the full keyring ``master``: it wraps the
+        public key of ``master``'s current generation, the identity keys and a new local secret (its details are
+        sealed under ``master``)."""
+        slot, raw = build_slot(WriteOnlyKeyring.issue(master), self.vault_id, password, params, policy,
+                               issuer=master)
+        self.save_slot(raw, slot.slot_id)
+        return slot
+
+    def reseal_details(self, slot: KeySlot, master: Keyring) -> KeySlot:
+        """Seal ``slot``'s details again under ``master``'s current generation (its wrap unchanged): `rekey` does it
+        for the write-only slots it keeps. The save replaces the slot atomically. IntegrityError."""
+        new, raw = with_details(slot, master, self.vault_id)
+        self.save_slot(raw, slot.slot_id)
+        return new
+
     def add_recovery(self, master: Keyring, recovery_key: str) -> KeySlot:
         """Write a slot that a recovery key (crypto/recovery.py) opens; minimum KDF cost, never rewrapped."""
         return self.add(master, recovery_key.encode("ascii"), RECOVERY_PARAMS, POLICY_RECOVERY)
 
     def replace(self, old: KeySlot, master: Keyring, password: bytes, params: kdf.KdfParams) -> KeySlot:
-        """Rewrap under the same slot id (passwd, rehash). The save replaces the slot atomically."""
+        """Rewrap under the same slot id (passwd, rehash). The save replaces the slot atomically. A write-only
+        slot keeps its sealed details as they are (its keyring can't seal new ones)."""
+        if master.write_only:
+            slot, raw = build_slot(master, self.vault_id, password, params, old.policy, slot_id=old.slot_id,
+                                   info=old.info)
+            self.save_slot(raw, slot.slot_id)
+            return slot
         try:
             created: str | None = old.details(master, self.vault_id)[0]
         except IntegrityError:

@@ -9,7 +9,9 @@ A slot (``keys/<id>``, JSON) holds:
   the KDF parameters, so a slot copied from another vault or with edited parameters fails to open.
 
 Changing a password writes a new slot; no stored data is rewritten (restic's and borg's key files work alike).
-Where slots are stored and how they are tried is vault.crypto.slot_store.
+A slot of version 3 wraps a write-only keyring (vault.crypto.write_only); its sealed details are written by the
+full key that issued it and say which generation's public key it holds. Where slots are stored and how they are
+tried is vault.crypto.slot_store.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from vault import format as fmt
 from vault.crypto import kdf
 from vault.crypto.aead import Aead
 from vault.crypto.keyring import Generation, Keyring
+from vault.crypto.write_only import WriteOnlyKeyring
 from vault.errors import IntegrityError
 
 # A slot's policy is stored in it (so vault.format defines the values); callers choose one here.
@@ -51,18 +54,29 @@ class KeySlot:
     wrapped: bytes
     info: bytes  # sealed {"created", "host"}: the storage must not learn which machines hold keys
 
+    @property
+    def write_only(self) -> bool:
+        """True for a write-only key's slot (version 3)."""
+        return self.version == fmt.SLOT_VERSION_WRITE_ONLY
+
+    def _details_plain(self, keyring: Keyring, vault_id: bytes) -> bytes:
+        what = f"key slot {self.slot_id}"
+        for number in sorted(keyring.generations, reverse=True):
+            with contextlib.suppress(IntegrityError):
+                return self._open_info(keyring.get(number, what), vault_id)
+        raise IntegrityError(f"{what} has details this key can't open")
+
     def details(self, keyring: Keyring, vault_id: bytes) -> tuple[str, str]:
         """When and on which host the slot was made (decrypted with the vault's key: the generation current
         when the slot was written, which may be an older one this keyring holds). IntegrityError."""
-        what = f"key slot {self.slot_id}"
-        plain = None
-        for number in sorted(keyring.generations, reverse=True):
-            with contextlib.suppress(IntegrityError):
-                plain = self._open_info(keyring.get(number, what), vault_id)
-                break
-        if plain is None:
-            raise IntegrityError(f"{what} has details this key can't open")
-        return fmt.decode_slot_details(plain, what)
+        return fmt.decode_slot_details(self._details_plain(keyring, vault_id), f"key slot {self.slot_id}")
+
+    def public_key_generation(self, keyring: Keyring, vault_id: bytes) -> int | None:
+        """For a write-only slot, the generation whose public key it seals to (from its sealed details, so a full
+        key tells without the slot's password); None for other slots. IntegrityError."""
+        if not self.write_only:
+            return None
+        return fmt.decode_slot_generation(self._details_plain(keyring, vault_id), f"key slot {self.slot_id}")
 
     def written_under(self, generation: Generation, vault_id: bytes) -> bool:
         """True when the slot was written while ``generation`` was current (its details open under it): it
@@ -84,6 +98,7 @@ class KeySlot:
             "created": created,
             "host": host,
             "type": "recovery" if self.policy == POLICY_RECOVERY else "password",
+            "kind": "write-only" if self.write_only else "full",
             "kdf": {
                 "memory_kib": self.params.memory_kib,
                 "time_cost": self.params.time_cost,
@@ -115,18 +130,31 @@ def build_slot(
     policy: str,
     slot_id: str | None = None,
     created: str | None = None,
+    *,
+    issuer: Keyring | None = None,
+    info: bytes | None = None,
 ) -> tuple[KeySlot, bytes]:
     """Make a slot for ``password`` wrapping ``keyring``; returns the slot and its serialized bytes. A
-    never-rekeyed vault's slots stay version 1, which older releases read."""
+    never-rekeyed vault's slots stay version 1, which older releases read; a write-only keyring's are version 3.
+
+    The slot's details are sealed under ``issuer`` (default: ``keyring`` itself), which must be a full keyring:
+    the one issuing a write-only key. ``info``: sealed details to keep as they are (rewrapping a write-only slot,
+    whose own keyring can't seal them)."""
     slot_id = slot_id or secrets.token_hex(8)
-    version = fmt.SLOT_VERSION if keyring.is_legacy else fmt.SLOT_VERSION_KEYRING
+    if keyring.write_only:
+        version = fmt.SLOT_VERSION_WRITE_ONLY
+    else:
+        version = fmt.SLOT_VERSION if keyring.is_legacy else fmt.SLOT_VERSION_KEYRING
     salt = kdf.new_salt()
     kek = Aead(kdf.derive_key(password, salt, params))
     wrapped = kek.seal(keyring.wrapped_plaintext(), fmt.slot_wrap_aad(vault_id, slot_id, params, salt, policy, version))
-    info = keyring.meta.seal(
-        fmt.encode_slot_details(created or _now(), socket.gethostname()),
-        fmt.slot_info_aad(vault_id, slot_id, version),
-    )
+    if info is None:
+        sealer = issuer or keyring
+        info = sealer.meta.seal(
+            fmt.encode_slot_details(created or _now(), socket.gethostname(),
+                                    keyring.current if keyring.write_only else None),
+            fmt.slot_info_aad(vault_id, slot_id, version),
+        )
     fields = fmt.SlotFields(
         slot_id=slot_id,
         version=version,
@@ -166,5 +194,24 @@ def unwrap(slot: KeySlot, vault_id: bytes, password: bytes) -> Keyring:
     raw = kek.open(slot.wrapped, aad, what)
     if slot.version == fmt.SLOT_VERSION:
         return Keyring.from_master_key(raw, vault_id)
+    if slot.version == fmt.SLOT_VERSION_WRITE_ONLY:
+        return WriteOnlyKeyring.decode(raw, vault_id, what)
     return Keyring.decode(raw, vault_id, what)
+
+
+def with_details(slot: KeySlot, issuer: Keyring, vault_id: bytes) -> tuple[KeySlot, bytes]:
+    """``slot`` with its details sealed again under ``issuer``'s current generation (the wrap untouched, so no
+    password is needed): `rekey` keeps write-only slots readable to the keys it leaves. IntegrityError when the
+    details can't be opened."""
+    plain = slot._details_plain(issuer, vault_id)
+    info = issuer.meta.seal(plain, fmt.slot_info_aad(vault_id, slot.slot_id, slot.version))
+    fields = fmt.SlotFields(**{**_fields(slot), "info": info})
+    return KeySlot(**fields._asdict()), fmt.encode_slot(fields)
+
+
+def _fields(slot: KeySlot) -> dict[str, Any]:
+    return {
+        "slot_id": slot.slot_id, "version": slot.version, "params": slot.params, "policy": slot.policy,
+        "salt": slot.salt, "phc_hash": slot.phc_hash, "wrapped": slot.wrapped, "info": slot.info,
+    }
 

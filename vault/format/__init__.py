@@ -13,7 +13,8 @@ The modules, one family each:
 - ``packs``, ``objects`` (standalone encrypted objects) and ``index``: binary layouts;
 - ``documents``: canonical JSON, ids in hex, bytes in base64;
 - ``trees``, ``records`` (version records), ``config`` and ``locks``: the JSON documents;
-- ``keyring`` (what a version 2 key slot wraps) and ``slots`` (key slots and their KDF parameters).
+- ``keyring`` (what version 2 and 3 key slots wrap) and ``slots`` (key slots and their KDF parameters);
+- ``sealed``: how units sealed to the vault's public key (write-only keys, format version 4) derive their key.
 
 This package re-exports their public names, so callers write ``from vault import format as fmt`` and ``fmt.X``.
 The classes the rest of vault works with (Keyring, KeySlot, VersionRecord, VaultConfig, LockInfo) stay with
@@ -35,12 +36,16 @@ from vault.format.constants import AEAD_OVERHEAD as AEAD_OVERHEAD
 from vault.format.constants import CHUNK_AVG as CHUNK_AVG
 from vault.format.constants import CHUNK_MAX as CHUNK_MAX
 from vault.format.constants import CHUNK_MIN as CHUNK_MIN
+from vault.format.constants import FLAG_SEALED as FLAG_SEALED
 from vault.format.constants import FLAG_ZSTD as FLAG_ZSTD
 from vault.format.constants import FORMAT_VERSION as FORMAT_VERSION
 from vault.format.constants import FORMAT_VERSION_GENERATIONS as FORMAT_VERSION_GENERATIONS
 from vault.format.constants import FORMAT_VERSION_MAX as FORMAT_VERSION_MAX
 from vault.format.constants import FORMAT_VERSION_MIN as FORMAT_VERSION_MIN
 from vault.format.constants import FORMAT_VERSION_SEGMENTS as FORMAT_VERSION_SEGMENTS
+from vault.format.constants import FORMAT_VERSION_WRITE_ONLY as FORMAT_VERSION_WRITE_ONLY
+from vault.format.constants import HEADER_LOCK_KEY as HEADER_LOCK_KEY
+from vault.format.constants import HEADER_SEALED as HEADER_SEALED
 from vault.format.constants import HEADER_VERSION_MAX as HEADER_VERSION_MAX
 from vault.format.constants import ID_SIZE as ID_SIZE
 from vault.format.constants import KEY_SIZE as KEY_SIZE
@@ -49,8 +54,14 @@ from vault.format.constants import LABEL_CACHE as LABEL_CACHE
 from vault.format.constants import LABEL_CHUNKER as LABEL_CHUNKER
 from vault.format.constants import LABEL_DATA as LABEL_DATA
 from vault.format.constants import LABEL_ID as LABEL_ID
+from vault.format.constants import LABEL_LOCAL_RECORD as LABEL_LOCAL_RECORD
+from vault.format.constants import LABEL_LOCKS as LABEL_LOCKS
 from vault.format.constants import LABEL_META as LABEL_META
+from vault.format.constants import LABEL_SEALED_BLOB as LABEL_SEALED_BLOB
+from vault.format.constants import LABEL_SEALED_OBJECT as LABEL_SEALED_OBJECT
+from vault.format.constants import LABEL_SEALED_PACK_HEADER as LABEL_SEALED_PACK_HEADER
 from vault.format.constants import LABEL_TREE_ID as LABEL_TREE_ID
+from vault.format.constants import LABEL_X25519 as LABEL_X25519
 from vault.format.constants import MAX_BLOB_RAW as MAX_BLOB_RAW
 from vault.format.constants import MAX_GENERATION as MAX_GENERATION
 from vault.format.constants import MAX_METADATA_RAW as MAX_METADATA_RAW
@@ -61,6 +72,7 @@ from vault.format.constants import NONCE_SIZE as NONCE_SIZE
 from vault.format.constants import OBJECT_MAGIC as OBJECT_MAGIC
 from vault.format.constants import PACK_MAGIC as PACK_MAGIC
 from vault.format.constants import PACK_TARGET_SIZE as PACK_TARGET_SIZE
+from vault.format.constants import PUBLIC_KEY_SIZE as PUBLIC_KEY_SIZE
 from vault.format.constants import SALT_SIZE as SALT_SIZE
 from vault.format.constants import TAG_SIZE as TAG_SIZE
 from vault.format.constants import VAULT_ID_SIZE as VAULT_ID_SIZE
@@ -84,9 +96,13 @@ from vault.format.keyring import FLAG_REENCRYPT_PENDING as FLAG_REENCRYPT_PENDIN
 from vault.format.keyring import KEYRING_MAGIC as KEYRING_MAGIC
 from vault.format.keyring import MAX_GENERATIONS_HELD as MAX_GENERATIONS_HELD
 from vault.format.keyring import MAX_KEYRING_SIZE as MAX_KEYRING_SIZE
+from vault.format.keyring import WRITE_ONLY_KEYRING_SIZE as WRITE_ONLY_KEYRING_SIZE
 from vault.format.keyring import KeyringFields as KeyringFields
+from vault.format.keyring import WriteOnlyFields as WriteOnlyFields
 from vault.format.keyring import decode_keyring as decode_keyring
+from vault.format.keyring import decode_write_only_keyring as decode_write_only_keyring
 from vault.format.keyring import encode_keyring as encode_keyring
+from vault.format.keyring import encode_write_only_keyring as encode_write_only_keyring
 from vault.format.locks import LockFields as LockFields
 from vault.format.locks import decode_lock as decode_lock
 from vault.format.locks import encode_lock as encode_lock
@@ -94,11 +110,17 @@ from vault.format.objects import MAX_LOCK_RAW as MAX_LOCK_RAW
 from vault.format.objects import MAX_OBJECT_RAW as MAX_OBJECT_RAW
 from vault.format.objects import MAX_RECORD_RAW as MAX_RECORD_RAW
 from vault.format.objects import OBJECT_PREFIX_MAX_SIZE as OBJECT_PREFIX_MAX_SIZE
+from vault.format.objects import OBJECT_PREFIX_SEALED_SIZE as OBJECT_PREFIX_SEALED_SIZE
 from vault.format.objects import OBJECT_PREFIX_SIZE as OBJECT_PREFIX_SIZE
+from vault.format.objects import SEALED_TYPES as SEALED_TYPES
+from vault.format.objects import ObjectHeader as ObjectHeader
+from vault.format.objects import lock_prefix as lock_prefix
 from vault.format.objects import object_aad as object_aad
 from vault.format.objects import object_prefix as object_prefix
 from vault.format.objects import object_type as object_type
+from vault.format.objects import parse_object_header as parse_object_header
 from vault.format.objects import parse_object_prefix as parse_object_prefix
+from vault.format.objects import sealed_prefix as sealed_prefix
 from vault.format.packs import MAX_PACK_HEADER as MAX_PACK_HEADER
 from vault.format.packs import PACK_PREAMBLE as PACK_PREAMBLE
 from vault.format.packs import PACK_PREAMBLE_MAX_SIZE as PACK_PREAMBLE_MAX_SIZE
@@ -108,6 +130,7 @@ from vault.format.packs import blob_aad as blob_aad
 from vault.format.packs import check_pack_entries as check_pack_entries
 from vault.format.packs import decode_pack_header as decode_pack_header
 from vault.format.packs import pack_header_aad as pack_header_aad
+from vault.format.packs import pack_is_sealed as pack_is_sealed
 from vault.format.packs import pack_preamble as pack_preamble
 from vault.format.packs import pack_trailer as pack_trailer
 from vault.format.packs import parse_pack_preamble as parse_pack_preamble
@@ -122,6 +145,10 @@ from vault.format.records import decode_segment as decode_segment
 from vault.format.records import encode_record as encode_record
 from vault.format.records import encode_segment as encode_segment
 from vault.format.records import record_doc as record_doc
+from vault.format.sealed import SEALED_OVERHEAD as SEALED_OVERHEAD
+from vault.format.sealed import sealed_key_info as sealed_key_info
+from vault.format.sealed import sealed_key_salt as sealed_key_salt
+from vault.format.sealed import split_sealed as split_sealed
 from vault.format.slots import HARD_MIN_MEMORY_KIB as HARD_MIN_MEMORY_KIB
 from vault.format.slots import MAX_MEMORY_KIB as MAX_MEMORY_KIB
 from vault.format.slots import MAX_PARALLELISM as MAX_PARALLELISM
@@ -133,11 +160,13 @@ from vault.format.slots import POLICY_EXPLICIT as POLICY_EXPLICIT
 from vault.format.slots import POLICY_RECOVERY as POLICY_RECOVERY
 from vault.format.slots import SLOT_VERSION as SLOT_VERSION
 from vault.format.slots import SLOT_VERSION_KEYRING as SLOT_VERSION_KEYRING
+from vault.format.slots import SLOT_VERSION_WRITE_ONLY as SLOT_VERSION_WRITE_ONLY
 from vault.format.slots import KdfParams as KdfParams
 from vault.format.slots import SlotFields as SlotFields
 from vault.format.slots import decode_kdf_params as decode_kdf_params
 from vault.format.slots import decode_slot as decode_slot
 from vault.format.slots import decode_slot_details as decode_slot_details
+from vault.format.slots import decode_slot_generation as decode_slot_generation
 from vault.format.slots import encode_slot as encode_slot
 from vault.format.slots import encode_slot_details as encode_slot_details
 from vault.format.slots import slot_info_aad as slot_info_aad

@@ -11,7 +11,7 @@ from vault.errors import IntegrityError, UnsupportedVersionError
 # -- versions ------------------------------------------------------------------------------------------------
 FORMAT_VERSION = 1
 FORMAT_VERSION_MIN = 1
-FORMAT_VERSION_MAX = 3
+FORMAT_VERSION_MAX = 4
 # Version 2 adds key generations (`vault rekey`): packs, encrypted objects and key slots written under a
 # generation other than 0 carry its number. A vault that was never rekeyed writes version 1 bytes only, so
 # everything made before generations existed reads and is written exactly as before.
@@ -21,8 +21,16 @@ FORMAT_VERSION_GENERATIONS = 2
 # an older version keeps its loose records (and is read and written by older releases as before).
 FORMAT_VERSION_SEGMENTS = 3
 NEW_VAULT_FORMAT = FORMAT_VERSION_SEGMENTS
-# Packs and encrypted objects carry their own header version (1, or 2 with a key generation); never 3.
-HEADER_VERSION_MAX = FORMAT_VERSION_GENERATIONS
+# Version 4 adds write-only keys (`vault key add --write-only`): objects sealed to the vault's X25519 public key
+# (header version 4), blobs sealed to it (FLAG_SEALED), locks sealed under the lock key that every key holds
+# (header version 3), unnumbered version records, and key slots of version 3. A vault keeps its version until its
+# first write-only key is added, which sets 4 before anything of version 4 is written (docs/format.md).
+FORMAT_VERSION_WRITE_ONLY = 4
+# Packs and encrypted objects carry their own header version: 1 (key generation 0), 2 (a later generation),
+# 3 (a lock sealed under the lock key; objects only) or 4 (sealed to the public key of a generation).
+HEADER_VERSION_MAX = 4
+HEADER_LOCK_KEY = 3
+HEADER_SEALED = 4
 MAX_GENERATION = 2**32 - 1
 
 # -- sizes ---------------------------------------------------------------------------------------------------
@@ -30,6 +38,7 @@ KEY_SIZE = 32  # AES-256-GCM keys, BLAKE3 keys, master key
 NONCE_SIZE = 12  # AES-GCM's 96-bit nonce, random per encryption
 TAG_SIZE = 16
 ID_SIZE = 32  # blob ids (keyed BLAKE3) and pack ids (random)
+PUBLIC_KEY_SIZE = 32  # X25519 public keys (the vault's, and the ephemeral one in front of each sealed unit)
 VAULT_ID_SIZE = 16
 SALT_SIZE = 16
 AEAD_OVERHEAD = NONCE_SIZE + TAG_SIZE
@@ -57,6 +66,13 @@ LABEL_ID = b"vault/v1/id"  # BLAKE3 key for data blob ids
 LABEL_TREE_ID = b"vault/v1/id/tree"  # BLAKE3 key for tree blob ids: a file can never collide with a tree
 LABEL_CHUNKER = b"vault/v1/chunker"  # seed of the FastCDC gear table
 LABEL_CACHE = b"vault/v1/cache"  # the local cache's root key (never stored; see vault/cache)
+# Version 4 (write-only keys).
+LABEL_X25519 = b"vault/v4/x25519"  # a generation's X25519 private key, from its master key
+LABEL_LOCKS = b"vault/v4/locks"  # AEAD key for lock objects, from the data id key (every kind of key holds it)
+LABEL_SEALED_BLOB = b"vault/v4/sealed/blob"  # a put's blob key, from its ephemeral X25519 exchange
+LABEL_SEALED_PACK_HEADER = b"vault/v4/sealed/pack-header"
+LABEL_SEALED_OBJECT = b"vault/v4/sealed/object"
+LABEL_LOCAL_RECORD = b"vault/v4/local-record"  # a write-only key's local record (never stored; vault/repo)
 
 # -- magics (4 bytes) and AAD prefixes -----------------------------------------------------------------------
 PACK_MAGIC = b"VLTP"
@@ -85,7 +101,10 @@ class ObjectType:
 
 
 FLAG_ZSTD = 0x01  # the blob's plaintext was zstd-compressed before encryption
-KNOWN_FLAGS = FLAG_ZSTD
+# Version 4: the blob is sealed to the vault's public key of its pack's generation (a write-only put's): its
+# sealed bytes start with the put's ephemeral X25519 public key.
+FLAG_SEALED = 0x02
+KNOWN_FLAGS = FLAG_ZSTD | FLAG_SEALED
 
 
 def check_version(version: int, what: str, maximum: int = FORMAT_VERSION_MAX) -> None:

@@ -1,4 +1,5 @@
-"""The keyring a version 2 key slot wraps: its byte layout, and its parser (bounds-checked after the AEAD)."""
+"""The keyrings key slots wrap (version 2: a full keyring; version 3: a write-only one): byte layouts and parsers
+(bounds-checked after the AEAD)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,44 @@ def decode_keyring(buf: bytes, what: str) -> KeyringFields:
     if current not in gens:
         raise IntegrityError(f"{what} holds a malformed keyring")
     return KeyringFields(id_key, tree_id_key, seed, current, flags, gens)
+
+
+# -- the keyring of a write-only key (a version 3 slot wraps it) ---------------------------------------------
+# "VKW" 0x01 | generation (u32) | public key (32) | data id key (32) | tree id key (32) | chunker seed (u64)
+# | local secret (32). What adding data needs and nothing that opens stored data: the public key of one key
+# generation (what it seals to), the identity keys (so its chunks have everyone's ids and boundaries), and a
+# random secret of this key alone, from which its local record's keys derive (vault.repo.local_record).
+WRITE_ONLY_MAGIC = b"VKW\x01"
+_WRITE_ONLY = struct.Struct("<4sI32s32s32sQ32s")
+WRITE_ONLY_KEYRING_SIZE = _WRITE_ONLY.size
+
+
+class WriteOnlyFields(NamedTuple):
+    """What a write-only keyring holds (vault.crypto.write_only.WriteOnlyKeyring). ``repr`` hides the bytes."""
+
+    generation: int
+    public_key: bytes
+    id_key: bytes
+    tree_id_key: bytes
+    chunker_seed: int
+    local_secret: bytes
+
+    def __repr__(self) -> str:
+        return f"WriteOnlyFields(generation={self.generation}, <hidden>)"
+
+
+def encode_write_only_keyring(ring: WriteOnlyFields) -> bytes:
+    return _WRITE_ONLY.pack(
+        WRITE_ONLY_MAGIC, ring.generation, ring.public_key, ring.id_key, ring.tree_id_key, ring.chunker_seed,
+        ring.local_secret,
+    )
+
+
+def decode_write_only_keyring(buf: bytes, what: str) -> WriteOnlyFields:
+    """Parse a write-only keyring (authenticated by the slot's AEAD, still checked). IntegrityError."""
+    if len(buf) != _WRITE_ONLY.size:
+        raise IntegrityError(f"{what} holds a malformed write-only keyring")
+    magic, generation, public_key, id_key, tree_id_key, seed, secret = _WRITE_ONLY.unpack(buf)
+    if magic != WRITE_ONLY_MAGIC or not seed & 1 or seed >= 1 << 63:
+        raise IntegrityError(f"{what} holds a malformed write-only keyring")
+    return WriteOnlyFields(int(generation), public_key, id_key, tree_id_key, int(seed), secret)

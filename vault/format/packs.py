@@ -12,26 +12,38 @@ from vault.format.constants import (
     AEAD_OVERHEAD,
     FORMAT_VERSION,
     FORMAT_VERSION_GENERATIONS,
+    HEADER_SEALED,
     HEADER_VERSION_MAX,
     MAX_PACK_ENTRIES,
     PACK_MAGIC,
+    PUBLIC_KEY_SIZE,
     check_version,
 )
 from vault.format.entries import ENTRY_SIZE, BlobEntry, decode_entries
 
-# PACK_MAGIC(4) | version(1) | [generation u32, version 2 only] | blob... | encrypted header | header_length u32
+# PACK_MAGIC(4) | version(1) | [generation u32, versions 2 and 4] | blob... | encrypted header | header_length u32
+# Version 4: the pack of a write-only put, its blobs and header sealed to the public key of ``generation``
+# (format.sealed); there is no pack version 3.
 PACK_PREAMBLE = PACK_MAGIC + bytes([FORMAT_VERSION])  # version 1: key generation 0
 PACK_PREAMBLE_SIZE = len(PACK_PREAMBLE)
 PACK_PREAMBLE_MAX_SIZE = PACK_PREAMBLE_SIZE + 4
 PACK_TRAILER_SIZE = 4
-MAX_PACK_HEADER = 4 + MAX_PACK_ENTRIES * ENTRY_SIZE + AEAD_OVERHEAD
+MAX_PACK_HEADER = 4 + MAX_PACK_ENTRIES * ENTRY_SIZE + AEAD_OVERHEAD + PUBLIC_KEY_SIZE  # a sealed header: + its key
 
 
-def pack_preamble(generation: int) -> bytes:
-    """The first bytes of a pack whose blobs and header are sealed under key ``generation``."""
+def pack_preamble(generation: int, sealed: bool = False) -> bytes:
+    """The first bytes of a pack whose blobs and header are sealed under key ``generation`` (``sealed``: to the
+    public key of ``generation``, a write-only put's pack)."""
+    if sealed:
+        return PACK_MAGIC + bytes([HEADER_SEALED]) + struct.pack("<I", generation)
     if generation == 0:
         return PACK_PREAMBLE
     return PACK_MAGIC + bytes([FORMAT_VERSION_GENERATIONS]) + struct.pack("<I", generation)
+
+
+def pack_is_sealed(preamble: bytes) -> bool:
+    """True for the preamble of a pack sealed to the public key (version 4), once parse_pack_preamble took it."""
+    return preamble[4] == HEADER_SEALED
 
 
 def blob_aad(vault_id: bytes, blob_type: int, flags: int, raw_length: int, blob_id: bytes) -> bytes:
@@ -47,9 +59,14 @@ def blob_aad(vault_id: bytes, blob_type: int, flags: int, raw_length: int, blob_
     )
 
 
-def pack_header_aad(vault_id: bytes, pack_name: str, generation: int = 0) -> bytes:
-    """A pack header is bound to its vault, its object name and (version 2) its preamble's generation:
-    swapping two packs, or editing the generation field, is detected."""
+def pack_header_aad(vault_id: bytes, pack_name: str, generation: int = 0, sealed: bool = False) -> bytes:
+    """A pack header is bound to its vault, its object name and (versions 2 and 4) its preamble's version and
+    generation: swapping two packs, or editing the generation field, is detected."""
+    if sealed:
+        return (
+            AAD_PACK_HEADER + bytes([HEADER_SEALED]) + vault_id + struct.pack("<I", generation)
+            + pack_name.encode("ascii")
+        )
     if generation == 0:
         return AAD_PACK_HEADER + bytes([FORMAT_VERSION]) + vault_id + pack_name.encode("ascii")
     return (
@@ -74,10 +91,12 @@ def parse_pack_preamble(buf: bytes, what: str) -> tuple[int, int]:
     check_version(buf[4], what, maximum=HEADER_VERSION_MAX)
     if buf[4] == FORMAT_VERSION:
         return 0, PACK_PREAMBLE_SIZE
+    if buf[4] not in (FORMAT_VERSION_GENERATIONS, HEADER_SEALED):
+        raise IntegrityError(f"{what} has a malformed preamble")
     if len(buf) < PACK_PREAMBLE_MAX_SIZE:
         raise IntegrityError(f"{what} is truncated")
     (generation,) = struct.unpack_from("<I", buf, 5)
-    if generation == 0:  # generation 0 has exactly one encoding, version 1
+    if generation == 0 and buf[4] != HEADER_SEALED:  # generation 0 has one symmetric encoding, version 1
         raise IntegrityError(f"{what} has a malformed preamble")
     return int(generation), PACK_PREAMBLE_MAX_SIZE
 

@@ -35,7 +35,7 @@ class RecordFields(NamedTuple):
     """What a version record holds (vault.repo.catalog.VersionRecord adds its object name)."""
 
     item: str
-    version: int
+    version: int  # 1, 2, ...; 0: not numbered yet (written by a write-only key; readers number it)
     created: str  # ISO 8601 UTC
     type: str  # "file" or "dir"
     tree: bytes  # tree blob whose single node is the item's root

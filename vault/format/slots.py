@@ -1,7 +1,8 @@
 """Key slots: the slot's JSON document, its KDF parameters, the details it seals, and its associated data.
 
 A slot is ``{"version", "id", "kdf": {..., "salt"}, "policy", "hash", "wrapped_key", "info"}`` (docs/format.md).
-Version 1 wraps the 32-byte master key of a never-rekeyed vault, version 2 an encoded keyring (format.keyring).
+Version 1 wraps the 32-byte master key of a never-rekeyed vault, version 2 an encoded keyring, version 3 a
+write-only keyring (format.keyring).
 Everything in a slot is untrusted until its wrap opens: :func:`decode_slot` checks every field and caps the KDF
 parameters *before* argon2 runs, so a tampered vault can't make us allocate 64 GiB or spin for minutes (age
 bounds scrypt's work factor the same way with maxWorkFactor).
@@ -19,10 +20,11 @@ from argon2.exceptions import InvalidHashError
 from vault.errors import IntegrityError
 from vault.format.constants import AAD_KEY_SLOT, AEAD_OVERHEAD, KEY_SIZE, SALT_SIZE, check_version
 from vault.format.documents import b64, decode_json_object, encode_json, unb64
-from vault.format.keyring import MAX_KEYRING_SIZE
+from vault.format.keyring import MAX_KEYRING_SIZE, WRITE_ONLY_KEYRING_SIZE
 
 SLOT_VERSION = 1  # wraps the 32-byte master key of a never-rekeyed vault
 SLOT_VERSION_KEYRING = 2  # wraps an encoded Keyring (after `vault rekey`)
+SLOT_VERSION_WRITE_ONLY = 3  # wraps a write-only keyring (format version 4: `vault key add --write-only`)
 MAX_SLOT_SIZE = 64 * 1024
 POLICY_DEFAULT = "default"  # follows the program's defaults: rewrapped when they grow
 POLICY_EXPLICIT = "explicit"  # chosen by the user at init: kept as chosen
@@ -119,7 +121,7 @@ def decode_slot(raw: bytes, name: str) -> SlotFields:
     if not isinstance(doc.get("version"), int) or isinstance(doc.get("version"), bool):
         raise IntegrityError(f"{what} has no version")
     version = doc["version"]
-    check_version(version, what, maximum=SLOT_VERSION_KEYRING)
+    check_version(version, what, maximum=SLOT_VERSION_WRITE_ONLY)
     kdf_doc = doc.get("kdf")
     params = decode_kdf_params(kdf_doc, what)
     assert isinstance(kdf_doc, dict)
@@ -134,6 +136,8 @@ def decode_slot(raw: bytes, name: str) -> SlotFields:
     _check_phc_parameters(str(fields["hash"]), params, what)
     if version == SLOT_VERSION:
         wrapped = unb64(doc.get("wrapped_key"), what, KEY_SIZE + AEAD_OVERHEAD)
+    elif version == SLOT_VERSION_WRITE_ONLY:
+        wrapped = unb64(doc.get("wrapped_key"), what, WRITE_ONLY_KEYRING_SIZE + AEAD_OVERHEAD)
     else:
         wrapped = unb64(doc.get("wrapped_key"), what)
         if not AEAD_OVERHEAD < len(wrapped) <= MAX_KEYRING_SIZE + AEAD_OVERHEAD:
@@ -193,9 +197,14 @@ def slot_info_aad(vault_id: bytes, slot_id: str, version: int) -> bytes:
     return AAD_KEY_SLOT + b"/info" + bytes([version]) + vault_id + slot_id.encode("ascii")
 
 
-def encode_slot_details(created: str, host: str) -> bytes:
-    """The plaintext of a slot's ``info``, sealed: the storage must not learn which machines hold keys."""
-    return encode_json({"created": created, "host": host})
+def encode_slot_details(created: str, host: str, public_key_generation: int | None = None) -> bytes:
+    """The plaintext of a slot's ``info``, sealed: the storage must not learn which machines hold keys. A
+    write-only slot's also says which generation's public key it seals to (`rekey` reads it without the
+    slot's password)."""
+    doc: dict[str, object] = {"created": created, "host": host}
+    if public_key_generation is not None:
+        doc["public_key_generation"] = public_key_generation
+    return encode_json(doc)
 
 
 def decode_slot_details(plain: bytes, what: str) -> tuple[str, str]:
@@ -205,3 +214,14 @@ def decode_slot_details(plain: bytes, what: str) -> tuple[str, str]:
     if not isinstance(created, str) or not isinstance(host, str):
         raise IntegrityError(f"{what} has malformed details")
     return created, host
+
+
+def decode_slot_generation(plain: bytes, what: str) -> int | None:
+    """The public key generation a write-only slot's opened ``info`` names (None for other slots).
+    IntegrityError."""
+    value = decode_json_object(plain, what).get("public_key_generation")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+        raise IntegrityError(f"{what} has malformed details")
+    return value

@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from vault import format as fmt
-from vault.errors import IntegrityError, ObjectNotFoundError, StorageError
+from vault.cache import BlobLocation
+from vault.errors import IntegrityError, ObjectNotFoundError, StorageError, UnknownGenerationError
 from vault.pipeline.runner import Pipeline
+from vault.repo.blobs import open_blob, verify_blob_id
 from vault.repo.catalog import VersionRecord
 from vault.repo.packs import load_pack, read_pack_header, verify_blobs
 from vault.repo.repository import Repository
@@ -114,16 +116,19 @@ def check(
             bad_blobs.update(e.blob_id for e in pack.entries)
     if read_data:
         # Few packs in flight: each may be up to MAX_PACK_SIZE in memory.
-        read = pipeline.ordered(lambda p: _read_pack(repo, p), repo.index.packs(), max_in_flight=3, pool=pipeline.io)
-        for bad, blobs, nbytes in read:
+        read = pipeline.ordered(lambda p: (p.pack_id, _read_pack(repo, p)), repo.index.packs(), max_in_flight=3,
+                                pool=pipeline.io)
+        failed: set[tuple[bytes, bytes]] = set()  # (blob id, pack id)
+        for pack_id, (bad, blobs, nbytes) in read:
             report.blobs_read += blobs
             report.bytes_read += nbytes
             if on_progress:
                 on_progress(nbytes)
             for blob_id in bad:
-                if blob_id not in bad_blobs:
+                if blob_id not in {b for b, _ in failed}:
                     report.problems.append(f"blob {blob_id.hex()[:10]} failed verification")
-                bad_blobs.add(blob_id)
+                failed.add((blob_id, pack_id))
+        bad_blobs.update(_without_a_good_copy(repo, failed))
     if bad_blobs:
         for rec in affected(repo, records, bad_blobs):
             report.problems.append(f"{_label(rec)} needs damaged or missing data")
@@ -137,6 +142,30 @@ def check(
             "`vault repair` indexes or removes them)"
         )
     return report
+
+
+def _without_a_good_copy(repo: Repository, failed: set[tuple[bytes, bytes]]) -> set[bytes]:
+    """The ids among ``failed`` (blob id, pack) that no other copy holds: a copy a write-only key sealed that is
+    not what its id says (forged, or damaged) is a problem to report, but versions are damaged only when the
+    blob has no good copy (the reader falls back on it: Repository.load_blob)."""
+    out = set()
+    for blob_id in {b for b, _ in failed}:
+        others = [loc for loc in repo.index.locations(blob_id) if (blob_id, loc.pack_id) not in failed]
+        if not any(_verifies(repo, loc) for loc in others):
+            out.add(blob_id)
+    return out
+
+
+def _verifies(repo: Repository, loc: BlobLocation) -> bool:
+    """Whether the copy at ``loc`` (one the pass over resolved copies did not read) opens and matches its id."""
+    what = f"blob {loc.entry.blob_id.hex()[:10]} in pack {loc.pack_handle}"
+    try:
+        sealed = repo.backend.load(loc.pack_handle, loc.entry.offset, loc.entry.length)
+        verify_blob_id(repo.key, open_blob(repo.key, repo.vault_id, loc.entry, sealed, what, loc.generation),
+                       loc.entry, what)
+    except (IntegrityError, UnknownGenerationError, ObjectNotFoundError):
+        return False
+    return True
 
 
 @dataclass

@@ -29,7 +29,7 @@ from vault import format as fmt
 from vault.browse.trees import TreeReader, cycle_error
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.pipeline.runner import Pipeline
-from vault.repo.blobs import SealedBlob, decode_payload, open_payload
+from vault.repo.blobs import SealedBlob, decode_payload, open_payload, verify_blob_id
 from vault.repo.repository import Repository
 from vault.repo.tree import Node, encode_tree
 from vault.repo.writer import BlobWriter
@@ -287,9 +287,12 @@ class TreeCopier:
             raise IntegrityError(f"pack {pack} is missing; run `vault check`") from None
         payload = open_payload(self.src.key, self.src.vault_id, entry, sealed, what, job.generation)
         plain = decode_payload(entry, payload, what)
+        if entry.flags & fmt.FLAG_SEALED:  # a write-only key's copy: proved by its id, not by who sealed it
+            verify_blob_id(self.src.key, plain, entry, what)
         dst_id = self.dst.key.blob_id(plain, fmt.BlobType.DATA)
         if not self.writer.claim(dst_id):
             return dst_id, None
-        aad = fmt.blob_aad(self.dst.vault_id, fmt.BlobType.DATA, entry.flags, entry.raw_length, dst_id)
+        flags = entry.flags & ~fmt.FLAG_SEALED  # sealed again here under the destination's data key
+        aad = fmt.blob_aad(self.dst.vault_id, fmt.BlobType.DATA, flags, entry.raw_length, dst_id)
         resealed = self.dst.key.data.seal(payload, aad)
-        return dst_id, SealedBlob(dst_id, fmt.BlobType.DATA, entry.flags, entry.raw_length, resealed)
+        return dst_id, SealedBlob(dst_id, fmt.BlobType.DATA, flags, entry.raw_length, resealed)

@@ -10,6 +10,13 @@ passwords are unknown here), so every other slot is removed: like `cryptsetup re
 the user adds the other passwords (and a recovery key) again. The opening slot is rewritten first, so a crash
 in between leaves other slots that open only the older generations, and rerunning `rekey` removes them.
 
+Write-only keys hold no generation's master key, only the public key of the generation current when they were
+issued (each generation has its own X25519 pair, derived from its master key). A plain `rekey` keeps them: the
+keyring keeps that generation, so what they add stays readable; their details are sealed again under the new
+generation, and the report names them, since what they add is readable with the older key too. `--reencrypt`
+drops the older generations, so it removes the write-only keys of those generations up front and names them:
+they must be issued again (`vault key add --write-only`).
+
 ``reencrypt`` then runs under the exclusive lock, in an order that keeps every step safe to interrupt:
 
 1. every blob in a pack of an older generation is verified and sealed again under the current one, into new
@@ -36,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vault import format as fmt
-from vault.crypto.slots import POLICY_RECOVERY
+from vault.crypto.slots import POLICY_RECOVERY, KeySlot
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.ops.check import check
 from vault.pipeline.runner import Pipeline
@@ -57,6 +64,8 @@ class RekeyReport:
     resumed: bool = False
     reencrypted: bool = False
     removed_keys: list[dict[str, str]] = field(default_factory=list)
+    # write-only keys kept (plain rekey): they still seal to an older generation's public key
+    write_only_kept: list[dict[str, object]] = field(default_factory=list)
     packs_rewritten: int = 0  # old-generation packs whose blobs were sealed again
     packs_written: int = 0
     bytes_written: int = 0
@@ -93,7 +102,7 @@ def rekey(
         _new_generation(repo, password, reencrypt)
         if refresh_lock is not None:
             refresh_lock()
-    _remove_older_slots(repo, report)
+    _remove_older_slots(repo, report, reencrypt)
     report.generation = repo.key.current
     if reencrypt:
         _reencrypt(repo, password, pipeline, report, on_total, on_progress)
@@ -112,11 +121,12 @@ def _new_generation(repo: Repository, password: bytes, reencrypt: bool) -> None:
     log.info("key generation %d is current; key slot %s rewrapped", keyring.current, repo.slot.slot_id)
 
 
-def _remove_older_slots(repo: Repository, report: RekeyReport) -> None:
+def _remove_older_slots(repo: Repository, report: RekeyReport, reencrypt: bool) -> None:
     """Remove every other slot written before the current generation existed: it holds only older keys. A
     slot's details are sealed under the generation current when it was written, which tells them apart from
     slots added since (`key add` while a re-encryption was pending) without knowing their passwords. A
-    rerun after a crash between the rewrap and these removals finishes them."""
+    rerun after a crash between the rewrap and these removals finishes them. Write-only slots are kept unless
+    ``reencrypt`` retires the generation whose public key they hold (see the module docstring)."""
     store = repo.keys
     current = repo.key.generation
     for info in store.backend.list(Kind.KEYS):
@@ -126,13 +136,32 @@ def _remove_older_slots(repo: Repository, report: RekeyReport) -> None:
         with contextlib.suppress(IntegrityError, ObjectNotFoundError):
             slot = store.read_slot(info.handle.name)
             kind = "recovery" if slot.policy == POLICY_RECOVERY else "password"
-            if slot.written_under(current, repo.vault_id):
+            if slot.write_only:
+                kind = "write-only"
+                if _keep_write_only(repo, slot, reencrypt, report):
+                    continue
+            elif slot.written_under(current, repo.vault_id):
                 continue  # it holds the current key
         with contextlib.suppress(ObjectNotFoundError):
             store.backend.remove(info.handle)
         slot_id = info.handle.name
         report.removed_keys.append({"id": slot_id, "type": kind})
         log.info("removed key slot %s (%s): it holds only older key generations", slot_id, kind)
+
+
+def _keep_write_only(repo: Repository, slot: KeySlot, reencrypt: bool, report: RekeyReport) -> bool:
+    """Whether to keep a write-only slot: yes when it seals to the current generation's public key, or when no
+    generation is being retired (its details are then sealed again under the current one, so the keys this
+    rekey leaves still read them). IntegrityError for details no generation held opens."""
+    generation = slot.public_key_generation(repo.key, repo.vault_id)
+    if generation == repo.key.current:
+        return True
+    if reencrypt:
+        return False
+    if not slot.written_under(repo.key.generation, repo.vault_id):
+        repo.keys.reseal_details(slot, repo.key)
+    report.write_only_kept.append({"id": slot.slot_id, "public_key_generation": generation})
+    return True
 
 
 def _reencrypt(

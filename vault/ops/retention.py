@@ -24,7 +24,7 @@ from vault.pipeline.runner import Pipeline
 from vault.repo.catalog import VersionRecord
 from vault.repo.repack import copy_blobs
 from vault.repo.repository import Repository
-from vault.repo.walk import collect
+from vault.repo.walk import References, collect
 from vault.storage.base import Kind
 
 REPACK_THRESHOLD = 0.5
@@ -163,19 +163,25 @@ def prune(
         )
     del records
     plan = _Plan(repo)
-    for pack, live in repo.index.packs_with_refs():
+
+    def decide(pack: fmt.IndexedPack, live: list[fmt.BlobEntry]) -> None:
         size = plan.stored_size(pack.pack_id)
         if size is None:
-            continue  # indexed but missing: `check` reports it, nothing to free
-        live_bytes = sum(e.length for e in live)
-        report.blobs_kept += len(live)
+            return  # indexed but missing: `check` reports it, nothing to free
+        kept = _sealed_copies_kept(repo, refs, pack.pack_id, live)
+        report.blobs_kept += len(kept)
         report.blobs_dropped += len(pack.entries) - len(live)
-        if not live:
+        if not kept:
             plan.decide(pack.pack_id, _DELETE)
-        elif live_bytes < REPACK_THRESHOLD * size:
+        elif len(kept) == len(live) and sum(e.length for e in live) < REPACK_THRESHOLD * size:
             plan.decide(pack.pack_id, _REPACK)
-        else:
+        else:  # (a write-only pack holding copies kept for safety is kept whole: repack copies resolved ones)
             plan.decide(pack.pack_id, _KEEP)
+
+    for pack, live in repo.index.packs_with_refs():
+        decide(pack, live)
+    for pack in plan.undecided():  # indexed packs every blob of which resolves to another copy
+        decide(pack, [])
     orphans = plan.orphans()  # packs no index object lists: left by interrupted puts
     report.packs_deleted = plan.count(_DELETE) + len(orphans)
     report.packs_repacked = plan.count(_REPACK)
@@ -197,6 +203,27 @@ def prune(
     repo.delete_packs(plan.packs(_DELETE) + plan.packs(_REPACK) + [p for p, _ in orphans])
     repo.compact(alone=lambda: True)  # under the exclusive lock
     return report
+
+
+def _sealed_copies_kept(
+    repo: Repository, refs: References, pack_id: bytes, live: list[fmt.BlobEntry]
+) -> list[fmt.BlobEntry]:
+    """``live`` plus the entries of a write-only key's pack that versions need although the index resolves them
+    to another copy, when no full key's copy exists: any write-only key could have sealed the copy the index
+    picked, under that id, with other contents, and prune can't tell which copy is the true one without reading
+    both. Such copies stay until the blob has a full key's copy or no version needs it (docs/security.md)."""
+    every = repo.index.pack(pack_id)
+    if every is None or not every.entries or not every.entries[0].flags & fmt.FLAG_SEALED:
+        return live
+    have = {e.offset for e in live}
+    out = list(live)
+    for e in every.entries:
+        if e.offset in have or e.blob_id not in refs:
+            continue
+        best = repo.index.get(e.blob_id)
+        if best is None or best.entry.flags & fmt.FLAG_SEALED:
+            out.append(e)
+    return out
 
 
 _KEEP, _REPACK, _DELETE = 0, 1, 2
@@ -270,12 +297,23 @@ class _Plan:
             if live and self._action(pack.pack_id) == _REPACK:
                 yield fmt.IndexedPack(pack.pack_id, pack.generation, live)
 
+    def undecided(self) -> Iterator[fmt.IndexedPack]:
+        """Indexed packs with no decision yet: those none of whose blobs the index resolves to them."""
+        rows = self.db.query("SELECT DISTINCT pack_id FROM packs p WHERE NOT EXISTS "
+                             "(SELECT 1 FROM temp.prune_plan t WHERE t.pack_id = p.pack_id)")
+        for (pack_id,) in rows:
+            pack = self.repo.index.pack(bytes(pack_id))
+            if pack is not None and pack.pack_id not in self.new:
+                yield pack
+
     def kept_packs(self) -> Iterator[fmt.IndexedPack]:
         """What the new index lists: the kept packs and the ones this prune wrote. (Packs the index lists but the
-        storage lost are left out, as is everything deleted or repacked.)"""
+        storage lost are left out, as is everything deleted or repacked.) A kept pack is listed with every entry,
+        also those the index resolves to another copy: a pack that exists is then always fully indexed, which is
+        what a write-only key's local record relies on (a blob it stored counts while its pack exists)."""
         index = self.repo.index
-        for pack in index.packs():
-            if pack.pack_id not in self.new and self._action(pack.pack_id) == _KEEP:
+        for pack_id in self.packs(_KEEP):
+            if pack_id not in self.new and (pack := index.pack(pack_id)) is not None:
                 yield pack
         for pack_id in sorted(self.new):
             # Every entry: its blobs are also in the packs they were copied from, which the index may still

@@ -14,6 +14,9 @@ So that listing ``versions/`` stays one request however many versions there are,
 into segments once there are COMPACT_LOOSE of them, by a command that holds a lock while no other process does
 (a `put` moves its own record when it finds its version number taken, which must not race a compaction).
 Segments exist only in vaults of format version 3 or later; `prune` upgrades older vaults.
+
+Version records that write-only keys wrote carry no number yet; the queries below number them as every reader
+does (vault.repo.numbering).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from vault import format as fmt
@@ -31,6 +34,7 @@ from vault.cache.listing import catch_up
 from vault.cache.records import KIND_RECORD, KIND_SEGMENT
 from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError
+from vault.repo.numbering import UNNUMBERED_BASE, numbered, sort_column
 from vault.repo.objects import object_generation, open_object, seal_object
 from vault.storage.base import Backend, Handle, Kind, ObjectInfo, remove_all
 
@@ -57,6 +61,9 @@ class VersionRecord:
     host: str
     damaged: tuple[str, ...] = ()  # set by `repair` when data this version needs is lost
     origin: fmt.RecordOrigin | None = None  # set by `copy`: the version (of another vault) this one copies
+    # False for a record of a write-only key whose ``version`` is the number readers give it for now (see the
+    # module docstring); never stored.
+    settled: bool = field(default=True, compare=False)
 
     def stored(self) -> fmt.RecordFields:
         """What the record holds: everything but its id."""
@@ -114,6 +121,8 @@ def read_catalog_object(backend: Backend, key: Keyring, vault_id: bytes, info: O
     plain = open_object(key, vault_id, handle, types, raw)
     if obj_type == fmt.ObjectType.VERSION:
         fields = fmt.decode_record(plain, what)
+        if raw[4] == fmt.HEADER_SEALED and fields.version:  # a write-only key may not pick (or take) a number
+            raise IntegrityError(f"{what} was sealed by a write-only key and claims a version number")
         return CatalogObject(KIND_RECORD, generation, [(handle.name, fmt.encode_record(fields))])
     segment = fmt.decode_segment(plain, f"catalog segment {handle}")
     return CatalogObject(KIND_SEGMENT, generation, [(rid, fmt.encode_record(f)) for rid, f in segment])
@@ -164,7 +173,7 @@ class Catalog:
         rows = []
         for record_id, plain in obj.records:
             rec = _record(record_id, plain, f"version record {record_id[:10]}")
-            rows.append(NewRow(record_id, rec.item, rec.version, bool(rec.damaged), plain))
+            rows.append(NewRow(record_id, rec.item, sort_column(rec), bool(rec.damaged), plain))
         self.cache.add_object(name, obj.kind, obj.generation, rows, tag)
 
     # -- queries ---------------------------------------------------------------------------------------------
@@ -190,23 +199,43 @@ class Catalog:
             return query()
 
     def versions(self, item: str) -> list[VersionRecord]:
-        """The records of ``item``, by version number (oldest first); empty when there is no such item."""
+        """The records of ``item``, by version number (oldest first; unnumbered ones numbered as readers number
+        them); empty when there is no such item."""
         rows = self._guarded(lambda: self.cache.item_rows(item))
-        return sorted(self._decoded(rows), key=lambda r: (r.version, r.created, r.record_id))
+        return numbered(self._decoded(rows))
 
     def latest(self, item: str, undamaged: bool = False) -> VersionRecord | None:
         row = self._guarded(lambda: self.cache.latest(item, undamaged))
+        if row is not None and row.version >= UNNUMBERED_BASE:  # not numbered yet: number the item's records
+            found = [r for r in self.versions(item) if not (undamaged and r.damaged)]
+            return found[-1] if found else None
         return None if row is None else self._decoded([row])[0]
 
     def max_version(self, item: str) -> int:
-        return self._guarded(lambda: self.cache.max_version(item))
+        top = self._guarded(lambda: self.cache.max_version(item))
+        if top >= UNNUMBERED_BASE:
+            return max(r.version for r in self.versions(item))
+        return top
+
+    def unsettled_items(self) -> list[str]:
+        """Items that have versions not numbered yet (a write-only key's). One scan of the clear columns when
+        there are none; the hint it gives is checked against authenticated rows before anything is changed."""
+        if self.cache.db.one("SELECT 1 FROM records WHERE version >= ? LIMIT 1", (UNNUMBERED_BASE,)) is None:
+            return []
+        rows = self._guarded(self.cache.items)
+        return sorted(self._decoded([r.latest])[0].item for r in rows if r.latest.version >= UNNUMBERED_BASE)
 
     def has_item(self, item: str) -> bool:
         return self._guarded(lambda: self.cache.has_item(item))
 
     def items(self) -> list[tuple[VersionRecord, int]]:
         """(latest record, number of versions) of every item, by item name."""
-        out = [(self._decoded([r.latest])[0], r.count) for r in self._guarded(self.cache.items)]
+        out = []
+        for r in self._guarded(self.cache.items):
+            latest = self._decoded([r.latest])[0]
+            if r.latest.version >= UNNUMBERED_BASE:  # not numbered yet: number the item's records
+                latest = self.versions(latest.item)[-1]
+            out.append((latest, r.count))
         return sorted(out, key=lambda pair: pair[0].item)
 
     def all(self) -> Iterator[VersionRecord]:
@@ -226,9 +255,9 @@ class Catalog:
         return self._guarded(self.cache.record_ids)
 
     def at(self, item: str, version: int) -> list[str]:
-        """Record ids of ``item`` holding number ``version`` (more than one: two puts raced)."""
-        rows = self._guarded(lambda: self.cache.item_rows(item))
-        return sorted({r.record_id for r in rows if r.version == version})
+        """Record ids of ``item`` holding number ``version`` (more than one: two puts raced), unnumbered records
+        counted at the numbers readers give them."""
+        return sorted({r.record_id for r in self.versions(item) if r.version == version})
 
     # -- changes (through the repository, which keeps the order) ---------------------------------------------
     def write(self, record: VersionRecord) -> None:

@@ -112,11 +112,17 @@ class Changes:
     def compact(self, alone: Callable[[], bool]) -> None:
         """Keep listings short: merge small index objects (safe beside other puts), and in a vault of format 3 or
         later fold loose version records into segments, when ``alone()`` says no other process holds a lock (a
-        put that finds its number taken moves its record, which must not race a compaction). ``alone`` is
-        asked only when there is something to fold."""
+        put that finds its number taken moves its record, which must not race a compaction). Versions that
+        write-only keys added are numbered first, on the same condition (:meth:`settle_versions`). ``alone`` is
+        asked only when there is something to do."""
         compact_index(self.index, self.backend, self.key, self.vault_id)
-        if self.config.format_version >= fmt.FORMAT_VERSION_SEGMENTS and self.catalog.needs_compaction() and alone():
-            self.catalog.compact()
+        unsettled = bool(self.catalog.unsettled_items())
+        fold = self.config.format_version >= fmt.FORMAT_VERSION_SEGMENTS and self.catalog.needs_compaction()
+        if (unsettled or fold) and alone():
+            if unsettled:
+                self.settle_versions()
+            if fold:
+                self.catalog.compact()
 
     def _delete_index_objects(self, names: Sequence[str]) -> None:
         remove_all(self.backend, (Handle(Kind.INDEX, name) for name in names))
@@ -144,6 +150,22 @@ class Changes:
             for i in clashes:
                 mine[i] = self.replace_record(mine[i], version=self.catalog.max_version(mine[i].item) + 1)
         return mine
+
+    def settle_versions(self) -> int:
+        """Write into their records the numbers readers give the versions write-only keys added (vault.repo.numbering):
+        each unnumbered record is written again with its number (a new record id), then the old one is removed,
+        announced to the witness like any removal. Call only while no other process can write version records of
+        the vault (the exclusive lock, or a put that found no other lock holder): two settlers could each write a
+        copy. Returns how many versions were numbered."""
+        settled = 0
+        for item in self.catalog.unsettled_items():
+            for record in self.catalog.versions(item):
+                if not record.settled:
+                    self.replace_record(record, version=record.version, settled=True)
+                    settled += 1
+        if settled:
+            log.info("numbered %d version(s) that write-only keys added", settled)
+        return settled
 
     def commit_record(self, record: VersionRecord) -> VersionRecord:
         """:meth:`commit_records` of one record."""

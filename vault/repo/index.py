@@ -54,6 +54,11 @@ def read_index_object(
     plain = open_object(key, vault_id, info.handle, types, raw)
     with_generations = object_generation(raw, types, f"index object {info.handle}") != 0
     packs = fmt.decode_index(plain, f"index object {info.handle}", with_generations)
+    if raw[4] == fmt.HEADER_SEALED and any(not e.flags & fmt.FLAG_SEALED for p in packs for e in p.entries):
+        # Sealed to the public key: any write-only key could have written it, so it may vouch only for blobs
+        # that are themselves sealed (whose ids are checked against their contents when read), never for a copy
+        # that would be trusted as a full key's (docs/security.md, "Write-only keys").
+        raise IntegrityError(f"index object {info.handle} lists blobs a write-only key can't have stored")
     return raw[5] == fmt.ObjectType.INDEX_CHECKPOINT, packs
 
 

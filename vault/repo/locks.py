@@ -9,7 +9,11 @@ pid no longer exists) or, from another host, when it was not refreshed for STALE
 removed, and each removal is reported to the caller for the operation log.
 
 Lock objects are encrypted and bound to their names like every other object: the storage learns nothing from
-them, and nobody without a key can plant one that we would honour or break.
+them, and nobody without a key can plant one that we would honour or break. In a vault of format version 4 they
+are sealed under the lock key, which full and write-only keys both derive (vault.crypto.keyring.lock_aead): a
+write-only put takes a shared lock like any put, sees every other holder, honours exclusive ones, and breaks stale
+ones by the same rules. A lock it can't read (sealed under a generation's metadata key: written before the vault
+became version 4) is a holder it can't judge, so it counts as an exclusive one.
 """
 
 from __future__ import annotations
@@ -26,8 +30,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from vault import format as fmt
-from vault.errors import IntegrityError, ObjectNotFoundError, UnknownGenerationError, VaultError, VaultLockedError
-from vault.repo.objects import open_object, seal_object
+from vault.errors import (
+    IntegrityError,
+    NotPermittedError,
+    ObjectNotFoundError,
+    UnknownGenerationError,
+    VaultError,
+    VaultLockedError,
+)
+from vault.repo.objects import open_object, seal_lock
 from vault.repo.repository import Repository
 from vault.storage.base import Handle, Kind
 
@@ -96,7 +107,8 @@ class Lock:
                 command=self.command,
             )
         )
-        raw = seal_object(self.repo.key, self.repo.vault_id, self.handle, LOCK_OBJECT_TYPE, doc)
+        lock_key = self.repo.config.format_version >= fmt.FORMAT_VERSION_WRITE_ONLY  # write-only keys read it
+        raw = seal_lock(self.repo.key, self.repo.vault_id, self.handle, doc, lock_key)
         self.repo.backend.save(self.handle, raw)
 
     def _refresh_loop(self) -> None:
@@ -174,6 +186,13 @@ def _first_conflict(
             info = read_lock(repo, obj.handle)
         except ObjectNotFoundError:
             continue  # released while we looked
+        except NotPermittedError:
+            # A write-only key meets a lock sealed under a metadata key: a holder it can neither judge nor break.
+            raise VaultLockedError(
+                f"the vault is locked by {obj.handle}, which this write-only key can't read",
+                hint="wait for it to finish; if no command is running, any command run with a full key removes a "
+                "stale lock",
+            ) from None
         # UnknownGenerationError (sealed under a generation newer than ours: a live holder with a current
         # key, maybe) is not damage and propagates: never remove such a lock; our key can't read newer data.
         except IntegrityError:
@@ -203,7 +222,7 @@ def others_hold_locks(repo: Repository, mine: Lock) -> bool:
         try:
             if not is_stale(read_lock(repo, obj.handle)):
                 return True
-        except UnknownGenerationError:
+        except (UnknownGenerationError, NotPermittedError):
             return True
         except (ObjectNotFoundError, IntegrityError):
             continue

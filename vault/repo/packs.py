@@ -2,7 +2,9 @@
 
 ``"VLTP" | version | [key generation] | blob... | sealed header | u32 header length``. The header lets
 `repair` rebuild the index from packs alone (restic's pack format works the same way). Pack names are 32
-random bytes in hex.
+random bytes in hex. A write-only put's pack (version 4) has its blobs sealed to the vault's public key (each
+starts with the put's ephemeral key) and its header sealed to it under a key of its own (the header then starts
+with its ephemeral key): vault.crypto.recipient.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from vault.storage.base import Backend, Handle, Kind
 class PackBuilder:
     """Accumulates sealed blobs in memory until the pack is full. Not thread-safe: one owner."""
 
-    def __init__(self, generation: int) -> None:
-        """``generation``: the key generation every blob added was sealed under (the keyring's current one)."""
+    def __init__(self, generation: int, sealed: bool = False) -> None:
+        """``generation``: the key generation every blob added was sealed under (the keyring's current one);
+        ``sealed``: to that generation's public key (a write-only keyring's pack)."""
         self.pack_id = os.urandom(fmt.ID_SIZE)
         self.generation = generation
-        preamble = fmt.pack_preamble(generation)
+        self.sealed = sealed
+        preamble = fmt.pack_preamble(generation, sealed)
         self._parts: list[bytes] = [preamble]
         self.size = len(preamble)
         self.entries: list[fmt.BlobEntry] = []
@@ -53,9 +57,12 @@ class PackBuilder:
     def finish_parts(self, key: Keyring, vault_id: bytes) -> list[bytes]:
         """The whole pack as its parts, unjoined (preamble, sealed blobs, header, trailer): ``finish`` without
         the 16 MiB copy, for ``storage.base.save_parts``."""
-        meta = key.get(self.generation, f"pack {self.name}").meta
-        aad = fmt.pack_header_aad(vault_id, self.name, self.generation)
-        header = meta.seal(fmt.encode_entries(self.entries), aad)
+        aad = fmt.pack_header_aad(vault_id, self.name, self.generation, self.sealed)
+        entries = fmt.encode_entries(self.entries)
+        if self.sealed:
+            header = key.recipient(self.generation).seal(fmt.LABEL_SEALED_PACK_HEADER, self.name, entries, aad)
+        else:
+            header = key.get(self.generation, f"pack {self.name}").meta.seal(entries, aad)
         parts, self._parts = self._parts, []
         parts.append(header)
         parts.append(fmt.pack_trailer(len(header)))
@@ -90,14 +97,24 @@ def parse_pack_header(
     what = f"pack {Handle(Kind.DATA, name)}"
     if size < fmt.PACK_PREAMBLE_SIZE + fmt.PACK_TRAILER_SIZE + fmt.AEAD_OVERHEAD:
         raise IntegrityError(f"{what} is truncated")
-    generation, preamble_size = fmt.parse_pack_preamble(read(0, min(size, fmt.PACK_PREAMBLE_MAX_SIZE)), what)
+    preamble = read(0, min(size, fmt.PACK_PREAMBLE_MAX_SIZE))
+    generation, preamble_size = fmt.parse_pack_preamble(preamble, what)
+    sealed = fmt.pack_is_sealed(preamble)
     hlen = fmt.parse_pack_trailer(read(size - fmt.PACK_TRAILER_SIZE, fmt.PACK_TRAILER_SIZE), size, what)
     header_start = size - fmt.PACK_TRAILER_SIZE - hlen
     if header_start < preamble_size:
         raise IntegrityError(f"{what} has an invalid header length")
-    meta = key.get(generation, what).meta
-    plain = meta.open(read(header_start, hlen), fmt.pack_header_aad(vault_id, name, generation), f"header of {what}")
-    return PackHeader(generation, fmt.decode_pack_header(plain, header_start, what, preamble_size))
+    aad = fmt.pack_header_aad(vault_id, name, generation, sealed)
+    gen = key.get(generation, what)
+    if sealed:
+        plain = gen.recipient_key.open(fmt.LABEL_SEALED_PACK_HEADER, name, read(header_start, hlen), aad,
+                                       f"header of {what}")
+    else:
+        plain = gen.meta.open(read(header_start, hlen), aad, f"header of {what}")
+    entries = fmt.decode_pack_header(plain, header_start, what, preamble_size)
+    if any(bool(e.flags & fmt.FLAG_SEALED) != sealed for e in entries):  # a write-only pack vouches for its own
+        raise IntegrityError(f"{what} mixes blobs sealed to the public key with others")
+    return PackHeader(generation, entries)
 
 
 def load_pack(backend: Backend, name: str) -> bytes:

@@ -15,6 +15,7 @@ judge or delete anything.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import threading
@@ -27,7 +28,7 @@ from vault.crypto import kdf
 from vault.crypto.keyring import Keyring, new_keyring
 from vault.crypto.slot_store import KeyStore
 from vault.crypto.slots import POLICY_DEFAULT, KeySlot
-from vault.errors import ConflictError, IntegrityError, ObjectNotFoundError
+from vault.errors import ConflictError, IntegrityError, ObjectNotFoundError, UnknownGenerationError
 from vault.pipeline.timing import NO_TIMING, Stage, StageTimer
 from vault.repo import catalog as catalog_objects
 from vault.repo.blobs import open_blob
@@ -64,6 +65,11 @@ class Repository(Changes):
     def keys(self) -> KeyStore:
         return KeyStore(self.backend, self.vault_id)
 
+    @property
+    def write_only(self) -> bool:
+        """True when a write-only key opened the vault (then this is a vault.repo.write_only.WriteOnlyRepository)."""
+        return self.key.write_only
+
     # -- lifecycle -------------------------------------------------------------------------------------------
     @classmethod
     def create(
@@ -98,6 +104,10 @@ class Repository(Changes):
         key, slot = store.unlock(password)
         if rehash:
             slot = store.rehash_if_weak(slot, key, password)
+        if key.write_only:  # a write-only key: a repository that adds data and reads nothing (exit 13 otherwise)
+            from vault.repo.write_only import WriteOnlyRepository
+
+            return WriteOnlyRepository(backend, config, key, slot, cache_dir=cache_dir)
         return cls(backend, config, key, slot, cache_dir=cache_dir)
 
     def close(self) -> None:
@@ -213,7 +223,20 @@ class Repository(Changes):
         """Fetch, authenticate and decode one blob. Raises IntegrityError (also for a missing pack). Reading it
         from the backend is the stage :attr:`Stage.FETCH` of ``timer``, then :func:`open_blob`'s stages."""
         loc = self.locate(blob_id, blob_type)
-        what = f"blob {blob_id.hex()[:10]} in pack {loc.pack_handle}"
+        try:
+            return self._load_at(loc, timer)
+        except (IntegrityError, UnknownGenerationError):
+            if not loc.entry.flags & fmt.FLAG_SEALED:
+                raise
+            # A copy a write-only key sealed that is not what its id says (any such key can seal one): another
+            # copy may be (docs/security.md, "Write-only keys").
+            for other in self.index.locations(blob_id)[1:]:
+                with contextlib.suppress(IntegrityError, UnknownGenerationError):
+                    return self._load_at(other, timer)
+            raise
+
+    def _load_at(self, loc: BlobLocation, timer: StageTimer) -> bytes:
+        what = f"blob {loc.entry.blob_id.hex()[:10]} in pack {loc.pack_handle}"
         try:
             with timer.stage(Stage.FETCH):
                 sealed = self.backend.load(loc.pack_handle, loc.entry.offset, loc.entry.length)

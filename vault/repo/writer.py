@@ -3,7 +3,12 @@ the I/O pool, and at the end write the index for the new packs. Used by one `put
 
 Each step is a stage of the pipeline's timer (:mod:`vault.pipeline.timing`): on the workers HASH, DEDUP, then
 seal_blob's COMPRESS and SEAL; on the main thread PACK and WAIT_UPLOAD; on the I/O pool UPLOAD and INDEX (the
-merged index at the end is INDEX on the main thread)."""
+merged index at the end is INDEX on the main thread).
+
+Under a write-only key (vault.repo.write_only) the same path runs with three differences, all decided here once
+per put: blobs are sealed to the vault's public key with the put's one ephemeral exchange (BlobSealer), packs are
+built as sealed packs, and every tree stored or reused is handed to the key's local record, which is what lets
+the next put of the same tree be incremental without reading anything from the vault."""
 
 from __future__ import annotations
 
@@ -53,7 +58,11 @@ class BlobWriter:
         self.blobs_added = 0
         self._claimed: set[bytes] = set()
         self._lock = threading.Lock()
-        self._builder = PackBuilder(repo.key.current)
+        # One sealer per put: a write-only put's ephemeral key pair lives exactly as long as this writer.
+        self._sealer = repo.key.blob_sealer()
+        self._sealed_packs = repo.key.write_only
+        self._on_tree = getattr(repo, "remember_tree", None)  # a write-only repository's local record
+        self._builder = PackBuilder(repo.key.current, self._sealed_packs)
         self._uploads: deque[tuple[Future[Handle], fmt.IndexedPack]] = deque()
         self._max_uploads = MAX_LOCAL_UPLOADS_IN_FLIGHT if saves_parts(repo.backend) else MAX_UPLOADS_IN_FLIGHT
         self._written: list[fmt.IndexedPack] = []
@@ -66,11 +75,22 @@ class BlobWriter:
         with timer.stage(Stage.HASH):
             blob_id = self.repo.key.blob_id(data, blob_type)
         with timer.stage(Stage.DEDUP), self._lock:
-            if blob_id in self._claimed or blob_id in self.repo.index:
+            if blob_id in self._claimed or self._stored(blob_id):
                 return blob_id, len(data), None
             self._claimed.add(blob_id)
-        sealed = seal_blob(self.repo.key, self.repo.vault_id, blob_type, blob_id, data, self.level, timer=timer)
+        sealed = seal_blob(self._sealer, self.repo.vault_id, blob_type, blob_id, data, self.level, timer=timer)
         return blob_id, len(data), sealed
+
+    def _stored(self, blob_id: bytes) -> bool:
+        """Whether this put may refer to the blob without storing it: a write-only key trusts its local record
+        (what it stored itself); a full key only a copy a full key sealed. A copy a write-only key sealed is never
+        reused by a full key: any write-only key can seal other contents under a known chunk's id, and a full
+        key's version must not depend on such a copy (the chunk is in hand: storing it is the cheap proof)."""
+        index = self.repo.index
+        if self._sealed_packs:
+            return blob_id in index
+        loc = index.get(blob_id)
+        return loc is not None and not loc.entry.flags & fmt.FLAG_SEALED
 
     def _encode_batch(self, batch: tuple[int, list[bytes]]) -> list[tuple[bytes, int, SealedBlob | None]]:
         blob_type, chunks = batch
@@ -97,6 +117,8 @@ class BlobWriter:
         blob_id, _, sealed = self._encode((blob_type, data))
         if sealed is not None:
             self._add(sealed)
+        if self._on_tree is not None and blob_type == fmt.BlobType.TREE:
+            self._on_tree(blob_id, data)
         return blob_id
 
     def claim(self, blob_id: bytes) -> bool:
@@ -122,7 +144,7 @@ class BlobWriter:
             self._flush_pack()
 
     def _flush_pack(self) -> None:
-        builder, self._builder = self._builder, PackBuilder(self.repo.key.current)
+        builder, self._builder = self._builder, PackBuilder(self.repo.key.current, self._sealed_packs)
         if not builder.entries:
             return
         # Unjoined: a local backend writes the parts with writev, the others join them (storage.base.save_parts).

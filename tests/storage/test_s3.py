@@ -42,6 +42,20 @@ class TestS3Contract(BackendContract):
         super().test_concurrent_saves_of_one_name_never_mix(retrying)
 
 
+class TestS3ObjectLockBucketContract(TestS3Contract):
+    """The contract in a bucket with Object Lock (so versioning) on and no retention set: ``remove`` deletes
+    versions by id and ``list``/``stat`` see only current, non-delete-marker objects."""
+
+    def make_backend(self) -> Backend:
+        from datetime import timedelta
+
+        backend = S3Backend(fresh_bucket_name())
+        backend.set_retention(timedelta(days=1))  # create_root makes the bucket with Object Lock
+        backend.create_root()
+        backend.set_retention(None)
+        return backend
+
+
 class TestS3WithPrefixContract(TestS3Contract):
     """What open_backend returns for an s3:// location with a prefix: retrying, under ``prefix/``."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
 
@@ -85,6 +86,32 @@ class Backend(Protocol):
     def remove(self, h: Handle) -> None:
         """Delete an object; ``ObjectNotFoundError`` when missing."""
         ...
+
+
+class RetainingBackend(Backend, Protocol):
+    """A backend that can lock what it writes against deletion for a while (S3 Object Lock, compliance mode):
+    :func:`supports_retention` tells whether a backend is one. ``remove`` of an object whose lock has not ended
+    raises :class:`~vault.errors.RetentionHeldError` (which names the date) and leaves it stored."""
+
+    retention: timedelta | None
+
+    def set_retention(self, period: timedelta | None) -> None:
+        """Lock each retained object saved from now on for ``period`` from its save (None: stop locking)."""
+        ...
+
+    def retention_until(self, h: Handle) -> datetime | None:
+        """When the lock on ``h`` ends (UTC, maybe past), or None without one; ``ObjectNotFoundError``."""
+        ...
+
+    def extend_retention(self, h: Handle, until: datetime) -> datetime:
+        """Make ``h``'s lock last at least until ``until`` (never shortens one); returns its end now."""
+        ...
+
+
+def supports_retention(backend: Backend) -> bool:
+    """True when ``backend`` (or the backend a wrapper like RetryingBackend wraps) can lock objects, i.e. is a
+    :class:`RetainingBackend`."""
+    return bool(getattr(backend, "supports_retention", False))
 
 
 Buffer = bytes | bytearray | memoryview

@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import TypeVar
 
 from vault.errors import StorageError, TransientStorageError
@@ -83,6 +84,16 @@ class RetryingBackend:
 
     def remove(self, h: Handle) -> None:
         self._call("remove", str(h), lambda: self.inner.remove(h))
+
+    def retention_until(self, h: Handle) -> datetime | None:
+        """The inner backend's ``retention_until`` (a :class:`~vault.storage.base.RetainingBackend`), retried."""
+        inner = self.inner
+        return self._call("stat", str(h), lambda: inner.retention_until(h))  # type: ignore[attr-defined, no-any-return]
+
+    def extend_retention(self, h: Handle, until: datetime) -> datetime:
+        """The inner backend's ``extend_retention``, retried (repeating it is harmless: it only extends)."""
+        inner = self.inner
+        return self._call("extend the retention of", str(h), lambda: inner.extend_retention(h, until))  # type: ignore[attr-defined, no-any-return]
 
     def list(self, kind: Kind) -> Iterator[ObjectInfo]:
         """Lists through transient failures: a failed listing starts over and skips the names already

@@ -110,7 +110,7 @@ def test_open_with_a_wrong_password(backend: MemoryBackend, repo: Repository) ->
 
 def test_open_a_newer_vault_is_refused(backend: MemoryBackend, repo: Repository) -> None:
     doc = json.loads(backend.load(CONFIG_HANDLE))
-    doc["format_version"] = fmt.FORMAT_VERSION_MAX + 1
+    doc["format_version"] = fmt.CONFIG_VERSION_MAX + 1  # the config has its own maximum (3: retention)
     backend.save(CONFIG_HANDLE, json.dumps(doc).encode())
     with pytest.raises(UnsupportedVersionError) as info:
         Repository.open(backend, PASSWORD)

@@ -35,11 +35,13 @@ from vault.format.constants import AEAD_OVERHEAD as AEAD_OVERHEAD
 from vault.format.constants import CHUNK_AVG as CHUNK_AVG
 from vault.format.constants import CHUNK_MAX as CHUNK_MAX
 from vault.format.constants import CHUNK_MIN as CHUNK_MIN
+from vault.format.constants import CONFIG_VERSION_MAX as CONFIG_VERSION_MAX
 from vault.format.constants import FLAG_ZSTD as FLAG_ZSTD
 from vault.format.constants import FORMAT_VERSION as FORMAT_VERSION
 from vault.format.constants import FORMAT_VERSION_GENERATIONS as FORMAT_VERSION_GENERATIONS
 from vault.format.constants import FORMAT_VERSION_MAX as FORMAT_VERSION_MAX
 from vault.format.constants import FORMAT_VERSION_MIN as FORMAT_VERSION_MIN
+from vault.format.constants import FORMAT_VERSION_RETENTION as FORMAT_VERSION_RETENTION
 from vault.format.constants import ID_SIZE as ID_SIZE
 from vault.format.constants import KEY_SIZE as KEY_SIZE
 from vault.format.constants import KNOWN_FLAGS as KNOWN_FLAGS
@@ -53,6 +55,7 @@ from vault.format.constants import MAX_GENERATION as MAX_GENERATION
 from vault.format.constants import MAX_METADATA_RAW as MAX_METADATA_RAW
 from vault.format.constants import MAX_PACK_ENTRIES as MAX_PACK_ENTRIES
 from vault.format.constants import MAX_PACK_SIZE as MAX_PACK_SIZE
+from vault.format.constants import MAX_RETENTION_DAYS as MAX_RETENTION_DAYS
 from vault.format.constants import NONCE_SIZE as NONCE_SIZE
 from vault.format.constants import OBJECT_MAGIC as OBJECT_MAGIC
 from vault.format.constants import PACK_MAGIC as PACK_MAGIC

@@ -17,6 +17,13 @@ FORMAT_VERSION_MAX = 2
 # everything made before generations existed reads and is written exactly as before.
 FORMAT_VERSION_GENERATIONS = 2
 MAX_GENERATION = 2**32 - 1
+# Version 3 is a config version only: the vault has a retention (S3 Object Lock, `vault init --retention`),
+# recorded as the config's `retention_days`. Its objects are version 1 or 2 bytes as before; the number is
+# there so that a reader that knows nothing of retention refuses the vault instead of writing unlocked objects
+# into it or hiding locked ones behind delete markers (docs/format.md, "Config").
+FORMAT_VERSION_RETENTION = 3
+CONFIG_VERSION_MAX = FORMAT_VERSION_RETENTION  # the config may say 3; objects, packs and slots at most 2
+MAX_RETENTION_DAYS = 36500
 
 # -- sizes ---------------------------------------------------------------------------------------------------
 KEY_SIZE = 32  # AES-256-GCM keys, BLAKE3 keys, master key

@@ -19,7 +19,7 @@ from vault.pipeline.timing import Stage
 from vault.repo.blobs import SealedBlob, seal_blob
 from vault.repo.packs import PackBuilder
 from vault.repo.repository import Repository
-from vault.storage.base import Handle, Kind, save_parts, saves_parts
+from vault.storage.base import Handle, Kind, is_remote, save_parts
 
 MAX_UPLOADS_IN_FLIGHT = 2  # packs being uploaded at once; each holds ~16 MiB
 # A local directory: one. Writing a pack into the page cache takes a fraction of the time the workers take to
@@ -55,7 +55,7 @@ class BlobWriter:
         self._lock = threading.Lock()
         self._builder = PackBuilder(repo.key.current)
         self._uploads: deque[tuple[Future[Handle], fmt.IndexedPack]] = deque()
-        self._max_uploads = MAX_LOCAL_UPLOADS_IN_FLIGHT if saves_parts(repo.backend) else MAX_UPLOADS_IN_FLIGHT
+        self._max_uploads = MAX_UPLOADS_IN_FLIGHT if is_remote(repo.backend) else MAX_LOCAL_UPLOADS_IN_FLIGHT
         self._written: list[fmt.IndexedPack] = []
         self._checkpoints: list[Handle] = []
 
@@ -111,7 +111,8 @@ class BlobWriter:
         builder, self._builder = self._builder, PackBuilder(self.repo.key.current)
         if not builder.entries:
             return
-        # Unjoined: a local backend writes the parts with writev, the others join them (storage.base.save_parts).
+        # Unjoined: a local backend writes the parts with writev, S3 streams them, others join them
+        # (storage.base.save_parts).
         with self.timer.stage(Stage.PACK):
             parts = builder.finish_parts(self.repo.key, self.repo.vault_id)
         pack = fmt.IndexedPack(builder.pack_id, builder.generation, builder.entries)

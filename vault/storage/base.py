@@ -130,6 +130,12 @@ def save_parts(backend: Backend, h: Handle, parts: Sequence[Buffer]) -> None:
         backend.save(h, b"".join(parts))
 
 
+def is_remote(backend: Backend) -> bool:
+    """True when every call on ``backend`` (or the backend a wrapper wraps) is a network round trip (S3), so
+    that overlapping requests pays; False for a local directory or memory."""
+    return bool(getattr(backend, "remote", False))
+
+
 def saves_parts(backend: Backend) -> bool:
     """True when :func:`save_parts` writes the parts without joining them (a local directory)."""
     return getattr(type(backend), "save_parts", None) is not None

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TypeVar
 
 from vault.errors import StorageError, TransientStorageError
-from vault.storage.base import Backend, Handle, Kind, ObjectInfo
+from vault.storage.base import Backend, Buffer, Handle, Kind, ObjectInfo, save_parts
 
 __all__ = ["RetryingBackend"]
 
@@ -75,6 +75,11 @@ class RetryingBackend:
 
     def save(self, h: Handle, data: bytes | bytearray | memoryview) -> None:
         self._call("write", str(h), lambda: self.inner.save(h, data))
+
+    def save_parts(self, h: Handle, parts: Sequence[Buffer]) -> None:
+        """:func:`~vault.storage.base.save_parts` on the inner backend (its own, unjoined, where it has one),
+        retried like :meth:`save`."""
+        self._call("write", str(h), lambda: save_parts(self.inner, h, parts))
 
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
         return self._call("read", str(h), lambda: self.inner.load(h, offset, length))

@@ -20,9 +20,10 @@ an object's versions by id (a plain DELETE would only add a delete marker and fr
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
@@ -34,7 +35,8 @@ from vault.errors import (
     UsageError,
 )
 from vault.storage import CONFIG_NAME, is_object_name, object_key
-from vault.storage.base import Handle, Kind, ObjectInfo
+from vault.storage.base import Buffer, Handle, Kind, ObjectInfo
+from vault.storage.readahead import BlockReader
 
 __all__ = ["RETAINED_KINDS", "S3Backend", "redact"]
 
@@ -66,6 +68,11 @@ _TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_POOL_CONNECTIONS = 32
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 30
+# Reads of up to a block from a pack go through a BlockReader (vault.storage.readahead): aligned blocks of this
+# size, this many kept, this many fetched ahead of the one being read. Measured in docs/performance.md ("S3").
+READ_BLOCK_SIZE = 4 << 20
+READ_CACHE_BLOCKS = 6
+READ_AHEAD_BLOCKS = 2
 
 # The kinds that retention locks: what the vault can't rebuild. Index objects are derived (``vault repair``
 # rebuilds them from the packs' authenticated headers) and are replaced and deleted in the normal course of a
@@ -105,6 +112,9 @@ class S3Backend:
     list_page_size = 1000
     """Keys per ``list_objects_v2`` page (S3's maximum; tests lower it to exercise paging)."""
 
+    remote = True
+    """Every call is a round trip: the writer keeps more uploads in flight (see vault.storage.base.is_remote)."""
+
     supports_retention = True
     """This backend can lock what it writes (S3 Object Lock); see :func:`vault.storage.supports_retention`."""
 
@@ -119,6 +129,9 @@ class S3Backend:
         self.prefix = prefix.strip("/")
         self.location: str = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._exc: Any = botocore.exceptions
+        self._reader: BlockReader[Handle] = BlockReader(
+            self._get, READ_BLOCK_SIZE, READ_CACHE_BLOCKS, READ_AHEAD_BLOCKS
+        )
         self.retention: timedelta | None = None
         """How long each object of :data:`RETAINED_KINDS` is locked from when it is written (None: not)."""
         config = botocore.config.Config(
@@ -140,6 +153,7 @@ class S3Backend:
     def close(self) -> None:
         """Close the pooled connections (not part of the Backend contract: a process that ends needs no
         call; one that makes many backends, like a test suite, should)."""
+        self._reader.close()
         self._client.close()
 
     # -- retention (S3 Object Lock) ---------------------------------------------------------------------
@@ -261,9 +275,10 @@ class S3Backend:
         object are one request: there is no moment when it exists unlocked). Raises ``StorageError``
         (``TransientStorageError`` for failures worth retrying); a missing bucket is a ``StorageError``, not a
         missing object."""
-        key = self._key(h)
-        body = data if isinstance(data, bytes) else bytes(data)
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": body}
+        self._put(h, data if isinstance(data, bytes) else bytes(data))
+
+    def _put(self, h: Handle, body: bytes | io.RawIOBase) -> None:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(h), "Body": body}
         if self.retention is not None and h.kind in RETAINED_KINDS:
             kwargs["ObjectLockMode"] = _LOCK_MODE
             kwargs["ObjectLockRetainUntilDate"] = datetime.now(UTC) + self.retention
@@ -275,14 +290,29 @@ class S3Backend:
         except (self._exc.ClientError, self._exc.BotoCoreError) as e:
             self._raise(e, "write", str(h), missing_is_not_found=False)
 
+    def save_parts(self, h: Handle, parts: Sequence[Buffer]) -> None:
+        """:meth:`save` of the concatenation of ``parts``, streamed from them without joining them (a pack is
+        16 MiB: one copy less per upload in flight). Same atomicity, locking and errors as :meth:`save`."""
+        self._put(h, _PartsReader(parts))
+
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
         """A ranged ``get_object``. Raises ``ValueError`` for negative values, ``ObjectNotFoundError`` when
-        missing, ``StorageError``/``TransientStorageError`` otherwise. Past the end gives ``b""``."""
+        missing, ``StorageError``/``TransientStorageError`` otherwise. Past the end gives ``b""``.
+
+        Reads of a pack (immutable under its name) of up to ``READ_BLOCK_SIZE`` bytes are served from aligned
+        blocks fetched whole and read ahead (:class:`~vault.storage.readahead.BlockReader`): a restore then makes
+        a few GETs per pack instead of one per blob."""
         if offset < 0 or (length is not None and length < 0):
             raise ValueError("offset and length must not be negative")
         if length == 0:
             self.stat(h)  # still tell a missing object from an empty read
             return b""
+        if h.kind is Kind.DATA and length is not None and length <= self._reader.block_size:
+            return self._reader.read(h, offset, length)
+        return self._get(h, offset, length)
+
+    def _get(self, h: Handle, offset: int, length: int | None) -> bytes:
+        """One ``get_object`` of ``length`` bytes from ``offset`` (to the end when None; ``length`` > 0)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(h)}
         if offset or length is not None:
             end = "" if length is None else str(offset + length - 1)
@@ -346,6 +376,7 @@ class S3Backend:
         otherwise."""
         head = self._head(h)
         key = self._key(h)
+        self._reader.forget(h)
         if not _has_version(head):  # unversioned bucket (or versioning suspended): one plain DELETE
             self._delete(h, key, None, head)
             return
@@ -433,6 +464,56 @@ class S3Backend:
             hint = _ENDPOINT_HINT if isinstance(e, self._exc.ConnectionError) else None
             raise TransientStorageError(text, hint=hint) from None
         raise StorageError(text) from None
+
+
+class _PartsReader(io.RawIOBase):
+    """The concatenation of ``parts`` as a readable, seekable file, without joining them. botocore reads a
+    body in blocks for its checksum and payload signature, seeks back, and reads it again to send it (and once
+    more on a retry); each read copies only the block asked for."""
+
+    def __init__(self, parts: Sequence[Buffer]) -> None:
+        super().__init__()
+        self._parts = [memoryview(p).cast("B") for p in parts]
+        self._ends: list[int] = []
+        total = 0
+        for part in self._parts:
+            total += len(part)
+            self._ends.append(total)
+        self._size = total
+        self._pos = 0
+        self._part = 0  # the part that holds self._pos (or len(parts) at the end)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        self._part = next((i for i, end in enumerate(self._ends) if end > self._pos), len(self._parts))
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        done = 0
+        while done < len(out) and self._part < len(self._parts):
+            part = self._parts[self._part]
+            start = self._pos - (self._ends[self._part] - len(part))
+            n = min(len(out) - done, len(part) - start)
+            out[done : done + n] = part[start : start + n]
+            done += n
+            self._pos += n
+            if self._pos >= self._ends[self._part]:
+                self._part += 1
+        return done
 
 
 def _has_version(head: dict[str, Any]) -> bool:

@@ -21,9 +21,12 @@ from vault.storage.base import Backend, Handle, Kind
 class PackBuilder:
     """Accumulates sealed blobs in memory until the pack is full. Not thread-safe: one owner."""
 
-    def __init__(self, generation: int) -> None:
-        """``generation``: the key generation every blob added was sealed under (the keyring's current one)."""
+    def __init__(self, generation: int, target_size: int | None = None) -> None:
+        """``generation``: the key generation every blob added was sealed under (the keyring's current one).
+        ``target_size``: the pack is full at this many bytes (default ``fmt.PACK_TARGET_SIZE``); readers accept
+        any size up to ``fmt.MAX_PACK_SIZE``, so this is the writer's choice alone."""
         self.pack_id = os.urandom(fmt.ID_SIZE)
+        self.target_size = target_size if target_size is not None else fmt.PACK_TARGET_SIZE
         self.generation = generation
         preamble = fmt.pack_preamble(generation)
         self._parts: list[bytes] = [preamble]
@@ -44,7 +47,7 @@ class PackBuilder:
         return entry
 
     def full(self) -> bool:
-        return self.size >= fmt.PACK_TARGET_SIZE
+        return self.size >= self.target_size
 
     def finish(self, key: Keyring, vault_id: bytes) -> bytes:
         """The whole pack's bytes, header and trailer included."""

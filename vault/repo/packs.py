@@ -26,7 +26,7 @@ class PackBuilder:
         ``target_size``: the pack is full at this many bytes (default ``fmt.PACK_TARGET_SIZE``); readers accept
         any size up to ``fmt.MAX_PACK_SIZE``, so this is the writer's choice alone."""
         self.pack_id = os.urandom(fmt.ID_SIZE)
-        self.target_size = target_size if target_size is not None else fmt.PACK_TARGET_SIZE
+        self.target_size = target_size
         self.generation = generation
         preamble = fmt.pack_preamble(generation)
         self._parts: list[bytes] = [preamble]
@@ -47,7 +47,7 @@ class PackBuilder:
         return entry
 
     def full(self) -> bool:
-        return self.size >= self.target_size
+        return self.size >= (self.target_size if self.target_size is not None else fmt.PACK_TARGET_SIZE)
 
     def finish(self, key: Keyring, vault_id: bytes) -> bytes:
         """The whole pack's bytes, header and trailer included."""

@@ -92,12 +92,12 @@ def test_info_says_null_without_retention(s3_vault: Any) -> None:
 def test_every_object_a_put_writes_under_retention_is_locked_in_compliance_mode(
     s3: Any, tmp_path: Path
 ) -> None:
+    before = datetime.now(UTC)  # before init: the config and the key slot are locked from then
     s3.init("--retention", str(DAYS))
     src = tmp_path / "docs"
     src.mkdir()
     (src / "a.bin").write_bytes(random_bytes(3 << 20, seed=1))
     (src / "b.txt").write_text("hello\n" * 1000)
-    before = datetime.now(UTC)
     s3("put", str(src), check=0)
     after = datetime.now(UTC)
     locked_kinds = {kind.value for kind in RETAINED_KINDS if kind is not Kind.CONFIG}

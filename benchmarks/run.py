@@ -5,6 +5,7 @@
     python benchmarks/run.py                 # 3 runs of everything, medians -> docs/performance.md + .png
     python benchmarks/run.py --runs 1 --sets mixed --tools vault      # a quick look
     python benchmarks/run.py --render-only   # rewrite the doc and chart from benchmarks/results/last-run.json
+    python benchmarks/run.py --s3            # and then vault vs restic on S3 (benchmarks/s3.py)
 
 Each timed command is one child process; wall time is measured around it, user+sys CPU time and peak RSS come
 from ``os.wait4`` (for a shell pipeline that is the whole pipeline's CPU time and the largest process's RSS).
@@ -501,9 +502,10 @@ class Bench:
             "retries": retries,
             "waited_s": round(waited, 1),
         }
+        res["cpu_per_gib"] = cpu / (ds.nbytes / (1 << 30))
         print(f"  {case.label:34s} {res['mbps']:8.1f} MB/s  wall {wall:7.2f} s  cpu {cpu:7.2f} s  "
-              f"({cpu / wall:4.2f} cores)  rss {res['maxrss_mib']:6.0f} MiB  other {res['foreign_cores']:.2f}",
-              flush=True)
+              f"({cpu / wall:4.2f} cores, {res['cpu_per_gib']:5.2f} CPU-s/GiB)  rss {res['maxrss_mib']:6.0f} MiB  "
+              f"other {res['foreign_cores']:.2f}", flush=True)
         return res
 
     def dataset(self, name: str) -> DataSet | None:
@@ -717,6 +719,13 @@ def _quiet_wait(doc: dict[str, object]) -> float:
     return 60.0
 
 
+def _cpu_per_gib(r: dict) -> str:
+    """user+sys CPU seconds per GiB of input: stable on a shared machine, independent of the core count."""
+    if r["op"] == "open" or not r.get("bytes"):
+        return "–"
+    return f"{r['cpu'] / (r['bytes'] / (1 << 30)):.2f}"
+
+
 def render_markdown(doc: dict[str, object]) -> str:
     res: list[dict] = doc["results"]  # type: ignore[assignment]
     by = {(r["dataset"], r["label"]): r for r in res}
@@ -732,7 +741,8 @@ def render_markdown(doc: dict[str, object]) -> str:
     lines.append("- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".")
     lines.append("- Warm page cache: the input is read once before each data set and every case runs "
                  "untimed first; nothing drops the cache. MB/s = input bytes / median wall time "
-                 "(MB = 10^6 bytes). CPU = user+sys of the process tree; `cores` = CPU / wall. Peak RSS of "
+                 "(MB = 10^6 bytes). CPU = user+sys of the process tree; CPU-s/GiB = that per GiB "
+                 "(2^30 bytes) of input; `cores` = CPU / wall. Peak RSS of "
                  "a pipeline is its largest process. `other` = user CPU of other processes during the run, in "
                  "cores (the machine may be shared; a run with more than "
                  f"{doc.get('max_foreign', 0.15)} is run again, up to {doc.get('retries_allowed', 6)} times per case, "
@@ -744,12 +754,13 @@ def render_markdown(doc: dict[str, object]) -> str:
     if any(r["tool"] == "vault" and r["dataset"] == "mixed" for r in res):
         lines.append("### vault put and get, mixed 1 GiB")
         lines.append("")
-        lines.append("| command | threads | MB/s | wall s | CPU s | cores | peak RSS |")
-        lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        lines.append("| command | threads | MB/s | CPU-s/GiB | wall s | CPU s | cores | peak RSS |")
+        lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in res:
             if r["dataset"] == "mixed" and r["tool"] == "vault" and r["op"] in ("store", "restore"):
                 t = r["label"].rsplit("-t", 1)[-1]
-                lines.append(f"| `{r['command']}` | {t} | {r['mbps']:.0f} | {r['wall']:.2f} | {r['cpu']:.2f} | "
+                lines.append(f"| `{r['command']}` | {t} | {r['mbps']:.0f} | {_cpu_per_gib(r)} | {r['wall']:.2f} | "
+                             f"{r['cpu']:.2f} | "
                              f"{r['cpu'] / r['wall']:.2f} | {r['maxrss_mib']:.0f} MiB |")
         lines.append("")
 
@@ -758,14 +769,15 @@ def render_markdown(doc: dict[str, object]) -> str:
     for name in [s for s in (*SETS, "big") if any(r["dataset"] == s for r in res)]:
         lines.append(f"**{_set_title(name, doc)}**")
         lines.append("")
-        lines.append("| case | MB/s | wall s (min–max) | CPU s | cores | peak RSS MiB | other |")
-        lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        lines.append("| case | MB/s | CPU-s/GiB | wall s (min–max) | CPU s | cores | peak RSS MiB | other |")
+        lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in res:
             if r["dataset"] != name:
                 continue
             mbps = f"{r['mbps']:.0f}" if r["op"] not in ("open",) else "–"
             label = "`" + r["label"].replace("|", "\\|") + "`"
-            lines.append(f"| {label} | {mbps} | {r['wall']:.2f} ({r['wall_min']:.2f}–{r['wall_max']:.2f}) | "
+            lines.append(f"| {label} | {mbps} | {_cpu_per_gib(r)} | "
+                         f"{r['wall']:.2f} ({r['wall_min']:.2f}–{r['wall_max']:.2f}) | "
                          f"{r['cpu']:.2f} | {r['cpu'] / r['wall']:.2f} | {r['maxrss_mib']:.0f} | "
                          f"{r.get('foreign_cores', 0):.2f} |")
         lines.append("")
@@ -951,6 +963,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rss-scaling", action="store_true",
                     help="also put/get benchmarks/data/mixed-big.bin once (gen_data.py --big 4G) to compare "
                          "peak RSS with the 1 GiB file")
+    ap.add_argument("--s3", action="store_true",
+                    help="then run benchmarks/s3.py too (vault and restic through one moto server; its own "
+                         "section of docs/performance.md), with the same --runs, --warmup, --data and --work")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--results", type=Path, default=RESULTS, help="raw results JSON (default %(default)s)")
@@ -985,6 +1000,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.doc} and {args.chart}")
     for n in doc["notes"]:
         print("note:", n)
+    if args.s3 and not args.render_only:
+        import s3  # benchmarks/s3.py, beside this file
+
+        s3.main(["--runs", str(args.runs), "--warmup", str(args.warmup), "--data", str(args.data),
+                 "--work", str(args.work), *(["--no-doc"] if args.no_doc else ["--doc", str(args.doc)])])
     return 0
 
 

@@ -8,6 +8,9 @@ plaintext (name objects with their short handle instead).
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 
 class VaultError(Exception):
     """Base of every expected failure. ``exit_code`` follows the contract; ``hint`` is optional advice."""
@@ -100,6 +103,23 @@ class NotPermittedError(VaultError):
     is read or printed."""
 
     exit_code = 13
+
+class RetentionHeldError(StorageError):
+    """The store refuses to delete an object because its retention (S3 Object Lock, compliance mode) has not
+    passed yet. Not a failure of the store: callers that delete (``rm``, ``forget``, ``prune``) keep the object,
+    report it as held until :attr:`held_until`, and delete it on a later run. Exit 13 (the contract's "storage
+    retention forbids the change") when it reaches the command line."""
+
+    exit_code = 13
+
+    def __init__(self, message: str, *, held_until: datetime | None, hint: str | None = None,
+                 held: dict[Any, datetime | None] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.held_until = held_until
+        """When the retention ends (UTC; the latest, for several), or None when the store refused without saying
+        (then ask ``retention_until``)."""
+        self.held = held or {}
+        """A refusal of several deletions (``remove_many``): handle → when its retention ends."""
 
 
 class ConflictError(VaultError):

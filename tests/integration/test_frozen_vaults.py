@@ -95,6 +95,6 @@ def test_a_release_that_reads_format_1_only_refuses_the_v2_vault(tmp_path: Path,
     """Stand-in for the older release: its reader's maximum was 1, so the config's 2 is exit 21 up front."""
     vault = _open_copy("vault-v2", tmp_path, cli)
     config = json.loads((vault.vault_path / "config").read_text())
-    config["format_version"] = 4  # what this release's own reader does with a newer vault
+    config["format_version"] = 5  # what this release's own reader does with a newer vault
     (vault.vault_path / "config").write_text(json.dumps(config))
     assert_error(vault("ls"), 21, "newer")

@@ -154,6 +154,8 @@ REVIEWED_COMPARES = {
     ("vault/repo/index.py", "key.current != 0"): "a key generation number: public, stored in the clear",
     ("vault/ops/rekey.py", "g != repo.key.current"): "key generation numbers: public, stored in the clear",
     ("vault/ops/items.py", "g != repo.key.current"): "key generation numbers: public, stored in the clear",
+    ("vault/storage/readahead.py", "k[0] == key"): "cache keys are storage handles: public object names",
+    ("vault/storage/s3.py", 'entry.get("Key") == key'): "S3 object keys from a listing: public object names",
 }
 _SECRETISH = ("password", "passwd", "secret", "digest", "checksum", "tag", "mac", "kek", "wrapped", "key", ".raw",
               "blob_id", "hash")

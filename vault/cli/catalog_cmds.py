@@ -101,6 +101,7 @@ def info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     typer.echo(
         f"location:        {doc['location']}\n"
         f"format version:  {doc['format_version']}\n"
+        f"retention:       {_retention_text(doc['retention_days'])}\n"
         f"items:           {doc['items']}\n"
         f"versions:        {doc['versions']}\n"
         f"keys:            {doc['keys']}\n"
@@ -128,6 +129,12 @@ def _write_only_info_text(doc: dict[str, object]) -> None:
         f"stored size:     {_common.human_size(stored)}\n"
         f"key derivation:  argon2id, {k['memory_kib'] // 1024} MiB, t={k['time_cost']}, p={k['parallelism']}"
     )
+
+
+def _retention_text(days: int | None) -> str:
+    if days is None:
+        return "none"
+    return f"{days} day{'s' if days != 1 else ''} (S3 Object Lock, compliance mode)"
 
 
 def log_cmd(

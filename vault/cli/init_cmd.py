@@ -22,6 +22,12 @@ def init(
     kdf_parallelism: Annotated[
         int | None, typer.Option("--kdf-parallelism", metavar="N", help="Argon2id lanes (default 4).")
     ] = None,
+    retention: Annotated[
+        int | None,
+        typer.Option("--retention", metavar="DAYS", min=1,
+                     help="S3 only: lock every object the vault writes for DAYS days (S3 Object Lock, compliance "
+                          "mode); no client can delete or overwrite it before then."),
+    ] = None,
     recovery_key: Annotated[
         str | None,
         typer.Option("--recovery-key", metavar="FILE",
@@ -31,11 +37,12 @@ def init(
     """Create a new vault at the location.
 
     Example: vault --vault ~/backups/vault init
+    Example: vault --vault s3://my-backups/laptop init --retention 30
     """
     from vault.crypto import kdf
     from vault.crypto.slots import POLICY_DEFAULT, POLICY_EXPLICIT
+    from vault.ops.init import check_retention_target, create_vault
     from vault.passwords import read_new_password, terminal_prompt
-    from vault.repo.repository import Repository
 
     s = _common.settings(ctx)
     defaults = kdf.current_defaults()
@@ -51,8 +58,11 @@ def init(
     from vault.errors import ConflictError, ObjectNotFoundError
     from vault.repo.config import CONFIG_HANDLE
 
-    # Refuse before asking for a password: an existing vault is never touched.
-    if backend.exists_root():
+    # Refuse before asking for a password: an existing vault is never touched, and a retention the location
+    # can't keep (a local directory, a bucket without Object Lock) is refused as a usage error (exit 2).
+    if retention is not None:
+        check_retention_target(backend, retention)
+    elif backend.exists_root():
         try:
             backend.stat(CONFIG_HANDLE)
             raise ConflictError(f"a vault already exists at {backend.location}")
@@ -65,7 +75,8 @@ def init(
     # vault behind that lacks the key the user asked for.
     key = _common.new_recovery_key(state, recovery_key, backend.location) if recovery_key is not None else None
     try:
-        repo = Repository.create(backend, password, params, POLICY_EXPLICIT if explicit else POLICY_DEFAULT)
+        repo = create_vault(backend, password, params, POLICY_EXPLICIT if explicit else POLICY_DEFAULT,
+                            retention_days=retention)
         slot = repo.keys.add_recovery(repo.key, key) if key is not None else None
     except BaseException:
         if recovery_key is not None:
@@ -73,6 +84,8 @@ def init(
                 os.unlink(recovery_key)
         raise
     _common.say(s, f"created vault at {backend.location}")
+    if retention is not None:
+        _common.say(s, f"every object it writes is locked for {retention} days (S3 Object Lock, compliance mode)")
     if slot is not None:
         _common.say(s, f"added recovery key {slot.slot_id}, written to {recovery_key}: print it, keep it offline")
 

@@ -42,6 +42,7 @@ from vault.format.constants import FORMAT_VERSION as FORMAT_VERSION
 from vault.format.constants import FORMAT_VERSION_GENERATIONS as FORMAT_VERSION_GENERATIONS
 from vault.format.constants import FORMAT_VERSION_MAX as FORMAT_VERSION_MAX
 from vault.format.constants import FORMAT_VERSION_MIN as FORMAT_VERSION_MIN
+from vault.format.constants import FORMAT_VERSION_RETENTION as FORMAT_VERSION_RETENTION
 from vault.format.constants import FORMAT_VERSION_SEGMENTS as FORMAT_VERSION_SEGMENTS
 from vault.format.constants import FORMAT_VERSION_WRITE_ONLY as FORMAT_VERSION_WRITE_ONLY
 from vault.format.constants import HEADER_LOCK_KEY as HEADER_LOCK_KEY
@@ -67,6 +68,7 @@ from vault.format.constants import MAX_GENERATION as MAX_GENERATION
 from vault.format.constants import MAX_METADATA_RAW as MAX_METADATA_RAW
 from vault.format.constants import MAX_PACK_ENTRIES as MAX_PACK_ENTRIES
 from vault.format.constants import MAX_PACK_SIZE as MAX_PACK_SIZE
+from vault.format.constants import MAX_RETENTION_DAYS as MAX_RETENTION_DAYS
 from vault.format.constants import NEW_VAULT_FORMAT as NEW_VAULT_FORMAT
 from vault.format.constants import NONCE_SIZE as NONCE_SIZE
 from vault.format.constants import OBJECT_MAGIC as OBJECT_MAGIC

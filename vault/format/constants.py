@@ -32,6 +32,11 @@ HEADER_VERSION_MAX = 4
 HEADER_LOCK_KEY = 3
 HEADER_SEALED = 4
 MAX_GENERATION = 2**32 - 1
+# A vault with a retention (S3 Object Lock, `vault init --retention`) records it as the config's `retention_days`,
+# which only a reader of version 3 or later knows: an older reader refuses the vault instead of writing unlocked
+# objects into it or hiding locked ones behind delete markers (docs/format.md, "Config").
+FORMAT_VERSION_RETENTION = FORMAT_VERSION_SEGMENTS
+MAX_RETENTION_DAYS = 36500
 
 # -- sizes ---------------------------------------------------------------------------------------------------
 KEY_SIZE = 32  # AES-256-GCM keys, BLAKE3 keys, master key

@@ -157,6 +157,7 @@ def info(repo: Repository) -> dict[str, Any]:
     return {
         "format_version": repo.config.format_version,
         "location": repo.backend.location,
+        "retention_days": repo.config.retention_days,
         "created": repo.config.created,
         "items": len(items),
         "versions": versions,

@@ -23,10 +23,13 @@ from vault.storage.base import Backend, Handle, Kind
 class PackBuilder:
     """Accumulates sealed blobs in memory until the pack is full. Not thread-safe: one owner."""
 
-    def __init__(self, generation: int, sealed: bool = False) -> None:
+    def __init__(self, generation: int, sealed: bool = False, target_size: int | None = None) -> None:
         """``generation``: the key generation every blob added was sealed under (the keyring's current one);
-        ``sealed``: to that generation's public key (a write-only keyring's pack)."""
+        ``sealed``: to that generation's public key (a write-only keyring's pack). ``target_size``: the pack is
+        full at this many bytes (default ``fmt.PACK_TARGET_SIZE``); readers accept any size up to
+        ``fmt.MAX_PACK_SIZE``, so this is the writer's choice alone."""
         self.pack_id = os.urandom(fmt.ID_SIZE)
+        self.target_size = target_size
         self.generation = generation
         self.sealed = sealed
         preamble = fmt.pack_preamble(generation, sealed)
@@ -48,7 +51,7 @@ class PackBuilder:
         return entry
 
     def full(self) -> bool:
-        return self.size >= fmt.PACK_TARGET_SIZE
+        return self.size >= (self.target_size if self.target_size is not None else fmt.PACK_TARGET_SIZE)
 
     def finish(self, key: Keyring, vault_id: bytes) -> bytes:
         """The whole pack's bytes, header and trailer included."""

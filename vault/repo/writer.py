@@ -24,13 +24,20 @@ from vault.pipeline.timing import Stage
 from vault.repo.blobs import SealedBlob, seal_blob
 from vault.repo.packs import PackBuilder
 from vault.repo.repository import Repository
-from vault.storage.base import Handle, Kind, save_parts, saves_parts
+from vault.storage.base import Handle, Kind, is_remote, save_parts
 
-MAX_UPLOADS_IN_FLIGHT = 2  # packs being uploaded at once; each holds ~16 MiB
+MAX_UPLOADS_IN_FLIGHT = 2  # a remote store (S3): packs being uploaded at once
 # A local directory: one. Writing a pack into the page cache takes a fraction of the time the workers take to
 # fill the next one, so a second upload in flight bought no speed, only 16 MiB more peak RSS (measured: see
-# docs/performance.md). A remote store keeps two, to overlap the latency of one request with the next.
+# docs/performance.md). A remote store keeps two, to overlap the round trip of one request with the next.
 MAX_LOCAL_UPLOADS_IN_FLIGHT = 1
+# A remote store: packs of 4 MiB instead of the format's 16 MiB target, and at most 4 work items on the CPU pool
+# (threads + 2 when more) instead of the pipeline's 2 * threads + 2. boto3 and its S3 client cost 33 MiB of RSS
+# that a local put does not pay; these keep a 1 GiB S3 put at 144 MiB peak (198 MiB with 16 MiB packs and the
+# default window), at the same speed on moto (docs/performance.md, "S3": 1 to 4 uploads in flight, packs of 4
+# to 16 MiB, windows 4 and 6).
+REMOTE_PACK_TARGET: int | None = 4 << 20
+REMOTE_WINDOW: int | None = 4
 BATCH_BYTES = 1 << 20  # a work item is one big chunk, or small chunks adding up to about this much
 BATCH_CHUNKS = 128
 
@@ -62,9 +69,13 @@ class BlobWriter:
         self._sealer = repo.key.blob_sealer()
         self._sealed_packs = repo.key.write_only
         self._on_tree = getattr(repo, "remember_tree", None)  # a write-only repository's local record
-        self._builder = PackBuilder(repo.key.current, self._sealed_packs)
+        remote = is_remote(repo.backend)
+        self._max_uploads = MAX_UPLOADS_IN_FLIGHT if remote else MAX_LOCAL_UPLOADS_IN_FLIGHT
+        self._pack_target = REMOTE_PACK_TARGET if remote else None
+        # At least one item queued per worker beyond those running, whatever REMOTE_WINDOW says.
+        self._window = max(REMOTE_WINDOW, pipeline.threads + 2) if remote and REMOTE_WINDOW else None
+        self._builder = PackBuilder(repo.key.current, self._sealed_packs, self._pack_target)
         self._uploads: deque[tuple[Future[Handle], fmt.IndexedPack]] = deque()
-        self._max_uploads = MAX_LOCAL_UPLOADS_IN_FLIGHT if saves_parts(repo.backend) else MAX_UPLOADS_IN_FLIGHT
         self._written: list[fmt.IndexedPack] = []
         self._checkpoints: list[Handle] = []
 
@@ -105,7 +116,7 @@ class BlobWriter:
         Small chunks travel to the workers in batches: one thread hop per small file costs more (a GIL
         hand-off, up to the 5 ms switch interval) than hashing and compressing it."""
         batches = ((blob_type, batch) for batch in _batched(chunks))
-        for results in self.pipeline.ordered(self._encode_batch, batches):
+        for results in self.pipeline.ordered(self._encode_batch, batches, max_in_flight=self._window):
             for blob_id, length, sealed in results:
                 added = 0
                 if sealed is not None:
@@ -144,10 +155,12 @@ class BlobWriter:
             self._flush_pack()
 
     def _flush_pack(self) -> None:
-        builder, self._builder = self._builder, PackBuilder(self.repo.key.current, self._sealed_packs)
+        builder, self._builder = self._builder, PackBuilder(self.repo.key.current, self._sealed_packs,
+                                                            self._pack_target)
         if not builder.entries:
             return
-        # Unjoined: a local backend writes the parts with writev, the others join them (storage.base.save_parts).
+        # Unjoined: a local backend writes the parts with writev, S3 streams them, others join them
+        # (storage.base.save_parts).
         with self.timer.stage(Stage.PACK):
             parts = builder.finish_parts(self.repo.key, self.repo.vault_id)
         pack = fmt.IndexedPack(builder.pack_id, builder.generation, builder.entries)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from vault.errors import UsageError
-from vault.storage.base import Backend, Handle, Kind, ObjectInfo
+from vault.storage.base import Backend, Handle, Kind, ObjectInfo, RetainingBackend, supports_retention
 
 __all__ = [
     "CONFIG_NAME",
@@ -25,10 +25,12 @@ __all__ = [
     "Handle",
     "Kind",
     "ObjectInfo",
+    "RetainingBackend",
     "is_object_name",
     "object_key",
     "open_backend",
     "parse_s3_location",
+    "supports_retention",
 ]
 
 CONFIG_NAME = "config"

@@ -11,6 +11,7 @@ import contextlib
 import enum
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Protocol
 
 
@@ -93,6 +94,32 @@ class Backend(Protocol):
         ...
 
 
+class RetainingBackend(Backend, Protocol):
+    """A backend that can lock what it writes against deletion for a while (S3 Object Lock, compliance mode):
+    :func:`supports_retention` tells whether a backend is one. ``remove`` of an object whose lock has not ended
+    raises :class:`~vault.errors.RetentionHeldError` (which names the date) and leaves it stored."""
+
+    retention: timedelta | None
+
+    def set_retention(self, period: timedelta | None) -> None:
+        """Lock each retained object saved from now on for ``period`` from its save (None: stop locking)."""
+        ...
+
+    def retention_until(self, h: Handle) -> datetime | None:
+        """When the lock on ``h`` ends (UTC, maybe past), or None without one; ``ObjectNotFoundError``."""
+        ...
+
+    def extend_retention(self, h: Handle, until: datetime) -> datetime:
+        """Make ``h``'s lock last at least until ``until`` (never shortens one); returns its end now."""
+        ...
+
+
+def supports_retention(backend: Backend) -> bool:
+    """True when ``backend`` (or the backend a wrapper like RetryingBackend wraps) can lock objects, i.e. is a
+    :class:`RetainingBackend`."""
+    return bool(getattr(backend, "supports_retention", False))
+
+
 Buffer = bytes | bytearray | memoryview
 
 
@@ -124,6 +151,12 @@ def remove_all(backend: Backend, handles: Iterable[Handle]) -> None:
     for h in handles:
         with contextlib.suppress(ObjectNotFoundError):
             backend.remove(h)
+
+
+def is_remote(backend: Backend) -> bool:
+    """True when every call on ``backend`` (or the backend a wrapper wraps) is a network round trip (S3), so
+    that overlapping requests pays; False for a local directory or memory."""
+    return bool(getattr(backend, "remote", False))
 
 
 def saves_parts(backend: Backend) -> bool:

@@ -12,10 +12,11 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import TypeVar
 
 from vault.errors import StorageError, TransientStorageError
-from vault.storage.base import Backend, Handle, Kind, ObjectInfo, remove_all
+from vault.storage.base import Backend, Buffer, Handle, Kind, ObjectInfo, remove_all, save_parts
 
 __all__ = ["RetryingBackend"]
 
@@ -75,6 +76,11 @@ class RetryingBackend:
     def save(self, h: Handle, data: bytes | bytearray | memoryview) -> str:
         return self._call("write", str(h), lambda: self.inner.save(h, data))
 
+    def save_parts(self, h: Handle, parts: Sequence[Buffer]) -> None:
+        """:func:`~vault.storage.base.save_parts` on the inner backend (its own, unjoined, where it has one),
+        retried like :meth:`save`."""
+        self._call("write", str(h), lambda: save_parts(self.inner, h, parts))
+
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
         return self._call("read", str(h), lambda: self.inner.load(h, offset, length))
 
@@ -88,6 +94,16 @@ class RetryingBackend:
         """vault.storage.base.remove_all through the inner backend, each batch retried like any call (a batch
         delete is idempotent: deleting a deleted key is fine)."""
         self._call("remove", f"{len(handles)} objects", lambda: remove_all(self.inner, handles))
+
+    def retention_until(self, h: Handle) -> datetime | None:
+        """The inner backend's ``retention_until`` (a :class:`~vault.storage.base.RetainingBackend`), retried."""
+        inner = self.inner
+        return self._call("stat", str(h), lambda: inner.retention_until(h))  # type: ignore[attr-defined, no-any-return]
+
+    def extend_retention(self, h: Handle, until: datetime) -> datetime:
+        """The inner backend's ``extend_retention``, retried (repeating it is harmless: it only extends)."""
+        inner = self.inner
+        return self._call("extend the retention of", str(h), lambda: inner.extend_retention(h, until))  # type: ignore[attr-defined, no-any-return]
 
     def list(self, kind: Kind) -> Iterator[ObjectInfo]:
         """Lists through transient failures: a failed listing starts over and skips the names already

@@ -6,7 +6,13 @@ itself (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, 
 ``AWS_PROFILE``, ``~/.aws``); nothing here ever prints them.
 
 The layout is that of every backend (see :mod:`vault.storage`) below ``<prefix>/``. ``put_object`` is atomic
-on S3, so ``save`` needs no temporary objects. botocore's own retries are off (one attempt per call):
+on S3, so ``save`` needs no temporary objects.
+
+Object Lock (``vault init --retention DAYS``): with :meth:`S3Backend.set_retention` armed, every object of a
+kind in :data:`RETAINED_KINDS` is written in compliance mode, locked for the retention period from the moment
+it is written. Such a bucket is versioned (S3 requires it for Object Lock), so :meth:`S3Backend.remove` deletes
+an object's versions by id (a plain DELETE would only add a delete marker and free nothing) and raises
+:class:`~vault.errors.RetentionHeldError` when the lock refuses. botocore's own retries are off (one attempt per call):
 :class:`~vault.storage.retry.RetryingBackend` retries whatever this module reports as
 :class:`TransientStorageError` (throttling, 5xx, timeouts, dropped connections).
 """
@@ -14,16 +20,25 @@ on S3, so ``save`` needs no temporary objects. botocore's own retries are off (o
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from vault.errors import ObjectNotFoundError, StorageError, TransientStorageError, UsageError
+from vault.errors import (
+    ObjectNotFoundError,
+    RetentionHeldError,
+    StorageError,
+    TransientStorageError,
+    UsageError,
+)
 from vault.storage import CONFIG_NAME, is_object_name, object_key
-from vault.storage.base import Handle, Kind, ObjectInfo
+from vault.storage.base import Buffer, Handle, Kind, ObjectInfo
+from vault.storage.readahead import BlockReader
 
-__all__ = ["S3Backend", "redact"]
+__all__ = ["RETAINED_KINDS", "S3Backend", "redact"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +62,31 @@ _TRANSIENT_CODES = frozenset(
 )
 _TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
+# The botocore client's connection pool: one connection per thread that may talk to the store at once (the I/O
+# pool's uploads, the CPU pool's ranged GETs, locks' refresh), with room to spare; measured in
+# docs/performance.md ("S3"). benchmarks/s3.py --set overrides these module attributes to measure others.
+MAX_POOL_CONNECTIONS = 32
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 30
+# Reads of up to a block from a pack go through a BlockReader (vault.storage.readahead): aligned blocks of this
+# size, this many kept, this many fetched ahead of the one being read. Measured in docs/performance.md ("S3").
+READ_BLOCK_SIZE = 4 << 20
+READ_CACHE_BLOCKS = 6
+READ_AHEAD_BLOCKS = 2
+
+# The kinds that retention locks: what the vault can't rebuild. Index objects are derived (``vault repair``
+# rebuilds them from the packs' authenticated headers) and are replaced and deleted in the normal course of a
+# put (checkpoints), prune and repair; an index object held longer than the packs it lists would outlive them.
+# Lock objects are rewritten every minute and deleted when a command ends; held, each would block every later
+# exclusive command until it expired. Neither holds data a ransomware deletion could take away.
+RETAINED_KINDS = frozenset({Kind.CONFIG, Kind.KEYS, Kind.DATA, Kind.VERSIONS})
+_LOCK_MODE = "COMPLIANCE"
+_NO_LOCK_CONFIG_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound"})
+
 _ENDPOINT_HINT = "is the S3 endpoint up and reachable? check AWS_ENDPOINT_URL and the network"
+_OBJECT_LOCK_HINT = (
+    "this vault has a retention, so its bucket needs S3 Object Lock: see docs/storage.md, \"Retention\""
+)
 _CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
@@ -73,6 +112,12 @@ class S3Backend:
     list_page_size = 1000
     """Keys per ``list_objects_v2`` page (S3's maximum; tests lower it to exercise paging)."""
 
+    remote = True
+    """Every call is a round trip: the writer keeps more uploads in flight (see vault.storage.base.is_remote)."""
+
+    supports_retention = True
+    """This backend can lock what it writes (S3 Object Lock); see :func:`vault.storage.supports_retention`."""
+
     def __init__(self, bucket: str, prefix: str = "") -> None:
         try:
             import boto3.session
@@ -84,13 +129,19 @@ class S3Backend:
         self.prefix = prefix.strip("/")
         self.location: str = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._exc: Any = botocore.exceptions
+        self._reader: BlockReader[Handle] = BlockReader(
+            self._get, READ_BLOCK_SIZE, READ_CACHE_BLOCKS, READ_AHEAD_BLOCKS
+        )
+        self.retention: timedelta | None = None
+        """How long each object of :data:`RETAINED_KINDS` is locked from when it is written (None: not)."""
+        self._versioning: bool | None = None  # asked of the bucket when first needed (remove_many)
         config = botocore.config.Config(
             # One attempt per call: RetryingBackend owns retries. (botocore's "max_attempts" counts
             # retries, not attempts, so {"max_attempts": 1} would still try twice.)
             retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=30,
-            max_pool_connections=32,
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            max_pool_connections=MAX_POOL_CONNECTIONS,
         )
         try:
             self._client: Any = boto3.session.Session().client("s3", config=config)
@@ -103,7 +154,63 @@ class S3Backend:
     def close(self) -> None:
         """Close the pooled connections (not part of the Backend contract: a process that ends needs no
         call; one that makes many backends, like a test suite, should)."""
+        self._reader.close()
         self._client.close()
+
+    # -- retention (S3 Object Lock) ---------------------------------------------------------------------
+
+    def set_retention(self, period: timedelta | None) -> None:
+        """Lock every object of :data:`RETAINED_KINDS` saved from now on for ``period`` (compliance mode), or
+        stop locking (None). The vault arms it from its config (``retention_days``); tests pass short periods.
+        Raises ``ValueError`` for a period that is not positive."""
+        if period is not None and period <= timedelta(0):
+            raise ValueError("a retention period must be positive")
+        self.retention = period
+
+    def object_lock_enabled(self) -> bool:
+        """True when the bucket has Object Lock enabled (``GetObjectLockConfiguration``); False when it has
+        none. Raises ``StorageError`` (also for a missing bucket: check :meth:`exists_root` first)."""
+        try:
+            response = self._client.get_object_lock_configuration(Bucket=self.bucket)
+        except self._exc.ClientError as e:
+            code, status, _ = _error_parts(e)
+            if code in _NO_LOCK_CONFIG_CODES or code == "NotImplemented" or status == 501:
+                return False  # none configured, or a store without Object Lock at all (R2)
+            self._raise(e, "read the Object Lock configuration of", self.location, missing_is_not_found=False)
+        except self._exc.BotoCoreError as e:
+            self._raise(e, "read the Object Lock configuration of", self.location, missing_is_not_found=False)
+        enabled = response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+        return bool(enabled == "Enabled")
+
+    def retention_until(self, h: Handle) -> datetime | None:
+        """When the lock on the current version of ``h`` ends (UTC; possibly in the past), or None when it has
+        no lock (``HeadObject``). Raises ``ObjectNotFoundError`` when missing, ``StorageError`` otherwise."""
+        return _lock_until(self._head(h))
+
+    def extend_retention(self, h: Handle, until: datetime) -> datetime:
+        """Make the lock on the current version of ``h`` last at least until ``until`` (compliance mode,
+        ``PutObjectRetention``) and return the date it now lasts until. A lock that already lasts longer is
+        left alone: compliance retention can only be extended, and this never asks to shorten one (some stores,
+        moto among them, would allow it). Raises ``ValueError`` for a naive datetime,
+        ``ObjectNotFoundError`` when missing, ``StorageError`` otherwise."""
+        if until.tzinfo is None:
+            raise ValueError("until must be timezone-aware")
+        head = self._head(h)
+        current = _lock_until(head)
+        if current is not None and current >= until:
+            return current
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._key(h),
+            "Retention": {"Mode": _LOCK_MODE, "RetainUntilDate": until},
+        }
+        if _has_version(head):
+            kwargs["VersionId"] = head["VersionId"]
+        try:
+            self._client.put_object_retention(**kwargs)
+        except (self._exc.ClientError, self._exc.BotoCoreError) as e:
+            self._raise(e, "extend the retention of", str(h), missing_is_not_found=True)
+        return until
 
     # -- root ----------------------------------------------------------------------------------------
 
@@ -125,11 +232,14 @@ class S3Backend:
         return True
 
     def create_root(self) -> None:
-        """Create the bucket when missing, in the client's region. Idempotent. Raises ``StorageError``
-        saying why when it can't (access denied, name owned by someone else, ...)."""
+        """Create the bucket when missing, in the client's region, with Object Lock enabled when a retention is
+        set. Idempotent (an existing bucket is left as it is). Raises ``StorageError`` saying why when it can't
+        (access denied, name owned by someone else, ...)."""
         if self.exists_root():
             return
         kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        if self.retention is not None:
+            kwargs["ObjectLockEnabledForBucket"] = True  # and with it versioning: S3 turns both on together
         region = self._client.meta.region_name
         if region and region != "us-east-1":  # us-east-1 refuses its own name as a LocationConstraint
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -161,25 +271,50 @@ class S3Backend:
     # -- objects -------------------------------------------------------------------------------------
 
     def save(self, h: Handle, data: bytes | bytearray | memoryview) -> str:
-        """``put_object``: atomic and durable on S3. Raises ``StorageError`` (``TransientStorageError`` for
-        failures worth retrying); a missing bucket is a ``StorageError``, not a missing object. Returns the
-        object's ETag (what listings show as its tag)."""
-        key = self._key(h)
-        body = data if isinstance(data, bytes) else bytes(data)
+        """``put_object``: atomic and durable on S3. With a retention set, an object of
+        :data:`RETAINED_KINDS` is locked in compliance mode until now + the retention (the lock and the
+        object are one request: there is no moment when it exists unlocked). Raises ``StorageError``
+        (``TransientStorageError`` for failures worth retrying); a missing bucket is a ``StorageError``, not a
+        missing object. Returns the object's ETag (what listings show as its tag)."""
+        return self._put(h, data if isinstance(data, bytes) else bytes(data))
+
+    def _put(self, h: Handle, body: bytes | io.RawIOBase) -> str:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(h), "Body": body}
+        if self.retention is not None and h.kind in RETAINED_KINDS:
+            kwargs["ObjectLockMode"] = _LOCK_MODE
+            kwargs["ObjectLockRetainUntilDate"] = datetime.now(UTC) + self.retention
+            # S3 wants a checksum on every locked upload; botocore adds CRC32 by default, but not when
+            # AWS_REQUEST_CHECKSUM_CALCULATION=when_required, so ask for it.
+            kwargs["ChecksumAlgorithm"] = "CRC32"
         try:
-            response = self._client.put_object(Bucket=self.bucket, Key=key, Body=body)
+            response = self._client.put_object(**kwargs)
         except (self._exc.ClientError, self._exc.BotoCoreError) as e:
             self._raise(e, "write", str(h), missing_is_not_found=False)
         return str(response.get("ETag", ""))
 
+    def save_parts(self, h: Handle, parts: Sequence[Buffer]) -> str:
+        """:meth:`save` of the concatenation of ``parts``, streamed from them without joining them (a pack is
+        16 MiB: one copy less per upload in flight). Same atomicity, locking and errors as :meth:`save`."""
+        return self._put(h, _PartsReader(parts))
+
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
         """A ranged ``get_object``. Raises ``ValueError`` for negative values, ``ObjectNotFoundError`` when
-        missing, ``StorageError``/``TransientStorageError`` otherwise. Past the end gives ``b""``."""
+        missing, ``StorageError``/``TransientStorageError`` otherwise. Past the end gives ``b""``.
+
+        Reads of a pack (immutable under its name) of up to ``READ_BLOCK_SIZE`` bytes are served from aligned
+        blocks fetched whole and read ahead (:class:`~vault.storage.readahead.BlockReader`): a restore then makes
+        a few GETs per pack instead of one per blob."""
         if offset < 0 or (length is not None and length < 0):
             raise ValueError("offset and length must not be negative")
         if length == 0:
             self.stat(h)  # still tell a missing object from an empty read
             return b""
+        if h.kind is Kind.DATA and length is not None and length <= self._reader.block_size:
+            return self._reader.read(h, offset, length)
+        return self._get(h, offset, length)
+
+    def _get(self, h: Handle, offset: int, length: int | None) -> bytes:
+        """One ``get_object`` of ``length`` bytes from ``offset`` (to the end when None; ``length`` > 0)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(h)}
         if offset or length is not None:
             end = "" if length is None else str(offset + length - 1)
@@ -198,16 +333,15 @@ class S3Backend:
             self._raise(e, "read", str(h), missing_is_not_found=True)
 
     def stat(self, h: Handle) -> ObjectInfo:
-        """``head_object``. Raises ``ObjectNotFoundError`` when missing (or the bucket is)."""
-        try:
-            response = self._client.head_object(Bucket=self.bucket, Key=self._key(h))
-        except (self._exc.ClientError, self._exc.BotoCoreError) as e:
-            self._raise(e, "stat", str(h), missing_is_not_found=True)
-        return ObjectInfo(h, int(response["ContentLength"]), str(response.get("ETag", "")))
+        """``head_object``. Raises ``ObjectNotFoundError`` when missing (or the bucket is, or the object's
+        current version is a delete marker)."""
+        head = self._head(h)
+        return ObjectInfo(h, int(head["ContentLength"]), str(head.get("ETag", "")))
 
     def list(self, kind: Kind) -> Iterator[ObjectInfo]:
         """Pages of ``list_objects_v2`` under the kind's prefix; keys that are not valid object names of
-        ``kind`` are skipped. A missing bucket lists as empty, like a missing local directory."""
+        ``kind`` are skipped. A missing bucket lists as empty, like a missing local directory. In a versioned
+        bucket only current versions are listed: a key whose current version is a delete marker is absent."""
         if kind is Kind.CONFIG:
             try:
                 info = self.stat(Handle(Kind.CONFIG, CONFIG_NAME))
@@ -234,17 +368,69 @@ class S3Backend:
             self._raise(e, "list", f"{kind.value} objects", missing_is_not_found=False)
 
     def remove(self, h: Handle) -> None:
-        """``delete_object``, after a ``head_object``: S3 deletes missing keys without complaint, and the
-        contract wants ``ObjectNotFoundError`` for them."""
-        self.stat(h)
+        """Delete the object, after a ``head_object``: S3 deletes missing keys without complaint, and the
+        contract wants ``ObjectNotFoundError`` for them.
+
+        In a versioned bucket (every bucket with Object Lock) a DELETE without a version id would only hide the
+        object behind a delete marker and free nothing, so the current version is deleted by its id (which is
+        what Object Lock refuses), then every older version and delete marker of the key (a key slot or lock
+        rewritten in place has several; a retried save may have left two). Raises ``RetentionHeldError`` with
+        the date the lock ends when retention refuses, ``ObjectNotFoundError`` when missing, ``StorageError``
+        otherwise."""
+        head = self._head(h)
+        key = self._key(h)
+        self._reader.forget(h)
+        if not _has_version(head):  # unversioned bucket (or versioning suspended): one plain DELETE
+            self._delete(h, key, None, head)
+            return
+        self._delete(h, key, head["VersionId"], head)
+        for version_id in self._other_versions(h, key, head["VersionId"]):
+            self._delete(h, key, version_id, None)
+
+    def _delete(self, h: Handle, key: str, version_id: str | None, head: dict[str, Any] | None) -> None:
+        """One ``delete_object`` (of ``version_id`` when given). A refusal of a version under a lock that has
+        not ended is a RetentionHeldError; ``head`` is that version's HeadObject answer when known."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id is not None:
+            kwargs["VersionId"] = version_id
         try:
-            self._client.delete_object(Bucket=self.bucket, Key=self._key(h))
-        except (self._exc.ClientError, self._exc.BotoCoreError) as e:
+            self._client.delete_object(**kwargs)
+        except self._exc.ClientError as e:
+            code, status, _ = _error_parts(e)
+            if version_id is not None and (status == 403 or code in {"AccessDenied", "ObjectLocked"}):
+                if head is None:
+                    with contextlib.suppress(StorageError):
+                        head = self._head(h, version_id)
+                until = _lock_until(head) if head is not None else None
+                if until is not None and until > datetime.now(UTC):
+                    raise RetentionHeldError(
+                        f"{h} in {self.location} is held by retention until {until:%Y-%m-%d %H:%M} UTC",
+                        held_until=until,
+                    ) from None
+            self._raise(e, "remove", str(h), missing_is_not_found=True)
+        except self._exc.BotoCoreError as e:
             self._raise(e, "remove", str(h), missing_is_not_found=True)
 
     def remove_many(self, handles: Sequence[Handle]) -> None:
         """``delete_objects``, 1,000 keys a request (quiet: only failures are answered); missing keys are fine
-        (vault.storage.base.remove_all). A key S3 could not delete raises StorageError."""
+        (vault.storage.base.remove_all). A key S3 could not delete raises StorageError. In a versioned bucket
+        (every bucket with Object Lock) a DELETE without version ids would only hide the objects behind delete
+        markers, so each goes through :meth:`remove`; retention that holds some raises one RetentionHeldError
+        for them after every other one is deleted (its ``held`` names them)."""
+        if self._versioned():
+            held: dict[Handle, datetime | None] = {}
+            for h in handles:
+                try:
+                    self.remove(h)
+                except ObjectNotFoundError:
+                    continue
+                except RetentionHeldError as exc:
+                    held[h] = exc.held_until
+            if held:
+                until = max((d for d in held.values() if d is not None), default=None)
+                raise RetentionHeldError(f"{len(held)} object(s) in {self.location} are held by retention",
+                                         held_until=until, held=held)
+            return
         for i in range(0, len(handles), 1000):
             batch = [{"Key": self._key(h)} for h in handles[i : i + 1000]]
             try:
@@ -256,7 +442,42 @@ class S3Backend:
                 code = str(errors[0].get("Code", "unknown"))
                 raise StorageError(f"cannot remove {len(errors)} object(s) in {self.location}: {code}")
 
+    def _versioned(self) -> bool:
+        """Whether the bucket keeps versions (asked once: a bucket's versioning is never turned off, only
+        suspended, and Object Lock needs it on)."""
+        if self._versioning is None:
+            try:
+                status = self._client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+            except (self._exc.ClientError, self._exc.BotoCoreError) as e:
+                self._raise(e, "read the versioning of", self.location, missing_is_not_found=False)
+            self._versioning = status in ("Enabled", "Suspended")
+        return self._versioning
+
+    def _other_versions(self, h: Handle, key: str, current: str) -> tuple[str, ...]:
+        """The ids of every version and delete marker of exactly ``key`` except ``current``."""
+        found: set[str] = set()
+        paginator = self._client.get_paginator("list_object_versions")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+                for entry in (*page.get("Versions", ()), *page.get("DeleteMarkers", ())):
+                    if entry.get("Key") == key and entry.get("VersionId") not in (None, current):
+                        found.add(str(entry["VersionId"]))
+        except (self._exc.ClientError, self._exc.BotoCoreError) as e:
+            self._raise(e, "list the versions of", str(h), missing_is_not_found=False)
+        return tuple(sorted(found))
+
     # -- internals -----------------------------------------------------------------------------------
+
+    def _head(self, h: Handle, version_id: str | None = None) -> dict[str, Any]:
+        """``head_object`` of ``h`` (of one version when given). Raises ``ObjectNotFoundError`` when missing."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(h)}
+        if version_id is not None:
+            kwargs["VersionId"] = version_id
+        try:
+            response: dict[str, Any] = self._client.head_object(**kwargs)
+        except (self._exc.ClientError, self._exc.BotoCoreError) as e:
+            self._raise(e, "stat", str(h), missing_is_not_found=True)
+        return response
 
     def _key(self, h: Handle) -> str:
         rel = object_key(h)
@@ -277,6 +498,8 @@ class S3Backend:
             text = f"cannot {action} {where}: {redact(reason)}"
             if code in _TRANSIENT_CODES or status in _TRANSIENT_STATUS:
                 raise TransientStorageError(text) from None
+            if "objectlock" in message.replace(" ", "").lower():  # e.g. "Bucket is missing ObjectLockConfiguration"
+                raise StorageError(text, hint=_OBJECT_LOCK_HINT) from None
             raise StorageError(text) from None
         text = f"cannot {action} {where}: {redact(str(e))}"
         if isinstance(e, self._exc.NoCredentialsError | self._exc.PartialCredentialsError):
@@ -286,6 +509,70 @@ class S3Backend:
             hint = _ENDPOINT_HINT if isinstance(e, self._exc.ConnectionError) else None
             raise TransientStorageError(text, hint=hint) from None
         raise StorageError(text) from None
+
+
+class _PartsReader(io.RawIOBase):
+    """The concatenation of ``parts`` as a readable, seekable file, without joining them. botocore reads a
+    body in blocks for its checksum and payload signature, seeks back, and reads it again to send it (and once
+    more on a retry); each read copies only the block asked for."""
+
+    def __init__(self, parts: Sequence[Buffer]) -> None:
+        super().__init__()
+        self._parts = [memoryview(p).cast("B") for p in parts]
+        self._ends: list[int] = []
+        total = 0
+        for part in self._parts:
+            total += len(part)
+            self._ends.append(total)
+        self._size = total
+        self._pos = 0
+        self._part = 0  # the part that holds self._pos (or len(parts) at the end)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        self._part = next((i for i, end in enumerate(self._ends) if end > self._pos), len(self._parts))
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        done = 0
+        while done < len(out) and self._part < len(self._parts):
+            part = self._parts[self._part]
+            start = self._pos - (self._ends[self._part] - len(part))
+            n = min(len(out) - done, len(part) - start)
+            out[done : done + n] = part[start : start + n]
+            done += n
+            self._pos += n
+            if self._pos >= self._ends[self._part]:
+                self._part += 1
+        return done
+
+
+def _has_version(head: dict[str, Any]) -> bool:
+    """True when a HeadObject answer names a real version (a versioned bucket; "null" in a suspended one)."""
+    version_id = head.get("VersionId")
+    return bool(version_id) and version_id != "null"
+
+
+def _lock_until(head: dict[str, Any]) -> datetime | None:
+    """The retain-until date of a HeadObject answer (UTC), or None when the version has no lock."""
+    until = head.get("ObjectLockRetainUntilDate")
+    if not isinstance(until, datetime) or not head.get("ObjectLockMode"):
+        return None
+    return until if until.tzinfo is not None else until.replace(tzinfo=UTC)
 
 
 def _error_parts(e: Any) -> tuple[str, int, str]:

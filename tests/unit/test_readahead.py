@@ -54,7 +54,9 @@ def test_sequential_reads_fetch_each_block_once_and_read_ahead() -> None:
     offsets = sorted(o for _, o, _ in store.calls)
     assert offsets == sorted(set(offsets)), "a block was fetched twice"
     assert set(offsets) >= {i * 1000 for i in range(10)}
-    assert len(offsets) <= 11  # the ten blocks, and at most one past the end to find it
+    # The ten blocks, and past the end at most the blocks read ahead from the last one (their GETs may start
+    # before the short block that shows the end has come back; each then answers b"").
+    assert len(offsets) <= 10 + reader.ahead
 
 
 def test_threads_needing_one_block_share_one_fetch() -> None:

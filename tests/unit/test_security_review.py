@@ -155,6 +155,9 @@ REVIEWED_COMPARES = {
     ("vault/ops/rekey.py", "g != repo.key.current"): "key generation numbers: public, stored in the clear",
     ("vault/ops/items.py", "g != repo.key.current"): "key generation numbers: public, stored in the clear",
     ("vault/storage/readahead.py", "k[0] == key"): "cache keys are storage handles: public object names",
+    ("vault/format/objects.py", "version == HEADER_LOCK_KEY"): "an object header's version byte: public",
+    ("vault/repo/objects.py", "header.version == fmt.HEADER_LOCK_KEY"): "an object header's version byte: public",
+    ("vault/ops/rekey.py", "generation == repo.key.current"): "key generation numbers: public, stored in the clear",
     ("vault/storage/s3.py", 'entry.get("Key") == key'): "S3 object keys from a listing: public object names",
 }
 _SECRETISH = ("password", "passwd", "secret", "digest", "checksum", "tag", "mac", "kek", "wrapped", "key", ".raw",
@@ -262,10 +265,12 @@ def _process_calls() -> list[tuple[str, str]]:
 
 
 def test_vault_starts_processes_only_where_reviewed() -> None:
-    """Two places start a process, both with the user's own command split by shlex and no shell, and
-    neither passes a password: the password command and --stdin-from-command. A new one must be reviewed."""
+    """Three places start a process, none with a shell, none passing a password: the password command and
+    --stdin-from-command (the user's own command split by shlex), and `vault mount`'s unmount (fusermount3 or
+    umount with the mountpoint as one argument). A new one must be reviewed."""
     assert _process_calls() == [
         ("vault/cli/data_cmds.py", "subprocess.Popen"),
+        ("vault/mount/run.py", "subprocess.run"),
         ("vault/passwords.py", "subprocess.Popen"),
     ]
 

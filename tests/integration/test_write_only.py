@@ -59,7 +59,9 @@ def test_key_list_shows_each_keys_kind(wo_vault: VaultCli) -> None:
         ("get", ITEM), ("get", f"{ITEM}/{FILE}", "-o", "-"), ("ls",), ("ls", ITEM), ("history", ITEM),
         ("rm", ITEM), ("forget", "--keep-last", "1"), ("prune",), ("repair",), ("rekey",),
         ("key", "add"), ("key", "remove", "0123456789abcdef"), ("key", "list"), ("passwd",),
-        ("check", "--read-data"),
+        ("check", "--read-data"), ("diff", ITEM), ("find", "*.txt"), ("find", FILE, "--item", ITEM),
+        ("mount", "/nonexistent-mountpoint"), ("copy", ITEM, "--to", "/nonexistent-destination"),
+        ("get", ITEM, "-o", "-"),
     ],
 )
 def test_each_forbidden_command_exits_13_and_prints_no_name(wo_vault: VaultCli, vault_dir: Path,

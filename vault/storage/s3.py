@@ -11,8 +11,10 @@ on S3, so ``save`` needs no temporary objects.
 Object Lock (``vault init --retention DAYS``): with :meth:`S3Backend.set_retention` armed, every object of a
 kind in :data:`RETAINED_KINDS` is written in compliance mode, locked for the retention period from the moment
 it is written. Such a bucket is versioned (S3 requires it for Object Lock), so :meth:`S3Backend.remove` deletes
-an object's versions by id (a plain DELETE would only add a delete marker and free nothing) and raises
-:class:`~vault.errors.RetentionHeldError` when the lock refuses. botocore's own retries are off (one attempt per call):
+an object's versions by id (a plain DELETE would only add a delete marker and free nothing); when the lock
+refuses, it hides the object behind a delete marker and raises :class:`~vault.errors.RetentionHeldError`, and
+:meth:`S3Backend.purge_expired` (vault.storage.s3_versions) deletes what is hidden once the lock has passed.
+botocore's own retries are off (one attempt per call):
 :class:`~vault.storage.retry.RetryingBackend` retries whatever this module reports as
 :class:`TransientStorageError` (throttling, 5xx, timeouts, dropped connections).
 """

@@ -106,9 +106,10 @@ class NotPermittedError(VaultError):
 
 class RetentionHeldError(StorageError):
     """The store refuses to delete an object because its retention (S3 Object Lock, compliance mode) has not
-    passed yet. Not a failure of the store: callers that delete (``rm``, ``forget``, ``prune``) keep the object,
-    report it as held until :attr:`held_until`, and delete it on a later run. Exit 13 (the contract's "storage
-    retention forbids the change") when it reaches the command line."""
+    passed yet. Raised by ``RetainingBackend.remove`` *after* it hid the object (gone from every listing, still
+    stored): callers that delete (``rm``, ``forget``, ``prune``, through vault.storage.base.remove_all) count it
+    as held until :attr:`held_until`, and a later ``prune`` deletes it. Exit 13 (the contract's "storage
+    retention forbids the change") only when it reaches the command line uncaught."""
 
     exit_code = 13
 

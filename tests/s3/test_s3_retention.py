@@ -1,6 +1,7 @@
 """Retention on S3 (Object Lock, compliance mode) against moto's server: `vault init --retention DAYS`, what
 every write then locks, what nobody can delete or overwrite, and the backend API the upper layers build on
-(``retention_until``, ``extend_retention``, ``remove`` raising ``RetentionHeldError``).
+(``retention_until``, ``extend_retention``, ``remove`` hiding what is held and raising ``RetentionHeldError``,
+``purge_expired``). What rm, forget and prune do with it: tests/s3/test_s3_retention_deletes.py.
 
 Short retain-until dates come from the backend's own parameter (``S3Backend.set_retention(timedelta(...))``),
 never from a clock knob. moto's ``GetObjectRetention`` answers 500, so locks are read back with HeadObject.
@@ -144,7 +145,7 @@ def test_full_credentials_can_neither_delete_nor_overwrite_a_locked_object(s3: A
 # -- the backend API -------------------------------------------------------------------------------------
 
 
-def test_remove_of_a_held_object_raises_retention_held_error_then_frees_it_after(
+def test_remove_of_a_held_object_hides_it_raises_retention_held_error_and_a_purge_frees_it_after(
     locked_backend: S3Backend, s3_client: Any
 ) -> None:
     backend = locked_backend
@@ -153,21 +154,67 @@ def test_remove_of_a_held_object_raises_retention_held_error_then_frees_it_after
     backend.save(h, b"pack bytes")
     until = backend.retention_until(h)
     assert until is not None and until > datetime.now(UTC)
+    key = backend._key(h)
+    version = s3_client.head_object(Bucket=backend.bucket, Key=key)["VersionId"]
 
     with pytest.raises(RetentionHeldError) as info:
         backend.remove(h)
     assert info.value.exit_code == 13
     assert info.value.held_until == until
     assert "held by retention until" in str(info.value)
-    assert backend.load(h) == b"pack bytes"  # still there, and still listed
-    assert [i.handle for i in backend.list(Kind.DATA)] == [h]
-
-    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 1.1)
-    backend.remove(h)
-    key = backend._key(h)
-    assert _versions(s3_client, backend.bucket, key) == []  # every version gone: the space is free
+    # Hidden: gone from every listing and read the vault makes...
+    assert list(backend.list(Kind.DATA)) == []
     with pytest.raises(ObjectNotFoundError):
+        backend.load(h)
+    # ...but still stored, byte for byte, and still undeletable with full credentials.
+    kept = s3_client.get_object(Bucket=backend.bucket, Key=key, VersionId=version)["Body"].read()
+    assert kept == b"pack bytes"
+    with pytest.raises(ClientError) as denied:
+        s3_client.delete_object(Bucket=backend.bucket, Key=key, VersionId=version)
+    assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+    early = backend.purge_expired()  # still locked: counted, not deleted
+    assert early.deleted == 0 and early.held.count == 1 and early.held.until == until
+    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 1.1)
+    purge = backend.purge_expired()
+    assert purge.deleted == 2  # the version, then the delete marker with nothing left under it
+    assert not purge.held
+    assert _versions(s3_client, backend.bucket, key) == []  # every version gone: the space is free
+
+
+def test_remove_never_brings_back_an_older_locked_version_of_a_key(
+    locked_backend: S3Backend, s3_client: Any
+) -> None:
+    # A key slot saved again over its name leaves its older version behind, locked: deleting only the current
+    # version would make the old slot current, and listed, again.
+    backend = locked_backend
+    backend.set_retention(timedelta(seconds=2))
+    h = Handle(Kind.KEYS, "34" * 8)
+    backend.save(h, b"old slot")
+    backend.set_retention(timedelta(days=1))
+    backend.save(h, b"new slot")
+    with pytest.raises(RetentionHeldError):
         backend.remove(h)
+    assert list(backend.list(Kind.KEYS)) == []
+    with pytest.raises(ObjectNotFoundError):
+        backend.stat(h)
+    assert len(_versions(s3_client, backend.bucket, backend._key(h))) == 3  # two locked versions, one marker
+
+
+def test_purge_never_deletes_a_current_version_and_leaves_other_keys_alone(
+    locked_backend: S3Backend, s3_client: Any
+) -> None:
+    backend = locked_backend
+    backend.set_retention(timedelta(seconds=1))
+    live = Handle(Kind.VERSIONS, "56" * 32)
+    backend.save(live, b"record")
+    s3_client.put_object(Bucket=backend.bucket, Key="versions/not-a-vault-object", Body=b"x")
+    s3_client.put_object(Bucket=backend.bucket, Key="versions/not-a-vault-object", Body=b"y")
+    time.sleep(2.1)  # every lock has passed
+    purge = backend.purge_expired()
+    assert purge.deleted == 0 and not purge.held
+    assert backend.load(live) == b"record"
+    assert len(_versions(s3_client, backend.bucket, "versions/not-a-vault-object")) == 2
 
 
 def test_only_retained_kinds_are_locked(locked_backend: S3Backend) -> None:

@@ -159,6 +159,9 @@ REVIEWED_COMPARES = {
     ("vault/repo/objects.py", "header.version == fmt.HEADER_LOCK_KEY"): "an object header's version byte: public",
     ("vault/ops/rekey.py", "generation == repo.key.current"): "key generation numbers: public, stored in the clear",
     ("vault/storage/s3.py", 'entry.get("Key") == key'): "S3 object keys from a listing: public object names",
+    ("vault/storage/s3_versions.py", 'entry["Key"] == key'): "S3 object keys from a listing: public object names",
+    ("vault/storage/s3_versions.py", 'entry["Key"] != group[0]["Key"]'): "S3 object keys from a listing: public",
+    ("vault/storage/s3_versions.py", "key != start"): "S3 object keys from a listing: public object names",
 }
 _SECRETISH = ("password", "passwd", "secret", "digest", "checksum", "tag", "mac", "kek", "wrapped", "key", ".raw",
               "blob_id", "hash")

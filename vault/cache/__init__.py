@@ -12,6 +12,7 @@ import blake3
 from vault.cache.blob_index import BlobIndex, BlobLocation
 from vault.cache.db import CacheDamaged, CacheDB, default_root
 from vault.cache.records import CachedRecord, CatalogCache, ItemRows, NewRow
+from vault.cache.rounds import ExtensionRounds
 
 __all__ = [
     "BlobIndex",
@@ -21,6 +22,7 @@ __all__ = [
     "CacheDamaged",
     "CachedRecord",
     "CatalogCache",
+    "ExtensionRounds",
     "ItemRows",
     "NewRow",
     "default_root",
@@ -39,6 +41,7 @@ class Cache:
     db: CacheDB
     index: BlobIndex
     catalog: CatalogCache
+    rounds: ExtensionRounds
 
     def close(self) -> None:
         self.db.close()
@@ -52,4 +55,5 @@ def open_cache(root: Path | None, vault_id: bytes, cache_key: bytes) -> Cache:
         return blake3.blake3(cache_key, derive_key_context=label).digest()
 
     db = CacheDB.open(root, vault_id, derive(_LABEL_BINDING))
-    return Cache(db, BlobIndex(db, derive(_LABEL_MAC)), CatalogCache(db, derive(_LABEL_SEAL), derive(_LABEL_MAC)))
+    mac = derive(_LABEL_MAC)
+    return Cache(db, BlobIndex(db, mac), CatalogCache(db, derive(_LABEL_SEAL), mac), ExtensionRounds(db, mac))

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from vault.passwords import PasswordOptions
     from vault.repo.repository import Repository
     from vault.session import LockMode, Session
-    from vault.storage.base import Backend
+    from vault.storage.base import Backend, Held
 
 
 @dataclass
@@ -205,6 +205,15 @@ def printable(text: str) -> str:
     undecodable bytes as escapes (``\\n``, ``\\x1b``, ``\\\\``, ``\\xe9``), as GNU ``ls -b`` does, so a name
     can't act on the terminal or fake a line. JSON output keeps names exact."""
     return _UNPRINTABLE.sub(_escape, text)
+
+
+def say_held(s: Settings, held: Held) -> None:
+    """The result line for what retention keeps stored although it was deleted (nothing when nothing is held)."""
+    if not held:
+        return
+    when = f"{held.until:%Y-%m-%d %H:%M} UTC" if held.until is not None else "a date the store did not give"
+    say(s, f"{held.count} object(s) held by retention until {when}: removed from the vault's view, still "
+           "stored; a later `vault prune` deletes them then")
 
 
 def note(text: str) -> None:

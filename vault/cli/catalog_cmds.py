@@ -71,8 +71,10 @@ def rm(
     from vault.ops.items import remove
 
     s = _common.settings(ctx)
-    removed = remove(_common.open_repo(ctx, lock="exclusive"), name, version)
+    repo = _common.open_repo(ctx, lock="exclusive")
+    removed = remove(repo, name, version)
     _common.say(s, f"removed {len(removed)} version(s) of {name}; run `vault prune` to free space")
+    _common.say_held(s, repo.take_held())
 
 
 def info(ctx: typer.Context, as_json: JsonOpt = False) -> None:

@@ -144,8 +144,9 @@ def key_remove(ctx: typer.Context, key_id: Annotated[str, typer.Argument(metavar
     """
     s = _common.settings(ctx)
     repo = _common.open_repo(ctx, lock="exclusive")
-    repo.keys.remove(key_id)
+    held = repo.keys.remove(key_id)
     _common.say(s, f"removed key {key_id}")
+    _common.say_held(s, held)
 
 
 def rekey(
@@ -204,6 +205,7 @@ def rekey(
             "data stored before stays under key generation(s) "
             f"{', '.join(map(str, report.older_generations))}; `vault rekey --reencrypt` rewrites it",
         )
+    _common.say_held(s, report.held)
 
 
 def register(app: typer.Typer) -> None:

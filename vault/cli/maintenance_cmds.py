@@ -136,6 +136,7 @@ def forget(
         _common.say(s, f"{e['action']}\t{e['name']}\tversion {e['version']}\t{e['created']}{why}")
     verb = "would drop" if dry_run else "dropped"
     _common.say(s, f"{verb} {report.dropped} version(s); run `vault prune` to free space")
+    _common.say_held(s, report.held)
 
 
 def prune(ctx: typer.Context, dry_run: DryRunOpt = False, as_json: JsonOpt = False) -> None:
@@ -159,6 +160,13 @@ def prune(ctx: typer.Context, dry_run: DryRunOpt = False, as_json: JsonOpt = Fal
         f"{report.packs_deleted} pack(s) deleted, {report.packs_repacked} repacked, "
         f"{report.blobs_dropped} unreferenced blob(s)",
     )
+    lock = report.retention
+    if lock.purged:
+        _common.say(s, f"deleted {lock.purged} hidden object version(s) whose retention had passed")
+    _common.say_held(s, lock.held)
+    if lock.extended_until is not None:
+        _common.say(s, f"extended the retention of {lock.extended} kept object(s) until "
+                       f"{lock.extended_until:%Y-%m-%d %H:%M} UTC")
 
 
 def register(app: typer.Typer) -> None:

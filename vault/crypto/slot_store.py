@@ -21,7 +21,7 @@ from vault.crypto.slots import (
 )
 from vault.crypto.write_only import WriteOnlyKeyring
 from vault.errors import AuthenticationError, ConflictError, IntegrityError, NotFoundError, ObjectNotFoundError
-from vault.storage.base import Backend, Handle, Kind, ObjectInfo
+from vault.storage.base import Backend, Handle, Held, Kind, ObjectInfo, remove_held
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +152,17 @@ class KeyStore:
         password = recovery.normalize(password) or password  # as unlock() tried it
         return self.replace(slot, keyring, password, slot.params)
 
-    def remove(self, slot_id: str) -> None:
-        """Remove a slot. NotFoundError for an unknown id; ConflictError for the last slot."""
+    def remove(self, slot_id: str) -> Held:
+        """Remove a slot. NotFoundError for an unknown id; ConflictError for the last slot. Returns what
+        retention holds: a locked slot is hidden from every listing (the vault no longer sees it) but stays
+        stored until its lock ends (docs/security.md, "Retention")."""
         ids = [info.handle.name for info in self.backend.list(Kind.KEYS)]  # also slots that don't parse
         if slot_id not in ids:
             raise NotFoundError(f"no key with id {slot_id!r}")
         if len(ids) == 1:
             raise ConflictError("refusing to remove the last key: the vault could never be opened again")
         try:
-            self.backend.remove(Handle(Kind.KEYS, slot_id))
+            return remove_held(self.backend, Handle(Kind.KEYS, slot_id))
         except ObjectNotFoundError as exc:
             raise NotFoundError(f"no key with id {slot_id!r}") from exc
 

@@ -53,7 +53,7 @@ from vault.repo.objects import object_generation
 from vault.repo.packs import load_pack, parse_pack_header, verify_blobs
 from vault.repo.repack import copy_blobs
 from vault.repo.repository import Repository
-from vault.storage.base import Kind
+from vault.storage.base import Held, Kind, remove_held
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,14 @@ class RekeyReport:
     records_rewritten: int = 0
     blobs_verified: int = 0
     older_generations: list[int] = field(default_factory=list)  # still held (data under them remains)
+    # Objects (old key slots, old-generation packs and records) that retention keeps stored, hidden from every
+    # listing, until a date; a later `vault prune` deletes them then. JSON: held_objects, held_until.
+    held: Held = field(default_factory=Held)
 
     def to_json(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        doc = dataclasses.asdict(self)
+        del doc["held"]
+        return doc | self.held.to_json()
 
 
 def rekey(
@@ -107,6 +112,7 @@ def rekey(
     if reencrypt:
         _reencrypt(repo, password, pipeline, report, on_total, on_progress)
     report.older_generations = [g for g in repo.key.generations if g != repo.key.current]
+    report.held = repo.take_held()
     return report
 
 
@@ -143,7 +149,7 @@ def _remove_older_slots(repo: Repository, report: RekeyReport, reencrypt: bool) 
             elif slot.written_under(current, repo.vault_id):
                 continue  # it holds the current key
         with contextlib.suppress(ObjectNotFoundError):
-            store.backend.remove(info.handle)
+            repo.held.merge(remove_held(store.backend, info.handle))  # hidden when retention holds it
         slot_id = info.handle.name
         report.removed_keys.append({"id": slot_id, "type": kind})
         log.info("removed key slot %s (%s): it holds only older key generations", slot_id, kind)

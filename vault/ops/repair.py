@@ -101,6 +101,10 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
         report.actions.append(
             f"removed {len(unused)} pack(s) that no version references ({report.bytes_freed} bytes)"
         )
+    held = repo.take_held()
+    if held:  # a retention holds some of what was removed: hidden from the vault, deleted by a later prune
+        report.actions.append(f"{held.count} removed object(s) stay stored, hidden, until {held.until_iso()} "
+                              "(retention); a later `vault prune` deletes them then")
     return report
 
 

@@ -36,7 +36,7 @@ from vault.crypto.keyring import Keyring
 from vault.errors import IntegrityError, ObjectNotFoundError
 from vault.repo.numbering import UNNUMBERED_BASE, numbered, sort_column
 from vault.repo.objects import object_generation, open_object, seal_object
-from vault.storage.base import Backend, Handle, Kind, ObjectInfo, remove_all
+from vault.storage.base import Backend, Handle, Held, Kind, ObjectInfo, remove_all
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -133,11 +133,15 @@ class Catalog:
     """The version records of one vault: kept in step with ``versions/`` through the cache, changed only by the
     repository (which keeps the commit order), queried by item."""
 
-    def __init__(self, backend: Backend, key: Keyring, vault_id: bytes, cache: CatalogCache) -> None:
+    def __init__(self, backend: Backend, key: Keyring, vault_id: bytes, cache: CatalogCache,
+                 held: Held | None = None) -> None:
         self.backend = backend
         self.key = key
         self.vault_id = vault_id
         self.cache = cache
+        # Objects of versions/ that deletions could only hide (retention): counted here, reported by the
+        # command (the repository passes its own tally).
+        self.held = held if held is not None else Held()
         # Objects of versions/ the last sync could not read (without an ``on_error`` of the caller's).
         self.damaged: list[tuple[Handle, IntegrityError]] = []
 
@@ -278,8 +282,10 @@ class Catalog:
         return name
 
     def delete_objects(self, names: Iterable[str]) -> None:
+        """Delete objects of ``versions/`` and drop them from the cache. Those retention holds are hidden from
+        every listing all the same (so dropped as well) and counted in :attr:`held`."""
         names = list(names)
-        remove_all(self.backend, (Handle(Kind.VERSIONS, name) for name in names))
+        self.held.merge(remove_all(self.backend, (Handle(Kind.VERSIONS, name) for name in names)))
         self.cache.drop_objects(names)
 
     def remove(self, record_ids: Sequence[str]) -> None:

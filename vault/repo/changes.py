@@ -26,7 +26,7 @@ from vault import format as fmt
 from vault.errors import IntegrityError
 from vault.repo.catalog import VersionRecord, replaced
 from vault.repo.index import compact_index, split_packs, write_index, write_index_object
-from vault.storage.base import Handle, Kind, remove_all
+from vault.storage.base import Handle, Held, Kind, remove_all
 
 if TYPE_CHECKING:
     from vault.cache import BlobIndex, Cache
@@ -59,6 +59,7 @@ class Changes:
     key: Keyring
     config: VaultConfig
     witness: RemovalWatcher | None
+    held: Held
 
     @property
     def vault_id(self) -> bytes:
@@ -106,8 +107,16 @@ class Changes:
         self.sync_index()  # takes in the new objects (nothing of them kept in memory meanwhile)
 
     def delete_packs(self, pack_ids: Iterable[bytes]) -> None:
-        """Delete packs that the index no longer lists (after :meth:`reindex`); missing ones are fine."""
-        remove_all(self.backend, (Handle(Kind.DATA, p.hex()) for p in pack_ids))
+        """Delete packs that the index no longer lists (after :meth:`reindex`); missing ones are fine. Packs that
+        retention holds are hidden instead (gone from listings, still stored) and counted in :attr:`held`."""
+        self.held.merge(remove_all(self.backend, (Handle(Kind.DATA, p.hex()) for p in pack_ids)))
+
+    def take_held(self) -> Held:
+        """What deletions since the last call could only hide (retention holds it stored until a date), and
+        start counting afresh. Commands report it; a later `prune` deletes it once the date has passed."""
+        out = Held(self.held.count, self.held.until)
+        self.held.count, self.held.until = 0, None  # in place: the catalog counts into the same object
+        return out
 
     def compact(self, alone: Callable[[], bool]) -> None:
         """Keep listings short: merge small index objects (safe beside other puts), and in a vault of format 3 or
@@ -125,7 +134,7 @@ class Changes:
                 self.catalog.compact()
 
     def _delete_index_objects(self, names: Sequence[str]) -> None:
-        remove_all(self.backend, (Handle(Kind.INDEX, name) for name in names))
+        self.held.merge(remove_all(self.backend, (Handle(Kind.INDEX, name) for name in names)))  # never locked
         self.index.drop_objects(names)
 
     # -- version records -------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from vault.repo.changes import Changes, OnError, RemovalWatcher
 from vault.repo.config import CONFIG_HANDLE, VaultConfig, load_config, new_config
 from vault.repo.index import sync_index
 from vault.repo.tree import Node, decode_tree
-from vault.storage.base import Backend, Kind
+from vault.storage.base import Backend, Held, Kind
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,9 @@ class Repository(Changes):
     _index_rebuilt: bool = field(default=False, repr=False)
     _catalog: catalog_objects.Catalog | None = field(default=None, repr=False)
     _sync_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # What this repository's deletions could only hide (retention holds it stored until a date); see
+    # vault.repo.changes and :meth:`take_held`.
+    held: Held = field(default_factory=Held, repr=False)
 
     @property
     def vault_id(self) -> bytes:
@@ -183,7 +186,8 @@ class Repository(Changes):
     def _catalog_read(self) -> catalog_objects.Catalog:
         with self._sync_lock:
             if self._catalog is None:
-                self._catalog = catalog_objects.Catalog(self.backend, self.key, self.vault_id, self.cache.catalog)
+                self._catalog = catalog_objects.Catalog(self.backend, self.key, self.vault_id, self.cache.catalog,
+                                                       self.held)
                 self._catalog.sync(on_error=self._catalog.note_damage)
             return self._catalog
 
@@ -191,7 +195,8 @@ class Repository(Changes):
         """Catch up with ``versions/`` now (``full``: read every object again, as `check` and `repair` need)."""
         with self._sync_lock:
             if self._catalog is None:
-                self._catalog = catalog_objects.Catalog(self.backend, self.key, self.vault_id, self.cache.catalog)
+                self._catalog = catalog_objects.Catalog(self.backend, self.key, self.vault_id, self.cache.catalog,
+                                                       self.held)
             self._catalog.sync(full=full, on_error=on_error)
             if self._catalog.damaged and on_error is None:
                 raise self._catalog.damaged[0][1]

@@ -7,12 +7,11 @@ keyed-hash ids), so the store never sees an item name, a file name or a size oth
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Kind(enum.Enum):
@@ -94,10 +93,59 @@ class Backend(Protocol):
         ...
 
 
+@dataclass
+class Held:
+    """What removals could only hide: objects that retention keeps stored (out of every listing) until a date.
+
+    ``count`` objects (or versions of objects), the latest of whose locks ends at ``until`` (UTC; None when the
+    store did not say). Empty (falsy) when nothing was held. Callers of removals collect these to report them
+    ("N object(s) held by retention until DATE"); a later `prune` deletes them once their locks have passed."""
+
+    count: int = 0
+    until: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def add(self, until: datetime | None, count: int = 1) -> None:
+        """Count ``count`` more held objects whose locks end at ``until``."""
+        if count <= 0:
+            return
+        self.count += count
+        if until is not None and (self.until is None or until > self.until):
+            self.until = until
+
+    def merge(self, other: Held) -> None:
+        """Count everything ``other`` counts as well."""
+        self.add(other.until, other.count)
+
+    def until_iso(self) -> str | None:
+        """:attr:`until` as ISO 8601 UTC with ``Z`` (whole seconds), or None."""
+        return self.until.strftime("%Y-%m-%dT%H:%M:%SZ") if self.until is not None else None
+
+    def to_json(self) -> dict[str, object]:
+        """``held_objects`` and ``held_until``, as the JSON outputs show them."""
+        return {"held_objects": self.count, "held_until": self.until_iso()}
+
+
+@dataclass
+class Purge:
+    """What :meth:`RetainingBackend.purge_expired` did: ``deleted`` versions (and delete markers) whose locks had
+    passed, and what it found still ``held``."""
+
+    deleted: int = 0
+    held: Held = field(default_factory=Held)
+
+
 class RetainingBackend(Backend, Protocol):
     """A backend that can lock what it writes against deletion for a while (S3 Object Lock, compliance mode):
-    :func:`supports_retention` tells whether a backend is one. ``remove`` of an object whose lock has not ended
-    raises :class:`~vault.errors.RetentionHeldError` (which names the date) and leaves it stored."""
+    :func:`supports_retention` tells whether a backend is one.
+
+    ``remove`` of an object whose lock has not ended *hides* it: the object is gone from ``list``, ``stat`` and
+    ``load`` at once (S3: a delete marker on top), while the locked bytes stay stored (a noncurrent version)
+    until the lock ends; then ``remove`` raises :class:`~vault.errors.RetentionHeldError` naming that date. So a
+    caller that catches it has removed the object as far as the vault can see, and only has to report it as
+    held. :meth:`purge_expired` later deletes what is hidden and no longer locked."""
 
     retention: timedelta | None
 
@@ -111,6 +159,12 @@ class RetainingBackend(Backend, Protocol):
 
     def extend_retention(self, h: Handle, until: datetime) -> datetime:
         """Make ``h``'s lock last at least until ``until`` (never shortens one); returns its end now."""
+        ...
+
+    def purge_expired(self) -> Purge:
+        """Delete every stored-but-hidden thing of the vault's retained kinds whose lock has passed (noncurrent
+        versions, and delete markers with nothing left under them); never the current version of an object.
+        Returns what it deleted and what is still held. ``StorageError``."""
         ...
 
 
@@ -135,22 +189,60 @@ def save_parts(backend: Backend, h: Handle, parts: Sequence[Buffer]) -> str:
     return backend.save(h, b"".join(parts))
 
 
-def remove_all(backend: Backend, handles: Iterable[Handle]) -> None:
+def remove_all(backend: Backend, handles: Iterable[Handle]) -> Held:
     """Delete every object of ``handles``; missing ones are fine. One request per 1,000 objects where the
     backend's class has a ``remove_many`` of its own (S3's DeleteObjects), else one ``remove`` each. Looked up
-    on the class for the reason :func:`save_parts` gives."""
+    on the class for the reason :func:`save_parts` gives.
+
+    Returns what retention holds (see :class:`RetainingBackend`): those objects are gone from listings like the
+    others, but stay stored until the date it names. Never raises ``RetentionHeldError``; other storage errors
+    pass through."""
+    from vault.errors import ObjectNotFoundError, RetentionHeldError
+
+    held = Held()
     handles = list(handles)
     if not handles:
-        return
+        return held
     own = getattr(type(backend), "remove_many", None)
     if own is not None:
-        own(backend, handles)
-        return
-    from vault.errors import ObjectNotFoundError
-
+        try:
+            result = own(backend, handles)  # a Held where the backend can hide (S3Backend, RetryingBackend)
+        except RetentionHeldError as exc:
+            _count_held(held, exc)
+        else:
+            if isinstance(result, Held):
+                held.merge(result)
+        return held
     for h in handles:
-        with contextlib.suppress(ObjectNotFoundError):
+        try:
             backend.remove(h)
+        except ObjectNotFoundError:
+            continue
+        except RetentionHeldError as exc:
+            _count_held(held, exc)
+    return held
+
+
+def remove_held(backend: Backend, h: Handle) -> Held:
+    """``backend.remove(h)``, with retention's refusal counted instead of raised (the object is hidden then:
+    see :class:`RetainingBackend`). ``ObjectNotFoundError`` and other storage errors pass through."""
+    from vault.errors import RetentionHeldError
+
+    held = Held()
+    try:
+        backend.remove(h)
+    except RetentionHeldError as exc:
+        _count_held(held, exc)
+    return held
+
+
+def _count_held(held: Held, exc: Any) -> None:
+    """Add a RetentionHeldError's objects to ``held``: its ``held`` map when it names several, else one."""
+    if exc.held:
+        for until in exc.held.values():
+            held.add(until)
+    else:
+        held.add(exc.held_until)
 
 
 def is_remote(backend: Backend) -> bool:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from vault.errors import StorageError, TransientStorageError
-from vault.storage.base import Backend, Buffer, Handle, Kind, ObjectInfo, remove_all, save_parts
+from vault.storage.base import Backend, Buffer, Handle, Held, Kind, ObjectInfo, Purge, remove_all, save_parts
 
 __all__ = ["RetryingBackend"]
 
@@ -90,10 +90,10 @@ class RetryingBackend:
     def remove(self, h: Handle) -> None:
         self._call("remove", str(h), lambda: self.inner.remove(h))
 
-    def remove_many(self, handles: Sequence[Handle]) -> None:
+    def remove_many(self, handles: Sequence[Handle]) -> Held:
         """vault.storage.base.remove_all through the inner backend, each batch retried like any call (a batch
-        delete is idempotent: deleting a deleted key is fine)."""
-        self._call("remove", f"{len(handles)} objects", lambda: remove_all(self.inner, handles))
+        delete is idempotent: deleting a deleted key is fine). Returns what retention holds (hidden)."""
+        return self._call("remove", f"{len(handles)} objects", lambda: remove_all(self.inner, handles))
 
     def retention_until(self, h: Handle) -> datetime | None:
         """The inner backend's ``retention_until`` (a :class:`~vault.storage.base.RetainingBackend`), retried."""
@@ -104,6 +104,12 @@ class RetryingBackend:
         """The inner backend's ``extend_retention``, retried (repeating it is harmless: it only extends)."""
         inner = self.inner
         return self._call("extend the retention of", str(h), lambda: inner.extend_retention(h, until))  # type: ignore[attr-defined, no-any-return]
+
+    def purge_expired(self) -> Purge:
+        """The inner backend's ``purge_expired`` (a :class:`~vault.storage.base.RetainingBackend`), retried as a
+        whole (a sweep run again deletes only what is still there to delete)."""
+        inner = self.inner
+        return self._call("sweep", "hidden object versions", lambda: inner.purge_expired())  # type: ignore[attr-defined, no-any-return]
 
     def list(self, kind: Kind) -> Iterator[ObjectInfo]:
         """Lists through transient failures: a failed listing starts over and skips the names already

@@ -11,8 +11,10 @@ on S3, so ``save`` needs no temporary objects.
 Object Lock (``vault init --retention DAYS``): with :meth:`S3Backend.set_retention` armed, every object of a
 kind in :data:`RETAINED_KINDS` is written in compliance mode, locked for the retention period from the moment
 it is written. Such a bucket is versioned (S3 requires it for Object Lock), so :meth:`S3Backend.remove` deletes
-an object's versions by id (a plain DELETE would only add a delete marker and free nothing) and raises
-:class:`~vault.errors.RetentionHeldError` when the lock refuses. botocore's own retries are off (one attempt per call):
+an object's versions by id (a plain DELETE would only add a delete marker and free nothing); when the lock
+refuses, it hides the object behind a delete marker and raises :class:`~vault.errors.RetentionHeldError`, and
+:meth:`S3Backend.purge_expired` (vault.storage.s3_versions) deletes what is hidden once the lock has passed.
+botocore's own retries are off (one attempt per call):
 :class:`~vault.storage.retry.RetryingBackend` retries whatever this module reports as
 :class:`TransientStorageError` (throttling, 5xx, timeouts, dropped connections).
 """
@@ -34,8 +36,8 @@ from vault.errors import (
     TransientStorageError,
     UsageError,
 )
-from vault.storage import CONFIG_NAME, is_object_name, object_key
-from vault.storage.base import Buffer, Handle, Kind, ObjectInfo
+from vault.storage import CONFIG_NAME, is_object_name, object_key, s3_versions
+from vault.storage.base import Buffer, Handle, Held, Kind, ObjectInfo, Purge
 from vault.storage.readahead import BlockReader
 
 __all__ = ["RETAINED_KINDS", "S3Backend", "redact"]
@@ -372,20 +374,61 @@ class S3Backend:
         contract wants ``ObjectNotFoundError`` for them.
 
         In a versioned bucket (every bucket with Object Lock) a DELETE without a version id would only hide the
-        object behind a delete marker and free nothing, so the current version is deleted by its id (which is
-        what Object Lock refuses), then every older version and delete marker of the key (a key slot or lock
-        rewritten in place has several; a retried save may have left two). Raises ``RetentionHeldError`` with
-        the date the lock ends when retention refuses, ``ObjectNotFoundError`` when missing, ``StorageError``
-        otherwise."""
+        object behind a delete marker and free nothing, so every older version and delete marker of the key is
+        deleted by its id (a key slot or lock rewritten in place has several; a retried save may have left two),
+        then the current version.
+
+        When retention holds the current version (its lock has not ended, or a legal hold is on), the object is
+        *hidden* instead: a plain DELETE puts a delete marker on top, which Object Lock allows, so the object is
+        gone from every listing, ``stat`` and ``load`` at once, while its locked version stays stored until the
+        lock ends (:meth:`purge_expired` deletes it then). Then, and when only older versions of the key are held,
+        this raises ``RetentionHeldError`` with the date the latest lock ends: the object is removed as far as
+        the vault can see. Raises ``ObjectNotFoundError`` when missing, ``StorageError`` otherwise."""
         head = self._head(h)
         key = self._key(h)
         self._reader.forget(h)
         if not _has_version(head):  # unversioned bucket (or versioning suspended): one plain DELETE
             self._delete(h, key, None, head)
             return
-        self._delete(h, key, head["VersionId"], head)
-        for version_id in self._other_versions(h, key, head["VersionId"]):
-            self._delete(h, key, version_id, None)
+        held = Held()
+        current = head["VersionId"]
+        # Older versions first: deleting the current one while an older one is left would make that one
+        # current, bringing an old key slot back into the listing.
+        for version_id in s3_versions.other_versions(self, key, current):
+            try:
+                self._delete(h, key, version_id, None)
+            except RetentionHeldError as exc:  # an older version still locked (a slot rewritten): purged later
+                held.add(exc.held_until)
+        # Where our clock says the current version's lock still holds, don't even ask: hide it. (Where S3's
+        # clock disagrees either way, the outcome is safe: a refused DELETE hides below; a lock S3 considers
+        # passed that we hide anyway is deleted by the next sweep.)
+        until = _lock_until(head)
+        current_held = _legal_hold(head) or (until is not None and until > datetime.now(UTC))
+        if current_held:
+            held.add(until)
+        if held:
+            self._delete(h, key, None, None)  # a plain DELETE: the delete marker that hides the key
+        if not current_held:
+            try:
+                self._delete(h, key, current, head)
+            except RetentionHeldError as exc:
+                if not held:
+                    self._delete(h, key, None, None)
+                held.add(exc.held_until)
+        if held:
+            when = f"{held.until:%Y-%m-%d %H:%M} UTC" if held.until is not None else "a date the store did not give"
+            raise RetentionHeldError(
+                f"{h} in {self.location} is held by retention until {when}: it is removed from every listing, "
+                "and a later `vault prune` deletes it then",
+                held_until=held.until,
+            )
+
+    def purge_expired(self) -> Purge:
+        """Delete, under the vault's prefix and for :data:`RETAINED_KINDS`, every noncurrent version whose lock
+        has passed and every delete marker with no version left under it; what is still locked is counted as
+        held. The current version of a key is never touched. One page of ``list_object_versions`` in memory at a
+        time (see :mod:`vault.storage.s3_versions`). ``StorageError``."""
+        return s3_versions.purge_expired(self, RETAINED_KINDS)
 
     def _delete(self, h: Handle, key: str, version_id: str | None, head: dict[str, Any] | None) -> None:
         """One ``delete_object`` (of ``version_id`` when given). A refusal of a version under a lock that has
@@ -402,7 +445,7 @@ class S3Backend:
                     with contextlib.suppress(StorageError):
                         head = self._head(h, version_id)
                 until = _lock_until(head) if head is not None else None
-                if until is not None and until > datetime.now(UTC):
+                if (until is not None and until > datetime.now(UTC)) or (head is not None and _legal_hold(head)):
                     raise RetentionHeldError(
                         f"{h} in {self.location} is held by retention until {until:%Y-%m-%d %H:%M} UTC",
                         held_until=until,
@@ -411,26 +454,22 @@ class S3Backend:
         except self._exc.BotoCoreError as e:
             self._raise(e, "remove", str(h), missing_is_not_found=True)
 
-    def remove_many(self, handles: Sequence[Handle]) -> None:
+    def remove_many(self, handles: Sequence[Handle]) -> Held:
         """``delete_objects``, 1,000 keys a request (quiet: only failures are answered); missing keys are fine
         (vault.storage.base.remove_all). A key S3 could not delete raises StorageError. In a versioned bucket
         (every bucket with Object Lock) a DELETE without version ids would only hide the objects behind delete
-        markers, so each goes through :meth:`remove`; retention that holds some raises one RetentionHeldError
-        for them after every other one is deleted (its ``held`` names them)."""
+        markers, so each goes through :meth:`remove`; those retention holds are hidden and counted in the
+        returned :class:`Held` (empty in an unversioned bucket)."""
+        held = Held()
         if self._versioned():
-            held: dict[Handle, datetime | None] = {}
             for h in handles:
                 try:
                     self.remove(h)
                 except ObjectNotFoundError:
                     continue
                 except RetentionHeldError as exc:
-                    held[h] = exc.held_until
-            if held:
-                until = max((d for d in held.values() if d is not None), default=None)
-                raise RetentionHeldError(f"{len(held)} object(s) in {self.location} are held by retention",
-                                         held_until=until, held=held)
-            return
+                    held.add(exc.held_until)
+            return held
         for i in range(0, len(handles), 1000):
             batch = [{"Key": self._key(h)} for h in handles[i : i + 1000]]
             try:
@@ -441,6 +480,7 @@ class S3Backend:
             if errors:
                 code = str(errors[0].get("Code", "unknown"))
                 raise StorageError(f"cannot remove {len(errors)} object(s) in {self.location}: {code}")
+        return held
 
     def _versioned(self) -> bool:
         """Whether the bucket keeps versions (asked once: a bucket's versioning is never turned off, only
@@ -452,19 +492,6 @@ class S3Backend:
                 self._raise(e, "read the versioning of", self.location, missing_is_not_found=False)
             self._versioning = status in ("Enabled", "Suspended")
         return self._versioning
-
-    def _other_versions(self, h: Handle, key: str, current: str) -> tuple[str, ...]:
-        """The ids of every version and delete marker of exactly ``key`` except ``current``."""
-        found: set[str] = set()
-        paginator = self._client.get_paginator("list_object_versions")
-        try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
-                for entry in (*page.get("Versions", ()), *page.get("DeleteMarkers", ())):
-                    if entry.get("Key") == key and entry.get("VersionId") not in (None, current):
-                        found.add(str(entry["VersionId"]))
-        except (self._exc.ClientError, self._exc.BotoCoreError) as e:
-            self._raise(e, "list the versions of", str(h), missing_is_not_found=False)
-        return tuple(sorted(found))
 
     # -- internals -----------------------------------------------------------------------------------
 
@@ -565,6 +592,11 @@ def _has_version(head: dict[str, Any]) -> bool:
     """True when a HeadObject answer names a real version (a versioned bucket; "null" in a suspended one)."""
     version_id = head.get("VersionId")
     return bool(version_id) and version_id != "null"
+
+
+def _legal_hold(head: dict[str, Any]) -> bool:
+    """True when a HeadObject answer says a legal hold is on (it forbids deletion whatever the retain-until)."""
+    return head.get("ObjectLockLegalHoldStatus") == "ON"
 
 
 def _lock_until(head: dict[str, Any]) -> datetime | None:

@@ -1,0 +1,170 @@
+"""The versions S3 keeps behind a vault's objects in a versioned bucket (every bucket with Object Lock): finding the
+other versions of one key, and the sweep that deletes what retention no longer holds.
+
+Why there is anything to sweep: a removal that retention refuses *hides* the object (a delete marker on top, see
+:meth:`vault.storage.s3.S3Backend.remove`), and a key slot saved again over its name leaves its older version
+behind, locked. Those locked versions are noncurrent: no listing the vault makes shows them, so nothing but this
+sweep would ever delete them. `vault prune` runs it at its end (:func:`purge_expired`).
+
+Rules of the sweep, per key (all entries of one key come together in ``list_object_versions``, newest first):
+
+- the current entry (``IsLatest``) is never deleted while anything is under it: deleting a current version would
+  make an older one current, deleting a current delete marker would bring a hidden object back;
+- a noncurrent version whose lock has passed (or that has none) is deleted by version id; one still locked is
+  counted as held, with its date (a HeadObject per noncurrent version: listings carry no lock dates);
+- a noncurrent delete marker is deleted (it hides nothing); the current delete marker is deleted once no version
+  is left under it, which makes the key vanish altogether.
+
+Memory: one page of the listing plus the entries of the key being looked at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from vault.errors import ObjectNotFoundError, RetentionHeldError
+from vault.storage.base import Handle, Kind, Purge
+
+if TYPE_CHECKING:
+    from vault.storage.s3 import S3Backend
+
+__all__ = ["other_versions", "purge_expired"]
+
+
+def other_versions(backend: S3Backend, key: str, current: str) -> tuple[str, ...]:
+    """The ids of every version and delete marker of exactly ``key`` except ``current``. ``StorageError``."""
+    found: set[str] = set()
+    for entry in _entries(backend, key, f"the versions of {key.rsplit('/', 1)[-1][:10]}"):
+        if entry["Key"] == key and entry.get("VersionId") not in (None, current):
+            found.add(str(entry["VersionId"]))
+    return tuple(sorted(found))
+
+
+def purge_expired(backend: S3Backend, kinds: Iterable[Kind]) -> Purge:
+    """Sweep the versions of every key of ``kinds`` under the backend's prefix by the rules above; keys that are
+    not vault objects (other files in the bucket) are left alone. Returns what was deleted and what is held.
+    ``StorageError``."""
+    out = Purge()
+    now = datetime.now(UTC)
+    for kind in sorted(kinds, key=lambda k: k.value):
+        start = _prefix(backend, kind)
+        group: list[dict[str, Any]] = []
+        for entry in _entries(backend, start, f"{kind.value} object versions"):
+            if group and entry["Key"] != group[0]["Key"]:
+                _sweep_key(backend, kind, start, group, now, out)
+                group = []
+            group.append(entry)
+        if group:
+            _sweep_key(backend, kind, start, group, now, out)
+    return out
+
+
+def _prefix(backend: S3Backend, kind: Kind) -> str:
+    if kind is Kind.CONFIG:
+        from vault.storage import CONFIG_NAME
+
+        return f"{backend.prefix}/{CONFIG_NAME}" if backend.prefix else CONFIG_NAME
+    return backend._key_prefix(kind)
+
+
+def _sweep_key(
+    backend: S3Backend, kind: Kind, start: str, entries: list[dict[str, Any]], now: datetime, out: Purge
+) -> None:
+    """Apply the sweep's rules to the entries of one key (newest first, current first)."""
+    from vault.storage.s3 import _name_from_key
+
+    key = entries[0]["Key"]
+    if kind is Kind.CONFIG:
+        if key != start:
+            return  # "config-backup" or the like: not ours
+        name = start.rsplit("/", 1)[-1]
+    else:
+        found = _name_from_key(kind, key[len(start) :])
+        if found is None:
+            return
+        name = found
+    h = Handle(kind, name)
+    current = next((e for e in entries if e.get("IsLatest")), None)
+    if current is None:
+        return  # a key changing while it was listed: the next prune looks again
+    left = 0  # versions that stay under the current entry
+    for entry in entries:
+        if entry is current:
+            continue
+        version_id = str(entry["VersionId"])
+        if entry["_marker"]:
+            with contextlib.suppress(ObjectNotFoundError):
+                backend._delete(h, key, version_id, None)
+                out.deleted += 1
+            continue
+        until = _locked_until(backend, h, version_id, now)
+        if until is not _FREE:
+            out.held.add(until if isinstance(until, datetime) else None)
+            left += 1
+            continue
+        try:
+            backend._delete(h, key, version_id, None)
+            out.deleted += 1
+        except ObjectNotFoundError:
+            pass
+        except RetentionHeldError as exc:  # the store's clock is behind ours: held a little longer
+            out.held.add(exc.held_until)
+            left += 1
+    if current["_marker"] and not left:
+        with contextlib.suppress(ObjectNotFoundError):
+            backend._delete(h, key, str(current["VersionId"]), None)
+            out.deleted += 1
+
+
+_FREE = object()  # a version no lock holds any more
+
+
+def _locked_until(backend: S3Backend, h: Handle, version_id: str, now: datetime) -> object:
+    """The date the lock on one version ends when it still holds (None for a legal hold with no date), else
+    ``_FREE``."""
+    from vault.storage.s3 import _legal_hold, _lock_until
+
+    try:
+        head = backend._head(h, version_id)
+    except ObjectNotFoundError:
+        return _FREE  # gone already: the DELETE finds nothing to do either
+    until = _lock_until(head)
+    if until is not None and until > now:
+        return until
+    if _legal_hold(head):
+        return until
+    return _FREE
+
+
+def _entries(backend: S3Backend, prefix: str, what: str) -> Iterator[dict[str, Any]]:
+    """Every version and delete marker under ``prefix``, page by page, each page's entries in key order with the
+    current one first (S3 lists them so within each list; a page's versions and markers are merged here). A
+    marker is flagged ``_marker``. A missing bucket lists as nothing."""
+    client = backend._client
+    paginator = client.get_paginator("list_object_versions")
+    try:
+        for page in paginator.paginate(
+            Bucket=backend.bucket, Prefix=prefix, PaginationConfig={"PageSize": backend.list_page_size}
+        ):
+            versions = [dict(v, _marker=False) for v in page.get("Versions", ())]
+            markers = [dict(m, _marker=True) for m in page.get("DeleteMarkers", ())]
+            # Stable sort by key only: within a key, versions and markers keep S3's newest-first order each;
+            # the current entry is moved first.
+            merged = sorted([*versions, *markers], key=lambda e: (e["Key"], not e.get("IsLatest"),
+                                                                    _time(e.get("LastModified"))))
+            yield from merged
+    except (backend._exc.ClientError, backend._exc.BotoCoreError) as e:
+        from vault.storage.s3 import _error_parts
+
+        code, status, _ = _error_parts(e)
+        if isinstance(e, backend._exc.ClientError) and (code == "NoSuchBucket" or status == 404):
+            return
+        backend._raise(e, "list", what, missing_is_not_found=False)
+
+
+def _time(value: Any) -> float:
+    """Newest first within a key: the negated timestamp (0 when missing)."""
+    return -value.timestamp() if isinstance(value, datetime) else 0.0

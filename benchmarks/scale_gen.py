@@ -234,8 +234,8 @@ def _forget_unfinished_block(repo: object, state: GenState) -> None:
         remove_all(backend, stale)
         if stale:
             print(f"resuming: removed {len(stale)} {kind.value} object(s) of the unfinished block", flush=True)
-    repo.sync_index()
-    repo.sync_catalog()
+    repo.refresh_blobs()
+    repo.refresh_catalog()
     orphans = repo.index.unindexed_packs(i.handle.name for i in backend.list(Kind.DATA))
     remove_all(backend, [Handle(Kind.DATA, name) for name in orphans])
     if orphans:

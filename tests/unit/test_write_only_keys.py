@@ -274,10 +274,10 @@ def test_a_forged_copy_neither_replaces_nor_deletes_the_true_one(tmp_path: Path,
 
     with open_session(where, password=FULL, lock="exclusive", cache=False) as s:
         damaged: list[str] = []
-        s.repo.sync_index(full=True, on_error=lambda h, exc: damaged.append(h.name))
+        s.repo.refresh_blobs(full=True, on_error=lambda h, exc: damaged.append(h.name))
         assert damaged == [bad.name]
         backend.remove(bad)  # (repair would; it is damage)
-        s.repo.sync_index(full=True)
+        s.repo.refresh_blobs(full=True)
         for name in ("doc.txt", "laptop.txt"):
             assert b"".join(s.read(name)) == (tmp_path / name).read_bytes()
         report = check(s.repo, s.pipeline, read_data=True)
@@ -285,7 +285,7 @@ def test_a_forged_copy_neither_replaces_nor_deletes_the_true_one(tmp_path: Path,
         assert not [p for p in report.problems if "version" in p]  # and no version is affected
         # prune copies the true contents out of the true copy and drops the forged one.
         prune(s.repo, s.pipeline, dry_run=False)
-        s.repo.sync_index(full=True)
+        s.repo.refresh_blobs(full=True)
         for name in ("doc.txt", "laptop.txt"):
             assert b"".join(s.read(name)) == (tmp_path / name).read_bytes()
         assert check(s.repo, s.pipeline, read_data=True).ok

@@ -363,7 +363,7 @@ class Putter:
         if before_commit is not None:
             before_commit()
 
-        self.repo.sync_catalog()  # once for all items: another put may have committed meanwhile
+        self.repo.refresh_catalog()  # once for all items: another put may have committed meanwhile
         records = []
         for src, tree_id in zip(stored, tree_ids, strict=True):
             assert src.root is not None

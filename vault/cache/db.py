@@ -25,6 +25,7 @@ What makes it safe to keep and safe to lose:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import logging
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 DB_NAME = "cache.sqlite"
+OPEN_LOCK_NAME = "open.lock"  # flock'ed while a process checks, creates or replaces the database
 _BUSY_TIMEOUT_MS = 120_000  # another command of this user may hold the write lock while it syncs a big vault
 _PAGE_CACHE_KIB = 32 * 1024  # SQLite's own page cache; the rest is the kernel's page cache, not our RSS
 
@@ -98,10 +100,12 @@ class CacheDB:
             try:
                 if self.path is None:
                     self._conn = _configure(sqlite3.connect("", isolation_level=None, check_same_thread=False))
+                    _initialize(self._conn, self._binding)
                 else:
-                    _remove_db(self.path)
-                    self._conn = _connect(self.path)
-                _initialize(self._conn, self._binding)
+                    with _opening(self.path.parent):
+                        _remove_db(self.path)
+                        self._conn = _connect(self.path)
+                        _initialize(self._conn, self._binding)
             except (OSError, sqlite3.Error) as exc:
                 raise StorageError(f"cannot make a new cache in {self.path}: {exc}",
                                    hint="delete it, or run with --no-cache") from None
@@ -122,13 +126,17 @@ class CacheDB:
                 return cls(conn, None, binding)
             _private_dir(directory)
             path = directory / DB_NAME
-            conn = _connect(path)
-            if not _bound(conn, binding):
-                conn.close()
-                log.info("the cache in %s is not this vault's (or is damaged): starting it afresh", directory)
-                _remove_db(path)
+            # Two commands of this user starting at once on a new (or replaced) cache would otherwise both find
+            # it unbound, and one would delete the file the other is initializing: checking, creating and
+            # replacing happen one process at a time. Using an open database needs no such lock (SQLite's own).
+            with _opening(directory):
                 conn = _connect(path)
-                _initialize(conn, binding)
+                if not _bound(conn, binding):
+                    conn.close()
+                    log.info("the cache in %s is not this vault's (or is damaged): starting it afresh", directory)
+                    _remove_db(path)
+                    conn = _connect(path)
+                    _initialize(conn, binding)
             return cls(conn, path, binding)
         except (OSError, sqlite3.Error) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -266,6 +274,17 @@ def _initialize(conn: sqlite3.Connection, binding: bytes) -> None:
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION).encode(),))
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('binding', ?)", (binding,))
     conn.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def _opening(directory: Path) -> Iterator[None]:
+    """Hold the cache directory's open lock (an exclusive flock, released when the process dies). OSError."""
+    fd = os.open(directory / OPEN_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _remove_db(path: Path) -> None:

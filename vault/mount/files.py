@@ -80,7 +80,7 @@ class ChunkCache:
             if not self._pack_gone(chunk_id):
                 raise
         log.info("the pack of chunk %s is gone (a prune?); catching up with the index", chunk_id.hex()[:10])
-        self.repo.sync_index()
+        self.repo.refresh_blobs()
         return self.repo.load_blob(chunk_id)
 
     def _pack_gone(self, chunk_id: bytes) -> bool:

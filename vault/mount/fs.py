@@ -106,7 +106,7 @@ class VaultFS:
     def refresh(self) -> None:
         """Catch up with the storage's version records and show what they hold now."""
         try:
-            self.repo.sync_catalog()
+            self.repo.refresh_catalog()
             self.view = View(self.repo, self.reader)
         except VaultError as exc:  # the storage may be back next time; the old view stays meanwhile
             log.warning("mount: could not catch up with the vault: %s", exc)

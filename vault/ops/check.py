@@ -95,8 +95,8 @@ def check(
     compared with the index; ``read_data`` also reads and verifies every blob. Problems are collected in the
     report, not raised. Memory stays bounded: packs stream from the cache's tables, references go to a table."""
     report = CheckReport()
-    repo.sync_catalog(full=True, on_error=lambda h, exc: report.problems.append(f"version record {h}: {exc}"))
-    repo.sync_index(full=True, on_error=lambda h, exc: report.problems.append(f"index object {h}: {exc}"))
+    repo.refresh_catalog(full=True, on_error=lambda h, exc: report.problems.append(f"version record {h}: {exc}"))
+    repo.refresh_blobs(full=True, on_error=lambda h, exc: report.problems.append(f"index object {h}: {exc}"))
     records = sorted(repo.catalog.all(), key=lambda r: (r.item, r.version, r.record_id))
     report.versions = len(records)
     refs = collect(repo, records)

@@ -156,7 +156,7 @@ class Copier:
         except BaseException:
             writer.abort()
             raise
-        self.dst.sync_catalog()
+        self.dst.refresh_catalog()
         record = VersionRecord(
             record_id=catalog.new_record_id(), item=src.item, version=self.dst.catalog.max_version(src.item) + 1,
             created=src.created, type=src.type, tree=tree_id, size=src.size, files=src.files,

@@ -139,7 +139,7 @@ def _blob_stats(repo: Repository) -> tuple[int, int, int]:
             index.damaged_rows += 1
         if index.damaged_rows == damaged or attempt == 2:
             break
-        repo.sync_index(full=True)
+        repo.refresh_blobs(full=True)
     return blobs, raw, stored
 
 

@@ -100,8 +100,8 @@ def rekey(
     report = RekeyReport()
     # Reading every index object and record first refuses a key that predates a later rekey (UnknownGeneration):
     # rotating from its keyring would reuse a generation number and drop the key of data sealed under it.
-    repo.sync_index(full=True)
-    repo.sync_catalog(full=True)
+    repo.refresh_blobs(full=True)
+    repo.refresh_catalog(full=True)
     report.resumed = reencrypt and repo.key.reencrypt_pending
     if not report.resumed:
         _new_generation(repo, password, reencrypt)
@@ -213,7 +213,7 @@ def _reencrypt(
     # id kept, into segments under the current one (a vault of format 1 or 2 becomes 3 for that: segments hold
     # them); then the old objects go. Interrupted in between, a record is held twice for a while, which counts
     # once, so no version is ever shown twice or lost, and a rerun finds nothing old left to copy.
-    catalog = repo.sync_catalog(full=True)
+    catalog = repo.refresh_catalog(full=True)
     older = [(record, obj) for record, generation, obj in catalog.with_generations() if generation != current]
     if older:
         if repo.config.format_version < fmt.FORMAT_VERSION_SEGMENTS:

@@ -71,7 +71,7 @@ def repair(repo: Repository, pipeline: Pipeline) -> RepairReport:
 
     # -- version records -----------------------------------------------------------------------------------
     broken_records: list[Handle] = []
-    repo.sync_catalog(full=True, on_error=lambda h, exc: broken_records.append(h))
+    repo.refresh_catalog(full=True, on_error=lambda h, exc: broken_records.append(h))
     repo.remove_catalog_objects(broken_records)
     records = sorted(repo.catalog.all(), key=lambda r: (r.item, r.version, r.record_id))
     for h in broken_records:

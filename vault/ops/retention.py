@@ -172,8 +172,8 @@ def prune(
     from the cache) and keeps memory flat however big the vault: references, the plan per pack and the storage's
     pack sizes live in tables of the cache's database, and packs stream from there."""
     report = PruneReport(dry_run=dry_run)
-    repo.sync_catalog(full=True)
-    repo.sync_index(full=True)
+    repo.refresh_catalog(full=True)
+    repo.refresh_blobs(full=True)
     records = list(repo.catalog.all())
     refs = collect(repo, records)
     # A version that needs a blob the index does not list (a lost index object) or a tree that can't be read:

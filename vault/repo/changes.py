@@ -77,7 +77,7 @@ class Changes:
     def catalog(self) -> Catalog:
         raise NotImplementedError
 
-    def sync_index(self, *, full: bool = False, on_error: OnError | None = None) -> BlobIndex:
+    def refresh_blobs(self, *, full: bool = False, on_error: OnError | None = None) -> BlobIndex:
         raise NotImplementedError
 
     # -- the index -------------------------------------------------------------------------------------------
@@ -104,7 +104,7 @@ class Changes:
         for group in split_packs(packs):  # only the storage changes while the cache streams ``packs``
             write_index(self.backend, self.key, self.vault_id, group)
         self._delete_index_objects(old)
-        self.sync_index()  # takes in the new objects (nothing of them kept in memory meanwhile)
+        self.refresh_blobs()  # takes in the new objects (nothing of them kept in memory meanwhile)
 
     def delete_packs(self, pack_ids: Iterable[bytes]) -> None:
         """Delete packs that the index no longer lists (after :meth:`reindex`); missing ones are fine. Packs that

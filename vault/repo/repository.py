@@ -158,7 +158,7 @@ class Repository(Changes):
                     self._index_synced = True
         return index
 
-    def sync_index(self, *, full: bool = False, on_error: OnError | None = None) -> BlobIndex:
+    def refresh_blobs(self, *, full: bool = False, on_error: OnError | None = None) -> BlobIndex:
         """Catch up with the storage's index objects now (``full``: rebuild from every one of them, as `check`,
         `prune` and `repair` need; ``on_error`` gets each damaged one, which is then skipped)."""
         with self._sync_lock:
@@ -172,7 +172,7 @@ class Repository(Changes):
     def catalog(self) -> catalog_objects.Catalog:
         """The version records, brought up to date with ``versions/`` on first use. IntegrityError when an object
         of ``versions/`` failed authentication (commands that report damage, `check` and `repair`, read the
-        catalog through :meth:`sync_catalog` with an ``on_error`` instead)."""
+        catalog through :meth:`refresh_catalog` with an ``on_error`` instead)."""
         catalog = self._catalog_read()
         if catalog.damaged:
             raise catalog.damaged[0][1]
@@ -191,7 +191,7 @@ class Repository(Changes):
                 self._catalog.sync(on_error=self._catalog.note_damage)
             return self._catalog
 
-    def sync_catalog(self, *, full: bool = False, on_error: OnError | None = None) -> catalog_objects.Catalog:
+    def refresh_catalog(self, *, full: bool = False, on_error: OnError | None = None) -> catalog_objects.Catalog:
         """Catch up with ``versions/`` now (``full``: read every object again, as `check` and `repair` need)."""
         with self._sync_lock:
             if self._catalog is None:
@@ -210,13 +210,13 @@ class Repository(Changes):
                 loc = self.index.get(blob_id)
                 if loc is None:
                     # A concurrent put may have committed (or merged its checkpoints) since we last looked.
-                    self.sync_index()
+                    self.refresh_blobs()
                     loc = self.index.get(blob_id)
                 if loc is None and not self._index_rebuilt:
                     # The cache may have lost rows (or held altered ones): ask the storage itself before calling
                     # the blob missing.
                     log.info("blob %s is not in the cached index; rebuilding it from the storage", blob_id.hex()[:10])
-                    self.sync_index(full=True)
+                    self.refresh_blobs(full=True)
                     loc = self.index.get(blob_id)
         if loc is None or loc.entry.blob_type != blob_type:
             raise IntegrityError(f"blob {blob_id.hex()[:10]} is missing from the index; run `vault check`")

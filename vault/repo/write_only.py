@@ -126,7 +126,7 @@ class WriteOnlyRepository(Repository):
     def catalog(self) -> Catalog:
         return LocalCatalog(self.local)
 
-    def sync_catalog(self, *, full: bool = False, on_error: Any = None) -> Catalog:
+    def refresh_catalog(self, *, full: bool = False, on_error: Any = None) -> Catalog:
         return self.catalog
 
     def load_tree(self, tree_id: bytes) -> list[Node]:
@@ -164,7 +164,7 @@ class WriteOnlyRepository(Repository):
     def cache(self) -> Cache:
         not_permitted("reading the vault's metadata")
 
-    def sync_index(self, *, full: bool = False, on_error: Any = None) -> BlobIndex:
+    def refresh_blobs(self, *, full: bool = False, on_error: Any = None) -> BlobIndex:
         not_permitted("reading the vault's index")
 
     def readable_record_ids(self) -> set[str]:

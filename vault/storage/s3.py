@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -33,36 +32,16 @@ from vault.errors import (
     ObjectNotFoundError,
     RetentionHeldError,
     StorageError,
-    TransientStorageError,
     UsageError,
 )
-from vault.storage import CONFIG_NAME, is_object_name, object_key, s3_versions
+from vault.storage import CONFIG_NAME, object_key, s3_bucket, s3_versions, s3_wire
 from vault.storage.base import Buffer, Handle, Held, Kind, ObjectInfo, Purge
 from vault.storage.readahead import BlockReader
+from vault.storage.s3_wire import redact
 
 __all__ = ["RETAINED_KINDS", "S3Backend", "redact"]
 
 log = logging.getLogger(__name__)
-
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchBucket"})
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "RequestThrottled",
-        "RequestTimeout",
-        "InternalError",
-        "ServiceUnavailable",
-        "503",
-        "500",
-        "502",
-        "504",
-    }
-)
-_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
 # The botocore client's connection pool: one connection per thread that may talk to the store at once (the I/O
 # pool's uploads, the CPU pool's ranged GETs, locks' refresh), with room to spare; measured in
@@ -83,25 +62,6 @@ READ_AHEAD_BLOCKS = 2
 # exclusive command until it expired. Neither holds data a ransomware deletion could take away.
 RETAINED_KINDS = frozenset({Kind.CONFIG, Kind.KEYS, Kind.DATA, Kind.VERSIONS})
 _LOCK_MODE = "COMPLIANCE"
-_NO_LOCK_CONFIG_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound"})
-
-_ENDPOINT_HINT = "is the S3 endpoint up and reachable? check AWS_ENDPOINT_URL and the network"
-_OBJECT_LOCK_HINT = (
-    "this vault has a retention, so its bucket needs S3 Object Lock: see docs/storage.md, \"Retention\""
-)
-_CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
-
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
-_SIGNED_QUERY = re.compile(r"(?i)(X-Amz-(?:Credential|Signature|Security-Token)=)[^&\s\"']+")
-_ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
-
-
-def redact(text: str) -> str:
-    """``text`` with URL userinfo, signed-URL query values and AWS access key ids removed."""
-    text = _USERINFO.sub(r"\1", text)
-    text = _SIGNED_QUERY.sub(r"\1REDACTED", text)
-    return _ACCESS_KEY_ID.sub("REDACTED", text)
-
 
 class S3Backend:
     """Objects in ``bucket`` under ``prefix`` (leading and trailing ``/`` ignored; empty: the bucket root).
@@ -170,24 +130,14 @@ class S3Backend:
         self.retention = period
 
     def object_lock_enabled(self) -> bool:
-        """True when the bucket has Object Lock enabled (``GetObjectLockConfiguration``); False when it has
-        none. Raises ``StorageError`` (also for a missing bucket: check :meth:`exists_root` first)."""
-        try:
-            response = self._client.get_object_lock_configuration(Bucket=self.bucket)
-        except self._exc.ClientError as e:
-            code, status, _ = _error_parts(e)
-            if code in _NO_LOCK_CONFIG_CODES or code == "NotImplemented" or status == 501:
-                return False  # none configured, or a store without Object Lock at all (R2)
-            self._raise(e, "read the Object Lock configuration of", self.location, missing_is_not_found=False)
-        except self._exc.BotoCoreError as e:
-            self._raise(e, "read the Object Lock configuration of", self.location, missing_is_not_found=False)
-        enabled = response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
-        return bool(enabled == "Enabled")
+        """True when the bucket has Object Lock enabled; False when it has none (vault.storage.s3_bucket).
+        Raises ``StorageError`` (also for a missing bucket: check :meth:`exists_root` first)."""
+        return s3_bucket.object_lock_enabled(self)
 
     def retention_until(self, h: Handle) -> datetime | None:
         """When the lock on the current version of ``h`` ends (UTC; possibly in the past), or None when it has
         no lock (``HeadObject``). Raises ``ObjectNotFoundError`` when missing, ``StorageError`` otherwise."""
-        return _lock_until(self._head(h))
+        return s3_wire.lock_until(self._head(h))
 
     def extend_retention(self, h: Handle, until: datetime) -> datetime:
         """Make the lock on the current version of ``h`` last at least until ``until`` (compliance mode,
@@ -198,7 +148,7 @@ class S3Backend:
         if until.tzinfo is None:
             raise ValueError("until must be timezone-aware")
         head = self._head(h)
-        current = _lock_until(head)
+        current = s3_wire.lock_until(head)
         if current is not None and current >= until:
             return current
         kwargs: dict[str, Any] = {
@@ -206,7 +156,7 @@ class S3Backend:
             "Key": self._key(h),
             "Retention": {"Mode": _LOCK_MODE, "RetainUntilDate": until},
         }
-        if _has_version(head):
+        if s3_wire.has_version(head):
             kwargs["VersionId"] = head["VersionId"]
         try:
             self._client.put_object_retention(**kwargs)
@@ -222,8 +172,8 @@ class S3Backend:
         try:
             self._client.head_bucket(Bucket=self.bucket)
         except self._exc.ClientError as e:
-            code, status, _ = _error_parts(e)
-            if code in _NOT_FOUND_CODES or status == 404:
+            code, status, _ = s3_wire.error_parts(e)
+            if code in s3_wire.NOT_FOUND_CODES or status == 404:
                 return False
             if status == 403:
                 log.debug("HeadBucket on %s was denied; assuming the bucket exists", self.location)
@@ -237,38 +187,8 @@ class S3Backend:
         """Create the bucket when missing, in the client's region, with Object Lock enabled when a retention is
         set. Idempotent (an existing bucket is left as it is). Raises ``StorageError`` saying why when it can't
         (access denied, name owned by someone else, ...)."""
-        if self.exists_root():
-            return
-        kwargs: dict[str, Any] = {"Bucket": self.bucket}
-        if self.retention is not None:
-            kwargs["ObjectLockEnabledForBucket"] = True  # and with it versioning: S3 turns both on together
-        region = self._client.meta.region_name
-        if region and region != "us-east-1":  # us-east-1 refuses its own name as a LocationConstraint
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        try:
-            self._client.create_bucket(**kwargs)
-        except self._exc.ClientError as e:
-            code, status, message = _error_parts(e)
-            if code == "BucketAlreadyOwnedByYou":
-                return  # created meanwhile by another process of ours
-            what = f"cannot create bucket {self.bucket}"
-            if code == "BucketAlreadyExists":
-                raise StorageError(
-                    f"{what}: the name belongs to another account", hint="choose another bucket name"
-                ) from None
-            if status == 403 or code in {"AccessDenied", "AllAccessDisabled"}:
-                raise StorageError(
-                    f"{what}: access denied ({code}: {message})",
-                    hint="create the bucket yourself, or use credentials allowed to s3:CreateBucket",
-                ) from None
-            if code == "InvalidBucketName":
-                raise StorageError(
-                    f"{what}: the store refuses the name ({code})",
-                    hint="S3 bucket names are 3 to 63 characters: lowercase letters, digits, dots, hyphens",
-                ) from None
-            self._raise(e, "create", self.location, missing_is_not_found=False)
-        except self._exc.BotoCoreError as e:
-            self._raise(e, "create", self.location, missing_is_not_found=False)
+        if not self.exists_root():
+            s3_bucket.create_bucket(self)
 
     # -- objects -------------------------------------------------------------------------------------
 
@@ -297,7 +217,7 @@ class S3Backend:
     def save_parts(self, h: Handle, parts: Sequence[Buffer]) -> str:
         """:meth:`save` of the concatenation of ``parts``, streamed from them without joining them (a pack is
         16 MiB: one copy less per upload in flight). Same atomicity, locking and errors as :meth:`save`."""
-        return self._put(h, _PartsReader(parts))
+        return self._put(h, s3_wire.PartsReader(parts))
 
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
         """A ranged ``get_object``. Raises ``ValueError`` for negative values, ``ObjectNotFoundError`` when
@@ -327,7 +247,7 @@ class S3Backend:
                 data: bytes = body.read()  # checks Content-Length: a cut stream raises, never truncates
             return data
         except self._exc.ClientError as e:
-            code, status, _ = _error_parts(e)
+            code, status, _ = s3_wire.error_parts(e)
             if status == 416 or code == "InvalidRange":  # the object exists but ends before offset
                 return b""
             self._raise(e, "read", str(h), missing_is_not_found=True)
@@ -358,11 +278,11 @@ class S3Backend:
                 Bucket=self.bucket, Prefix=start, PaginationConfig={"PageSize": self.list_page_size}
             ):
                 for obj in page.get("Contents", ()):
-                    name = _name_from_key(kind, obj["Key"][len(start) :])
+                    name = s3_wire.name_from_key(kind, obj["Key"][len(start) :])
                     if name is not None:
                         yield ObjectInfo(Handle(kind, name), int(obj["Size"]), str(obj.get("ETag", "")))
         except self._exc.ClientError as e:
-            code, status, _ = _error_parts(e)
+            code, status, _ = s3_wire.error_parts(e)
             if code == "NoSuchBucket" or status == 404:
                 return
             self._raise(e, "list", f"{kind.value} objects", missing_is_not_found=False)
@@ -387,41 +307,10 @@ class S3Backend:
         head = self._head(h)
         key = self._key(h)
         self._reader.forget(h)
-        if not _has_version(head):  # unversioned bucket (or versioning suspended): one plain DELETE
+        if not s3_wire.has_version(head):  # unversioned bucket (or versioning suspended): one plain DELETE
             self._delete(h, key, None, head)
             return
-        held = Held()
-        current = head["VersionId"]
-        # Older versions first: deleting the current one while an older one is left would make that one
-        # current, bringing an old key slot back into the listing.
-        for version_id in s3_versions.other_versions(self, key, current):
-            try:
-                self._delete(h, key, version_id, None)
-            except RetentionHeldError as exc:  # an older version still locked (a slot rewritten): purged later
-                held.add(exc.held_until)
-        # Where our clock says the current version's lock still holds, don't even ask: hide it. (Where S3's
-        # clock disagrees either way, the outcome is safe: a refused DELETE hides below; a lock S3 considers
-        # passed that we hide anyway is deleted by the next sweep.)
-        until = _lock_until(head)
-        current_held = _legal_hold(head) or (until is not None and until > datetime.now(UTC))
-        if current_held:
-            held.add(until)
-        if held:
-            self._delete(h, key, None, None)  # a plain DELETE: the delete marker that hides the key
-        if not current_held:
-            try:
-                self._delete(h, key, current, head)
-            except RetentionHeldError as exc:
-                if not held:
-                    self._delete(h, key, None, None)
-                held.add(exc.held_until)
-        if held:
-            when = f"{held.until:%Y-%m-%d %H:%M} UTC" if held.until is not None else "a date the store did not give"
-            raise RetentionHeldError(
-                f"{h} in {self.location} is held by retention until {when}: it is removed from every listing, "
-                "and a later `vault prune` deletes it then",
-                held_until=held.until,
-            )
+        s3_versions.remove_versions(self, h, key, head)
 
     def purge_expired(self) -> Purge:
         """Delete, under the vault's prefix and for :data:`RETAINED_KINDS`, every noncurrent version whose lock
@@ -431,28 +320,8 @@ class S3Backend:
         return s3_versions.purge_expired(self, RETAINED_KINDS)
 
     def _delete(self, h: Handle, key: str, version_id: str | None, head: dict[str, Any] | None) -> None:
-        """One ``delete_object`` (of ``version_id`` when given). A refusal of a version under a lock that has
-        not ended is a RetentionHeldError; ``head`` is that version's HeadObject answer when known."""
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if version_id is not None:
-            kwargs["VersionId"] = version_id
-        try:
-            self._client.delete_object(**kwargs)
-        except self._exc.ClientError as e:
-            code, status, _ = _error_parts(e)
-            if version_id is not None and (status == 403 or code in {"AccessDenied", "ObjectLocked"}):
-                if head is None:
-                    with contextlib.suppress(StorageError):
-                        head = self._head(h, version_id)
-                until = _lock_until(head) if head is not None else None
-                if (until is not None and until > datetime.now(UTC)) or (head is not None and _legal_hold(head)):
-                    raise RetentionHeldError(
-                        f"{h} in {self.location} is held by retention until {until:%Y-%m-%d %H:%M} UTC",
-                        held_until=until,
-                    ) from None
-            self._raise(e, "remove", str(h), missing_is_not_found=True)
-        except self._exc.BotoCoreError as e:
-            self._raise(e, "remove", str(h), missing_is_not_found=True)
+        """One ``delete_object`` (of ``version_id`` when given): vault.storage.s3_versions.delete_version."""
+        s3_versions.delete_version(self, h, key, version_id, head)
 
     def remove_many(self, handles: Sequence[Handle]) -> Held:
         """``delete_objects``, 1,000 keys a request (quiet: only failures are answered); missing keys are fine
@@ -514,111 +383,5 @@ class S3Backend:
         return f"{self.prefix}/{kind.value}/" if self.prefix else f"{kind.value}/"
 
     def _raise(self, e: Exception, action: str, target: str, *, missing_is_not_found: bool) -> NoReturn:
-        """Translate a botocore exception into the vault's storage errors (``from None``: botocore's
-        exceptions carry request details that have no place in a traceback a user may paste)."""
-        where = f"{target} in {self.location}" if target != self.location else self.location
-        if isinstance(e, self._exc.ClientError):
-            code, status, message = _error_parts(e)
-            if missing_is_not_found and (code in _NOT_FOUND_CODES or status == 404):
-                raise ObjectNotFoundError(f"{target} not found in {self.location}") from None
-            reason = f"{code}: {message}" if message and message != code else code or f"HTTP {status}"
-            text = f"cannot {action} {where}: {redact(reason)}"
-            if code in _TRANSIENT_CODES or status in _TRANSIENT_STATUS:
-                raise TransientStorageError(text) from None
-            if "objectlock" in message.replace(" ", "").lower():  # e.g. "Bucket is missing ObjectLockConfiguration"
-                raise StorageError(text, hint=_OBJECT_LOCK_HINT) from None
-            raise StorageError(text) from None
-        text = f"cannot {action} {where}: {redact(str(e))}"
-        if isinstance(e, self._exc.NoCredentialsError | self._exc.PartialCredentialsError):
-            raise StorageError(text, hint=_CREDENTIALS_HINT) from None
-        transient = (self._exc.ConnectionError, self._exc.HTTPClientError, self._exc.IncompleteReadError)
-        if isinstance(e, transient):
-            hint = _ENDPOINT_HINT if isinstance(e, self._exc.ConnectionError) else None
-            raise TransientStorageError(text, hint=hint) from None
-        raise StorageError(text) from None
-
-
-class _PartsReader(io.RawIOBase):
-    """The concatenation of ``parts`` as a readable, seekable file, without joining them. botocore reads a
-    body in blocks for its checksum and payload signature, seeks back, and reads it again to send it (and once
-    more on a retry); each read copies only the block asked for."""
-
-    def __init__(self, parts: Sequence[Buffer]) -> None:
-        super().__init__()
-        self._parts = [memoryview(p).cast("B") for p in parts]
-        self._ends: list[int] = []
-        total = 0
-        for part in self._parts:
-            total += len(part)
-            self._ends.append(total)
-        self._size = total
-        self._pos = 0
-        self._part = 0  # the part that holds self._pos (or len(parts) at the end)
-
-    def __len__(self) -> int:
-        return self._size
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        self._part = next((i for i, end in enumerate(self._ends) if end > self._pos), len(self._parts))
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        out = memoryview(buffer).cast("B")
-        done = 0
-        while done < len(out) and self._part < len(self._parts):
-            part = self._parts[self._part]
-            start = self._pos - (self._ends[self._part] - len(part))
-            n = min(len(out) - done, len(part) - start)
-            out[done : done + n] = part[start : start + n]
-            done += n
-            self._pos += n
-            if self._pos >= self._ends[self._part]:
-                self._part += 1
-        return done
-
-
-def _has_version(head: dict[str, Any]) -> bool:
-    """True when a HeadObject answer names a real version (a versioned bucket; "null" in a suspended one)."""
-    version_id = head.get("VersionId")
-    return bool(version_id) and version_id != "null"
-
-
-def _legal_hold(head: dict[str, Any]) -> bool:
-    """True when a HeadObject answer says a legal hold is on (it forbids deletion whatever the retain-until)."""
-    return head.get("ObjectLockLegalHoldStatus") == "ON"
-
-
-def _lock_until(head: dict[str, Any]) -> datetime | None:
-    """The retain-until date of a HeadObject answer (UTC), or None when the version has no lock."""
-    until = head.get("ObjectLockRetainUntilDate")
-    if not isinstance(until, datetime) or not head.get("ObjectLockMode"):
-        return None
-    return until if until.tzinfo is not None else until.replace(tzinfo=UTC)
-
-
-def _error_parts(e: Any) -> tuple[str, int, str]:
-    """(code, HTTP status, message) of a botocore ``ClientError``."""
-    response = getattr(e, "response", None) or {}
-    error = response.get("Error", {})
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return str(error.get("Code", "")), int(status or 0), str(error.get("Message", "")).strip()
-
-
-def _name_from_key(kind: Kind, rel: str) -> str | None:
-    """The object name in a key relative to the kind's prefix, or None for keys that aren't objects."""
-    if kind is Kind.DATA:
-        fan_out, _, rel = rel.partition("/")
-        if len(fan_out) != 2 or not rel.startswith(fan_out):
-            return None
-    return rel if is_object_name(kind, rel) else None
+        """Translate a botocore exception into the vault's storage errors (vault.storage.s3_wire.translate)."""
+        s3_wire.translate(self._exc, e, action, target, self.location, missing_is_not_found=missing_is_not_found)

@@ -25,13 +25,14 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from vault.errors import ObjectNotFoundError, RetentionHeldError
-from vault.storage.base import Handle, Kind, Purge
+from vault.errors import ObjectNotFoundError, RetentionHeldError, StorageError
+from vault.storage.base import Handle, Held, Kind, Purge
+from vault.storage.s3_wire import error_parts, legal_hold, lock_until, name_from_key
 
 if TYPE_CHECKING:
     from vault.storage.s3 import S3Backend
 
-__all__ = ["other_versions", "purge_expired"]
+__all__ = ["delete_version", "other_versions", "purge_expired", "remove_versions"]
 
 
 def other_versions(backend: S3Backend, key: str, current: str) -> tuple[str, ...]:
@@ -41,6 +42,69 @@ def other_versions(backend: S3Backend, key: str, current: str) -> tuple[str, ...
         if entry["Key"] == key and entry.get("VersionId") not in (None, current):
             found.add(str(entry["VersionId"]))
     return tuple(sorted(found))
+
+
+def remove_versions(backend: S3Backend, h: Handle, key: str, head: dict[str, Any]) -> None:
+    """The versioned part of :meth:`S3Backend.remove` (its docstring has the rules), given the current version's
+    HeadObject answer ``head``. RetentionHeldError after hiding what retention holds; StorageError."""
+    held = Held()
+    current = head["VersionId"]
+    # Older versions first: deleting the current one while an older one is left would make that one
+    # current, bringing an old key slot back into the listing.
+    for version_id in other_versions(backend, key, current):
+        try:
+            delete_version(backend, h, key, version_id, None)
+        except RetentionHeldError as exc:  # an older version still locked (a slot rewritten): purged later
+            held.add(exc.held_until)
+    # Where our clock says the current version's lock still holds, don't even ask: hide it. (Where S3's
+    # clock disagrees either way, the outcome is safe: a refused DELETE hides below; a lock S3 considers
+    # passed that we hide anyway is deleted by the next sweep.)
+    until = lock_until(head)
+    current_held = legal_hold(head) or (until is not None and until > datetime.now(UTC))
+    if current_held:
+        held.add(until)
+    if held:
+        delete_version(backend, h, key, None, None)  # a plain DELETE: the delete marker that hides the key
+    if not current_held:
+        try:
+            delete_version(backend, h, key, current, head)
+        except RetentionHeldError as exc:
+            if not held:
+                delete_version(backend, h, key, None, None)
+            held.add(exc.held_until)
+    if held:
+        when = f"{held.until:%Y-%m-%d %H:%M} UTC" if held.until is not None else "a date the store did not give"
+        raise RetentionHeldError(
+            f"{h} in {backend.location} is held by retention until {when}: it is removed from every listing, "
+            "and a later `vault prune` deletes it then",
+            held_until=held.until,
+        )
+
+
+def delete_version(backend: S3Backend, h: Handle, key: str, version_id: str | None,
+                   head: dict[str, Any] | None) -> None:
+    """One ``delete_object`` (of ``version_id`` when given). A refusal of a version under a lock that has
+    not ended is a RetentionHeldError; ``head`` is that version's HeadObject answer when known."""
+    kwargs: dict[str, Any] = {"Bucket": backend.bucket, "Key": key}
+    if version_id is not None:
+        kwargs["VersionId"] = version_id
+    try:
+        backend._client.delete_object(**kwargs)
+    except backend._exc.ClientError as e:
+        code, status, _ = error_parts(e)
+        if version_id is not None and (status == 403 or code in {"AccessDenied", "ObjectLocked"}):
+            if head is None:
+                with contextlib.suppress(StorageError):
+                    head = backend._head(h, version_id)
+            until = lock_until(head) if head is not None else None
+            if (until is not None and until > datetime.now(UTC)) or (head is not None and legal_hold(head)):
+                raise RetentionHeldError(
+                    f"{h} in {backend.location} is held by retention until {until:%Y-%m-%d %H:%M} UTC",
+                    held_until=until,
+                ) from None
+        backend._raise(e, "remove", str(h), missing_is_not_found=True)
+    except backend._exc.BotoCoreError as e:
+        backend._raise(e, "remove", str(h), missing_is_not_found=True)
 
 
 def purge_expired(backend: S3Backend, kinds: Iterable[Kind]) -> Purge:
@@ -74,7 +138,6 @@ def _sweep_key(
     backend: S3Backend, kind: Kind, start: str, entries: list[dict[str, Any]], now: datetime, out: Purge
 ) -> None:
     """Apply the sweep's rules to the entries of one key (newest first, current first)."""
-    from vault.storage.s3 import _name_from_key
 
     key = entries[0]["Key"]
     if kind is Kind.CONFIG:
@@ -82,7 +145,7 @@ def _sweep_key(
             return  # "config-backup" or the like: not ours
         name = start.rsplit("/", 1)[-1]
     else:
-        found = _name_from_key(kind, key[len(start) :])
+        found = name_from_key(kind, key[len(start) :])
         if found is None:
             return
         name = found
@@ -125,16 +188,15 @@ _FREE = object()  # a version no lock holds any more
 def _locked_until(backend: S3Backend, h: Handle, version_id: str, now: datetime) -> object:
     """The date the lock on one version ends when it still holds (None for a legal hold with no date), else
     ``_FREE``."""
-    from vault.storage.s3 import _legal_hold, _lock_until
 
     try:
         head = backend._head(h, version_id)
     except ObjectNotFoundError:
         return _FREE  # gone already: the DELETE finds nothing to do either
-    until = _lock_until(head)
+    until = lock_until(head)
     if until is not None and until > now:
         return until
-    if _legal_hold(head):
+    if legal_hold(head):
         return until
     return _FREE
 
@@ -157,9 +219,8 @@ def _entries(backend: S3Backend, prefix: str, what: str) -> Iterator[dict[str, A
                                                                     _time(e.get("LastModified"))))
             yield from merged
     except (backend._exc.ClientError, backend._exc.BotoCoreError) as e:
-        from vault.storage.s3 import _error_parts
 
-        code, status, _ = _error_parts(e)
+        code, status, _ = error_parts(e)
         if isinstance(e, backend._exc.ClientError) and (code == "NoSuchBucket" or status == 404):
             return
         backend._raise(e, "list", what, missing_is_not_found=False)

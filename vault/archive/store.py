@@ -24,11 +24,11 @@ import stat
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
 
 from vault import format as fmt
+from vault.archive.result import PutResult
 from vault.archive.scan import DirEntry, FileEntry, Scanner, Source, Warn, dir_node, file_node, total_size
 from vault.errors import StorageError, UsageError
 from vault.excludes import Excluder
@@ -45,37 +45,6 @@ Progress = Callable[[int], None]
 READ_AHEAD_FILES = 32
 READ_AHEAD_BYTES = 8 << 20
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-@dataclass
-class PutResult:
-    name: str
-    version: int
-    type: str
-    files: int
-    bytes_read: int
-    bytes_added: int
-    skipped: list[str] = field(default_factory=list)
-    size: int = 0  # original bytes of the version (unchanged files count though they were not read)
-    # False for a write-only key's version: its number is given by readers (``version`` is then 0; null in JSON)
-    numbered: bool = True
-
-    @property
-    def committed(self) -> bool:
-        """True when a version was stored (a single file that could not be read stores none)."""
-        return self.version > 0 or not self.numbered
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "size": self.size,
-            "name": self.name,
-            "version": self.version if self.numbered else None,
-            "type": self.type,
-            "files": self.files,
-            "bytes_read": self.bytes_read,
-            "bytes_added": self.bytes_added,
-            "skipped": self.skipped,
-        }
 
 
 def _now() -> str:

@@ -22,9 +22,9 @@ from vault.errors import ConflictError, IntegrityError, StorageError, VaultError
 from vault.repo.bounds import CYCLE, TreeBudget
 from vault.repo.catalog import VersionRecord
 from vault.repo.tree import Node, valid_segment
+from vault.restore.destdir import DestDir
 from vault.restore.durability import FileSystems
 from vault.restore.files import Temp, discard, open_dir, place, write_link, write_temp
-from vault.restore.ownership import Ownership
 
 if TYPE_CHECKING:
     from vault.restore.restorer import GetResult, Restorer
@@ -64,8 +64,8 @@ FD_RESERVE = 2 * SYNC_BATCH_DIRS + 512
 FD_WANTED = 1 << 16
 
 _Written = Temp
-_Item = tuple["_Dir", Node, str]  # where, what, and its path for messages
-_Pending = tuple["_Dir", Temp, Node, str]  # a written file waiting for its batch: where, the file, what, its path
+_Item = tuple["DestDir", Node, str]  # where, what, and its path for messages
+_Pending = tuple["DestDir", Temp, Node, str]  # a written file waiting for its batch: where, the file, what, its path
 
 
 def restore_tree(restorer: Restorer, record: VersionRecord, parent_fd: int, leaf: str, node: Node, force: bool,
@@ -108,54 +108,11 @@ def _unnamed_batch_files(in_flight: int) -> int:
     return batch if batch >= min(SYNC_BATCH_FILES, SMALL_BATCH_FILES) else 0
 
 
-class _Dir:
-    """A destination directory, open (``O_NOFOLLOW``) while anything still writes or renames into it. Its own
-    owner, mode and mtime are set when the last user lets go: a rename changes a directory's mtime, a read-only
-    mode would refuse it, and nobody else may own it while the restore still writes into it. Main thread only."""
-
-    __slots__ = ("fd", "fsync", "name_max", "node", "ownership", "refs")
-
-    def __init__(self, fd: int, node: Node, fsync: bool, ownership: Ownership) -> None:
-        self.fd = fd
-        self.node = node
-        self.fsync = fsync
-        self.ownership = ownership
-        self.refs = 1
-        self.name_max = 0  # the longest name its file system takes, looked up when first needed
-
-    def too_long(self, name: str) -> bool:
-        """True when ``name`` is longer than this directory's file system allows."""
-        if not self.name_max:
-            try:
-                self.name_max = os.fpathconf(self.fd, "PC_NAME_MAX")
-            except (OSError, ValueError):
-                self.name_max = 255
-            if self.name_max <= 0:
-                self.name_max = 255
-        return len(os.fsencode(name)) > self.name_max
-
-    def acquire(self) -> _Dir:
-        self.refs += 1
-        return self
-
-    def release(self) -> None:
-        self.refs -= 1
-        if self.refs:
-            return
-        try:
-            _set_dir_meta(self.fd, self.node, self.ownership)
-            if self.fsync:
-                with contextlib.suppress(OSError):  # refused by a few file systems; the renames happened
-                    os.fsync(self.fd)
-        finally:
-            os.close(self.fd)
-
-
 @dataclass
 class _Frame:
     """One directory of the walk in progress: where its entries go and which of them are still to come."""
 
-    dir: _Dir
+    dir: DestDir
     tree_id: bytes
     children: Iterator[Node]
     path: str
@@ -188,14 +145,14 @@ class _TreeRestore:
         self.pending_dirs: set[int] = set()
 
     # -- main thread -----------------------------------------------------------------------------------------
-    def adopt_dir(self, fd: int, node: Node) -> _Dir:
-        """``fd``, a directory just opened to restore ``node`` into, as a _Dir of this restore."""
+    def adopt_dir(self, fd: int, node: Node) -> DestDir:
+        """``fd``, a directory just opened to restore ``node`` into, as a DestDir of this restore."""
         try:
             self.fs.watch(fd)
         except OSError:
             os.close(fd)
             raise
-        return _Dir(fd, node, fsync=self.fs.per_file, ownership=self.r.ownership)
+        return DestDir(fd, node, fsync=self.fs.per_file, ownership=self.r.ownership)
 
     def _load(self, node: Node) -> tuple[bytes, list[Node]]:
         """The sub-tree of the directory ``node``, counted by the budget. IntegrityError."""
@@ -205,7 +162,7 @@ class _TreeRestore:
         self.budget.tree(node.subtree, nodes)
         return node.subtree, nodes
 
-    def walk(self, root: _Dir, node: Node, path: str) -> None:
+    def walk(self, root: DestDir, node: Node, path: str) -> None:
         """Walk a stored tree in the main thread, depth first with a stack of its own: directories and links in
         order, files handed to ``add_file``, which writes them on the pools to be put in place in batches. The
         walk ends (IntegrityError) once the tree expands beyond what its record states; a directory that
@@ -277,7 +234,7 @@ class _TreeRestore:
         self.result.skipped.append(path)
         log.warning("not restored: %s: its name is longer than the file system allows", path)
 
-    def add_file(self, d: _Dir, node: Node, path: str) -> None:
+    def add_file(self, d: DestDir, node: Node, path: str) -> None:
         if node.size <= SMALL_FILE_BYTES:
             self.small.append((d.acquire(), node, path))
             self.small_bytes += node.size
@@ -438,13 +395,6 @@ class _TreeRestore:
         except (IntegrityError, ConflictError) as exc:
             return [exc]
 
-    def _write(self, d: _Dir, node: Node, chunks: Iterator[bytes]) -> Temp:
+    def _write(self, d: DestDir, node: Node, chunks: Iterator[bytes]) -> Temp:
         return write_temp(d.fd, node, self.force, chunks, fsync=self.fs.per_file, ownership=self.r.ownership,
                           unnamed=self.unnamed, timer=self.r.pipeline.timer)
-
-
-def _set_dir_meta(fd: int, node: Node, ownership: Ownership) -> None:
-    """A restored directory's owner and mode (ownership.py), then its time, once nothing more goes into it."""
-    with contextlib.suppress(OSError):
-        ownership.apply(fd, node)
-        os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))

@@ -90,10 +90,12 @@ def main() -> int:
         if not source.exists():
             sys.exit(f"{source} is missing: run benchmarks/gen_data.py first")
         sizes[name] = source.stat().st_size if source.is_file() else tree_stats(source)[0]
-        for _ in (1, 2):  # warm the page cache
-            for p in ([source] if source.is_file() else source.rglob("*")):
-                if p.is_file():
-                    p.read_bytes()
+        for _ in (1, 2):  # warm the page cache, 1 MiB at a time: a process that once held the whole 1 GiB file
+            for p in ([source] if source.is_file() else source.rglob("*")):  # would pass its peak RSS on to
+                if p.is_file():  # every child at fork+exec (ru_maxrss), and every put would show 1 GiB
+                    with open(p, "rb", buffering=0) as fh:
+                        while fh.read(1 << 20):
+                            pass
     for rnd in range(args.rounds):
         for name in args.sets.split(","):
             for kind in (("full", "write-only") if rnd % 2 == 0 else ("write-only", "full")):

@@ -18,8 +18,10 @@ Cases (docs/performance.md, "Browsing, comparing and copying", reports them):
   snapshot of the same file into a new local repository.
 - ``tar``: `tar -c | vault put - --tar` of the stdlib tree against `vault put` of the tree (fresh vault each run).
 
-Wall time around each child process; the load average before each case is recorded, because the machine is
-shared. The vaults use the default KDF, as a user's would (opening one costs an argon2id run).
+Wall time around each child process, CPU (user+sys) and peak RSS from ``os.wait4`` (through a mount: the
+reader's CPU plus the mount server's, and the server's peak RSS). The machine is shared, so each case runs in
+rounds: every alternative once per round, the order reversed every other round, medians; the 1-minute load
+average before every run is recorded. The vaults use the default KDF, as a user's would (opening one costs an argon2id run).
 """
 
 from __future__ import annotations
@@ -52,21 +54,69 @@ def env_for(home: Path, vault: Path) -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str] | str, env: dict[str, str], *, shell: bool = False, quiet: bool = True) -> float:
-    """Run one command to completion and return its wall time (it must succeed)."""
+def run(cmd: list[str] | str, env: dict[str, str], *, shell: bool = False, quiet: bool = True) -> dict[str, float]:
+    """Run one command to completion (it must succeed); its wall time, CPU (user+sys, with its children: a
+    shell pipeline counts whole) and peak RSS (the largest process) from ``os.wait4``, and the load before."""
+    load = os.getloadavg()[0]
     started = time.monotonic()
-    done = subprocess.run(cmd, env=env, shell=shell, stdout=subprocess.DEVNULL if quiet else None,
-                          stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, shell=shell, stdout=subprocess.DEVNULL if quiet else None,
+                            stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, ru = os.wait4(proc.pid, 0)
     elapsed = time.monotonic() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{cmd} exited {done.returncode}: {done.stderr.decode()[-2000:]}")
-    return elapsed
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} exited {proc.returncode}: {err.decode()[-2000:]}")
+    return {"wall": elapsed, "cpu": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024, "load": load}
 
 
-def median_of(runs: int, fn: Callable[[], float]) -> dict[str, object]:
-    times = [fn() for _ in range(runs)]
-    return {"median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times],
-            "load_before": round(os.getloadavg()[0], 2)}
+def _proc_cpu(pid: int) -> float:
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_hwm_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def through(server: subprocess.Popen[bytes], cmd: list[str], env: dict[str, str]) -> dict[str, float]:
+    """``cmd`` (a reader of a mount) timed; CPU is the reader's plus what the mount's server process used
+    meanwhile, peak RSS the server's (VmHWM since it started)."""
+    c0 = _proc_cpu(server.pid)
+    sample = run(cmd, env)
+    sample["cpu"] += _proc_cpu(server.pid) - c0
+    sample["rss_mib"] = max(sample["rss_mib"], _proc_hwm_mib(server.pid))
+    return sample
+
+
+def summary(samples: list[dict[str, float]]) -> dict[str, object]:
+    walls = [s["wall"] for s in samples]
+    return {"median_s": round(statistics.median(walls), 3), "runs_s": [round(t, 3) for t in walls],
+            "cpu_s": round(statistics.median(s["cpu"] for s in samples), 3),
+            "peak_rss_mib": round(max(s["rss_mib"] for s in samples), 1),
+            "loads": [round(s["load"], 2) for s in samples],
+            "load_before": round(statistics.median(s["load"] for s in samples), 2)}
+
+
+def rounds(runs: int, fns: dict[str, Callable[[], dict[str, float]]]) -> dict[str, object]:
+    """Every alternative once per round, the order reversed every other round, so that all meet the same load
+    on a shared machine; medians over the rounds. An alternative that fails is reported, not fatal."""
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in fns}
+    failed: dict[str, str] = {}
+    names = list(fns)
+    for rnd in range(runs):
+        for name in (names if rnd % 2 == 0 else names[::-1]):
+            if name in failed:
+                continue
+            try:
+                samples[name].append(fns[name]())
+            except RuntimeError as exc:
+                failed[name] = f"failed: {exc}"
+    return {name: (failed[name] if name in failed else summary(samples[name])) for name in names}
 
 
 def fresh(path: Path) -> Path:
@@ -77,7 +127,7 @@ def fresh(path: Path) -> Path:
 
 
 @contextmanager
-def mounted(cmd: list[str], mountpoint: Path, env: dict[str, str]) -> Iterator[None]:
+def mounted(cmd: list[str], mountpoint: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     fresh(mountpoint)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -87,7 +137,7 @@ def mounted(cmd: list[str], mountpoint: Path, env: dict[str, str]) -> Iterator[N
             raise RuntimeError(f"{cmd} did not mount: {proc.stderr.read().decode() if proc.stderr else ''}")
         time.sleep(0.05)
     try:
-        yield
+        yield proc
     finally:
         subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], capture_output=True)
         proc.send_signal(signal.SIGINT)
@@ -135,27 +185,24 @@ def case_mount_read(runs: int) -> dict[str, object]:
     env, base = vault_with("mixed", str(mixed))
     mp = base / "mnt"
     out: dict[str, object] = {"bytes": mixed.stat().st_size}
-    out["vault get -o -"] = median_of(runs, lambda: run(f"{VAULT} get mixed.bin -o - > /dev/null", env, shell=True))
 
-    def through_mount() -> float:
-        with mounted([VAULT, "mount", str(mp)], mp, env):
-            return run(["cat", str(mp / "mixed.bin" / "latest")], env)
+    def through_mount() -> dict[str, float]:
+        with mounted([VAULT, "mount", str(mp)], mp, env) as server:
+            return through(server, ["cat", str(mp / "mixed.bin" / "latest")], env)
 
-    out["cat through vault mount"] = median_of(runs, through_mount)
+    fns = {"vault get -o -": lambda: run(f"{VAULT} get mixed.bin -o - > /dev/null", env, shell=True),
+           "cat through vault mount": through_mount}
     restic = restic_with("mixed", str(mixed))
     if restic is not None:
         renv, rbase = restic
         rmp = rbase / "rmnt"
 
-        def through_restic() -> float:
-            with mounted(["restic", "mount", str(rmp)], rmp, renv):
-                return run(["cat", str(rmp / "snapshots" / "latest") + str(mixed)], renv)
+        def through_restic() -> dict[str, float]:
+            with mounted(["restic", "mount", str(rmp)], rmp, renv) as server:
+                return through(server, ["cat", str(rmp / "snapshots" / "latest") + str(mixed)], renv)
 
-        try:
-            out["cat through restic mount"] = median_of(runs, through_restic)
-        except RuntimeError as exc:
-            out["cat through restic mount"] = f"failed: {exc}"
-    return out
+        fns["cat through restic mount"] = through_restic
+    return out | rounds(runs, fns)
 
 
 def case_mount_ls(runs: int) -> dict[str, object]:
@@ -163,24 +210,24 @@ def case_mount_ls(runs: int) -> dict[str, object]:
     env, base = vault_with("stdlib", str(tree))
     mp = base / "mnt"
     out: dict[str, object] = {"files": sum(1 for p in tree.rglob("*") if p.is_file())}
-    out["ls -lR of the original"] = median_of(runs, lambda: run(["ls", "-lR", str(tree)], env))
 
-    def through_mount() -> float:
-        with mounted([VAULT, "mount", str(mp)], mp, env):
-            return run(["ls", "-lR", str(mp / "stdlib" / "latest") + "/"], env)
+    def through_mount() -> dict[str, float]:
+        with mounted([VAULT, "mount", str(mp)], mp, env) as server:
+            return through(server, ["ls", "-lR", str(mp / "stdlib" / "latest") + "/"], env)
 
-    out["ls -lR through vault mount"] = median_of(runs, through_mount)
+    fns = {"ls -lR of the original": lambda: run(["ls", "-lR", str(tree)], env),
+           "ls -lR through vault mount": through_mount}
     restic = restic_with("stdlib", str(tree))
     if restic is not None:
         renv, rbase = restic
         rmp = rbase / "rmnt"
 
-        def through_restic() -> float:
-            with mounted(["restic", "mount", str(rmp)], rmp, renv):
-                return run(["ls", "-lR", str(rmp / "snapshots" / "latest") + str(tree) + "/"], renv)
+        def through_restic() -> dict[str, float]:
+            with mounted(["restic", "mount", str(rmp)], rmp, renv) as server:
+                return through(server, ["ls", "-lR", str(rmp / "snapshots" / "latest") + str(tree) + "/"], renv)
 
-        out["ls -lR through restic mount"] = median_of(runs, through_restic)
-    return out
+        fns["ls -lR through restic mount"] = through_restic
+    return out | rounds(runs, fns)
 
 
 def _many_files(root: Path, count: int) -> None:
@@ -204,10 +251,10 @@ def case_diff(runs: int) -> dict[str, object]:
         run([VAULT, "put", str(tree)], env)
         (base / "ready").write_text("")
     out: dict[str, object] = {"files": 100_000}
-    out["vault history (open + catalog)"] = median_of(runs, lambda: run([VAULT, "history", "many"], env))
-    out["vault diff"] = median_of(runs, lambda: run([VAULT, "diff", "many"], env))
-    out["vault diff --json"] = median_of(runs, lambda: run([VAULT, "diff", "many", "--json"], env))
-    return out
+    return out | rounds(runs, {
+        "vault history (open + catalog)": lambda: run([VAULT, "history", "many"], env),
+        "vault diff": lambda: run([VAULT, "diff", "many"], env),
+        "vault diff --json": lambda: run([VAULT, "diff", "many", "--json"], env)})
 
 
 def case_find(runs: int) -> dict[str, object]:
@@ -227,10 +274,10 @@ def case_find(runs: int) -> dict[str, object]:
             run([VAULT, "put", str(copy)], env)
         (base / "ready").write_text("")
     out: dict[str, object] = {"versions": 100, "files_per_version": 7733}
-    out["vault history (open + catalog)"] = median_of(runs, lambda: run([VAULT, "history", "stdlib"], env))
-    out["vault find os.py"] = median_of(runs, lambda: run([VAULT, "find", "os.py"], env))
-    out["vault find '*.py' --json"] = median_of(runs, lambda: run([VAULT, "find", "*.py", "--json"], env))
-    return out
+    return out | rounds(runs, {
+        "vault history (open + catalog)": lambda: run([VAULT, "history", "stdlib"], env),
+        "vault find os.py": lambda: run([VAULT, "find", "os.py"], env),
+        "vault find '*.py' --json": lambda: run([VAULT, "find", "*.py", "--json"], env)})
 
 
 def case_copy(runs: int) -> dict[str, object]:
@@ -239,7 +286,7 @@ def case_copy(runs: int) -> dict[str, object]:
     dest = base / "copy-dest"
     out: dict[str, object] = {"bytes": mixed.stat().st_size}
 
-    def vault_copy() -> float:
+    def vault_copy() -> dict[str, float]:
         if dest.exists():
             shutil.rmtree(dest)
         denv = dict(env, VAULT_PATH=str(dest))
@@ -247,41 +294,43 @@ def case_copy(runs: int) -> dict[str, object]:
         subprocess.run("sync", check=True)
         return run([VAULT, "copy", "--to", str(dest)], dict(env, VAULT_TO_PASSWORD=PASSWORD))
 
-    out["vault copy"] = median_of(runs, vault_copy)
+    fns = {"vault copy": vault_copy}
     restic = restic_with("mixed", str(mixed))
     if restic is not None:
         renv, rbase = restic
         rdest = rbase / "restic-copy-dest"
 
-        def restic_copy() -> float:
+        def restic_copy() -> dict[str, float]:
             if rdest.exists():
                 shutil.rmtree(rdest)
+            # `restic init` (0.14) refuses RESTIC_FROM_REPOSITORY in its environment unless asked to copy the
+            # chunker parameters: the destination is initialised without it, as vault's is.
+            run(["restic", "init"], dict(renv, RESTIC_REPOSITORY=str(rdest)))
             cenv = dict(renv, RESTIC_REPOSITORY=str(rdest), RESTIC_FROM_REPOSITORY=renv["RESTIC_REPOSITORY"],
                         RESTIC_FROM_PASSWORD=PASSWORD)
-            run(["restic", "init"], cenv)
             subprocess.run("sync", check=True)
             return run(["restic", "copy"], cenv)
 
-        out["restic copy"] = median_of(runs, restic_copy)
-    return out
+        fns["restic copy"] = restic_copy
+    return out | rounds(runs, fns)
 
 
 def case_tar(runs: int) -> dict[str, object]:
     tree = DATA / "stdlib"
     base = WORK / "tar"
-    out: dict[str, object] = {"files": 7733}
+    out: dict[str, object] = {"files": 7733, "bytes": sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())}
 
-    def store(cmd: str) -> float:
+    def store(cmd: str) -> dict[str, float]:
         fresh(base)
         env = env_for(base / "home", base / "vault")
         run([VAULT, "init"], env)
         subprocess.run("sync", check=True)
         return run(cmd, env, shell=True)
 
-    out["vault put DIR"] = median_of(runs, lambda: store(f"{VAULT} put {tree}"))
-    out["tar -c | vault put - --tar"] = median_of(
-        runs, lambda: store(f"tar -c -C {tree.parent} {tree.name} | {VAULT} put - --tar --name stdlib"))
-    return out
+    return out | rounds(runs, {
+        "vault put DIR": lambda: store(f"{VAULT} put {tree}"),
+        "tar -c | vault put - --tar": lambda: store(
+            f"tar -c -C {tree.parent} {tree.name} | {VAULT} put - --tar --name stdlib")})
 
 
 CASES = {"mount-read": case_mount_read, "mount-ls": case_mount_ls, "diff": case_diff, "find": case_find,

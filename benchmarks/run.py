@@ -54,6 +54,7 @@ END = "<!-- END GENERATED -->"
 PASSWORD = "benchmark-password-not-secret"
 SETS = ("mixed", "random", "stdlib")
 TOOLS = ("vault", "restic", "borg", "zstd-age", "zstd")
+EXTRA_TOOLS = ("tar",)  # only when asked for (--tools ...,tar): plain `tar -c` / `tar -x` + `sync`, the floor
 
 # Issue 7's targets, as (description, numerator case, denominator case or None, threshold, data set).
 TARGETS: list[tuple[str, str, str, float, str]] = [
@@ -79,6 +80,7 @@ class Sample:
     sys: float
     maxrss_kib: int
     foreign: float = 0.0  # user CPU seconds of other processes on the machine during the run
+    load: float = 0.0  # the machine's 1-minute load average just before the run
 
     @property
     def foreign_cores(self) -> float:
@@ -125,6 +127,7 @@ def measure(cmd: list[str] | str, env: dict[str, str], cwd: Path, log: Path) -> 
     with open(log, "ab") as err:
         err.write(f"\n$ {cmd if shell else shlex.join(cmd)}\n".encode())
         err.flush()
+        load = os.getloadavg()[0]
         u0 = machine_user_cpu()
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
@@ -134,7 +137,7 @@ def measure(cmd: list[str] | str, env: dict[str, str], cwd: Path, log: Path) -> 
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise CommandFailed(f"exit {proc.returncode}: {cmd if shell else shlex.join(cmd)} (see {log})")
-    return Sample(wall, ru.ru_utime, ru.ru_stime, ru.ru_maxrss, foreign)
+    return Sample(wall, ru.ru_utime, ru.ru_stime, ru.ru_maxrss, foreign, load)
 
 
 def run_quiet(cmd: list[str] | str, env: dict[str, str], cwd: Path, log: Path) -> None:
@@ -309,7 +312,7 @@ class Bench:
         return True
 
     def tool_available(self, tool: str) -> bool:
-        need = {"vault": [self.vault], "restic": ["restic"], "borg": ["borg"], "zstd": ["zstd"],
+        need = {"vault": [self.vault], "restic": ["restic"], "borg": ["borg"], "zstd": ["zstd"], "tar": ["tar"],
                 "zstd-age": ["zstd", "age", "age-keygen"]}[tool]
         missing = [n for n in need if shutil.which(n) is None]
         if missing:
@@ -442,6 +445,20 @@ class Bench:
                  prepare=lambda run: fresh_dir(out), verify=lambda: same_content(ds.path, out / ds.arg, self.log)),
         ]
 
+    def tar_cases(self, ds: DataSet) -> list[Case]:
+        """Plain tar, no compression, no encryption: `tar -c` into a file and `tar -x` of it followed by `sync`
+        (so that, like `vault get`, what it restores is on disk when it ends)."""
+        out = self.work / "out"
+        packed = self.work / "packed.tar"
+        return [
+            Case(ds.name, "tar", "tar -c", "store",
+                 lambda run: f"tar -cf {shlex.quote(str(packed))} {shlex.quote(ds.arg)}",
+                 prepare=lambda run: discard(packed)),
+            Case(ds.name, "tar", "tar -x + sync", "restore",
+                 lambda run: f"tar -xf {shlex.quote(str(packed))} -C {shlex.quote(str(out))} && sync",
+                 prepare=lambda run: fresh_dir(out), verify=lambda: same_content(ds.path, out / ds.arg, self.log)),
+        ]
+
     def cases(self, ds: DataSet) -> list[Case]:
         cases: list[Case] = []
         for tool in self.args.tools:
@@ -455,6 +472,8 @@ class Bench:
                 cases += self.zstd_cases(ds, with_age=True)
             elif tool == "zstd":
                 cases += self.zstd_cases(ds, with_age=False)
+            elif tool == "tar":
+                cases += self.tar_cases(ds)
         for case in cases:
             if case.cwd == DATA:
                 case.cwd = self.data
@@ -487,6 +506,10 @@ class Bench:
                 samples.append(s)
         if case.verify is not None:
             case.verify()
+        return self.summarize(case, ds, samples, last_cmd, retries, waited)
+
+    def summarize(self, case: Case, ds: DataSet, samples: list[Sample], last_cmd: list[str] | str, retries: int,
+                  waited: float) -> dict[str, object]:
         med = lambda xs: statistics.median(xs)  # noqa: E731
         wall = med([s.wall for s in samples])
         cpu = med([s.cpu for s in samples])
@@ -501,12 +524,55 @@ class Bench:
             "foreign_cores": med([s.foreign_cores for s in samples]),
             "retries": retries,
             "waited_s": round(waited, 1),
+            "load": med([s.load for s in samples]),
+            "loads": [round(s.load, 2) for s in samples],
         }
         res["cpu_per_gib"] = cpu / (ds.nbytes / (1 << 30))
         print(f"  {case.label:34s} {res['mbps']:8.1f} MB/s  wall {wall:7.2f} s  cpu {cpu:7.2f} s  "
               f"({cpu / wall:4.2f} cores, {res['cpu_per_gib']:5.2f} CPU-s/GiB)  rss {res['maxrss_mib']:6.0f} MiB  "
-              f"other {res['foreign_cores']:.2f}", flush=True)
+              f"other {res['foreign_cores']:.2f}  load {res['load']:.1f}", flush=True)
         return res
+
+    def run_interleaved(self, ds: DataSet) -> list[dict[str, object]]:
+        """--interleave: rounds instead of one case after another. Each round runs every case once, tool by tool
+        (each tool's cases in their order: store, restore, re-store, ...), the order of the tools reversed every
+        other round, so that every tool meets the same load on a shared machine. The first --warmup rounds are
+        not counted. No waiting for quiet and no reruns: the load is recorded with every run instead."""
+        by_tool: dict[str, list[Case]] = {}
+        for case in self.cases(ds):
+            by_tool.setdefault(case.tool, []).append(case)
+        samples: dict[int, list[Sample]] = {}
+        last: dict[int, list[str] | str] = {}
+        failed: set[int] = set()
+        results = []
+        total = self.args.warmup + self.args.runs
+        for i in range(total):
+            tools = list(by_tool) if i % 2 == 0 else list(by_tool)[::-1]
+            print(f"  round {i + 1}/{total}{' (warm-up)' if i < self.args.warmup else ''}: {', '.join(tools)}",
+                  flush=True)
+            for tool in tools:
+                for case in by_tool[tool]:
+                    if id(case) in failed:
+                        continue
+                    try:
+                        case.prepare(i)
+                        os.sync()
+                        last[id(case)] = case.command(i)
+                        s = measure(last[id(case)], case.env or self.base_env, case.cwd, self.log)
+                        if i >= self.args.warmup:
+                            samples.setdefault(id(case), []).append(s)
+                        if i == total - 1 and case.verify is not None:
+                            case.verify()
+                    except CommandFailed as exc:
+                        failed.add(id(case))
+                        msg = f"{ds.name}: {case.label} failed: {exc}"
+                        print("  " + msg, flush=True)
+                        self.notes.append(msg)
+        for cases in by_tool.values():
+            for case in cases:
+                if id(case) not in failed and samples.get(id(case)):
+                    results.append(self.summarize(case, ds, samples[id(case)], last[id(case)], 0, 0.0))
+        return results
 
     def dataset(self, name: str) -> DataSet | None:
         path = self.data / ("stdlib" if name == "stdlib" else f"{name}.bin")
@@ -543,14 +609,16 @@ class Bench:
             self.file_counts[name] = ds.files
             print(f"{ds.name}: {ds.path} ({ds.nbytes / 1e6:.0f} MB, {ds.files} files)", flush=True)
             self.warm_page_cache(ds)
-            for case in self.cases(ds):
+            if getattr(self.args, "interleave", False):
+                results += self.run_interleaved(ds)
+            for case in ([] if getattr(self.args, "interleave", False) else self.cases(ds)):
                 try:
                     results.append(self.run_case(case, ds))
                 except CommandFailed as exc:
                     msg = f"{ds.name}: {case.label} failed: {exc}"
                     print("  " + msg, flush=True)
                     self.notes.append(msg)
-            for p in ("out", "packed.zst", "packed.zst.age", "restic-repo", "borg-repo"):
+            for p in ("out", "packed.zst", "packed.zst.age", "packed.tar", "restic-repo", "borg-repo"):
                 rm(self.work / p)
             empty_trash(self.work)
         if self.args.rss_scaling:
@@ -951,7 +1019,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="timed runs per case (median reported; default 3)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs per case first (default 1)")
     ap.add_argument("--sets", default=",".join(SETS), help=f"comma-separated subset of {','.join(SETS)}")
-    ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
+    ap.add_argument("--tools", default=",".join(TOOLS),
+                    help=f"comma-separated subset of {','.join(TOOLS + EXTRA_TOOLS)} (default: all but tar)")
+    ap.add_argument("--interleave", action="store_true",
+                    help="run in rounds (every case once per round, tools in alternating order) instead of case "
+                         "after case; for a shared machine (use with --quiet-wait 0)")
     ap.add_argument("--threads", default="1,2", help="vault --threads values (default 1,2)")
     ap.add_argument("--max-foreign", type=float, default=0.15,
                     help="rerun a timed run when other processes used more than this many cores meanwhile")
@@ -981,7 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
     args.threads = [int(t) for t in args.threads.split(",") if t]
     args.data, args.work = args.data.resolve(), args.work.resolve()
     _SHOW_WORK.insert(0, args.work)
-    unknown = [s for s in args.sets if s not in SETS] + [t for t in args.tools if t not in TOOLS]
+    unknown = [s for s in args.sets if s not in SETS] + [t for t in args.tools if t not in TOOLS + EXTRA_TOOLS]
     if unknown:
         ap.error(f"unknown: {', '.join(unknown)}")
 

@@ -631,6 +631,8 @@ def _cell(case: dict[str, object] | None, what: str) -> str:
         return f"{statistics.median(reqs):.0f}" if reqs else "–"
     if what == "other":
         return f"{max(s['other'] for s in samples):.2f}"
+    if what == "load":
+        return f"{max(s.get('load', 0.0) for s in samples):.1f}"
     raise ValueError(what)
 
 
@@ -642,8 +644,8 @@ def render(doc: dict[str, object]) -> str:
     versions = doc.get("versions", {})
     out.append(f"Machine: {machine}. Versions: {versions}.\n")
     for backend, commands, metrics in (
-        ("local", ("unlock", *VAULT_COMMANDS), ("wall", "cpu", "rss", "other")),
-        ("s3", VAULT_COMMANDS, ("requests", "wall", "cpu", "rss")),
+        ("local", ("unlock", *VAULT_COMMANDS), ("wall", "cpu", "rss", "other", "load")),
+        ("s3", VAULT_COMMANDS, ("requests", "wall", "cpu", "rss", "load")),
         ("restic", ("r-unlock", *RESTIC_COMMANDS), ("wall", "cpu", "rss", "other")),
     ):
         sets = sorted({c["set"] for c in cases.values() if c["backend"] == backend},
@@ -653,7 +655,8 @@ def render(doc: dict[str, object]) -> str:
             continue
         titles = {"wall": "wall s, median (min–max)", "cpu": "CPU s (user+sys), median",
                   "rss": "peak RSS MiB, median", "requests": "requests, median",
-                  "other": "other processes' cores during the run, max"}
+                  "other": "other processes' cores during the run, max",
+                  "load": "1-minute load average before the run, max (2 cores)"}
         for metric in metrics:
             out.append(f"**{backend}: {titles[metric]}**\n")
             out.append("| command | cache | " + " | ".join(_title(s) for s in sets) + " |")

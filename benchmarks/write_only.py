@@ -14,7 +14,8 @@ machine. Cases, per data set (the 1 GiB ``mixed.bin``, the 7,700-file ``stdlib/`
 - ``re-put``: the same put again right after, nothing changed (the incremental case: a full key reads the item's
   previous version from its cache, a write-only key from its local record).
 
-Wall time around each process, CPU (user+sys) and peak RSS from ``os.wait4`` (run.py's ``measure``); MB/s is
+Wall time around each process, CPU (user+sys) and peak RSS from ``os.wait4`` (run.py's ``measure``), and the
+1-minute load average just before it (the machine may be shared); MB/s is
 input bytes / median wall time. The ratio printed is write-only MB/s / full MB/s (≥ 1: no slower).
 """
 
@@ -65,8 +66,10 @@ def run_case(kind: str, source: Path, threads: int, log: Path) -> tuple[dict[str
     os.sync()
     out = []
     for _ in ("put", "re-put"):
+        load = os.getloadavg()[0]
         s = measure([*v, "--threads", str(threads), "put", str(source)], env, source.parent, log)
-        out.append({"wall": s.wall, "cpu": s.cpu, "rss_mib": s.maxrss_kib / 1024, "foreign_cores": s.foreign_cores})
+        out.append({"wall": s.wall, "cpu": s.cpu, "rss_mib": s.maxrss_kib / 1024, "foreign_cores": s.foreign_cores,
+                    "load": load})
         os.sync()
     return out[0], out[1]
 
@@ -87,10 +90,12 @@ def main() -> int:
         if not source.exists():
             sys.exit(f"{source} is missing: run benchmarks/gen_data.py first")
         sizes[name] = source.stat().st_size if source.is_file() else tree_stats(source)[0]
-        for _ in (1, 2):  # warm the page cache
-            for p in ([source] if source.is_file() else source.rglob("*")):
-                if p.is_file():
-                    p.read_bytes()
+        for _ in (1, 2):  # warm the page cache, 1 MiB at a time: a process that once held the whole 1 GiB file
+            for p in ([source] if source.is_file() else source.rglob("*")):  # would pass its peak RSS on to
+                if p.is_file():  # every child at fork+exec (ru_maxrss), and every put would show 1 GiB
+                    with open(p, "rb", buffering=0) as fh:
+                        while fh.read(1 << 20):
+                            pass
     for rnd in range(args.rounds):
         for name in args.sets.split(","):
             for kind in (("full", "write-only") if rnd % 2 == 0 else ("write-only", "full")):
@@ -109,6 +114,9 @@ def main() -> int:
             "peak_rss_mib": round(max(r["rss_mib"] for r in runs), 1),
             "foreign_cores": round(statistics.median(r["foreign_cores"] for r in runs), 2),
             "walls": [round(r["wall"], 3) for r in runs],
+            "cpus": [round(r["cpu"], 3) for r in runs],
+            "loads": [round(r["load"], 2) for r in runs],
+            "load_median": round(statistics.median(r["load"] for r in runs), 2),
         }
     ratios = {}
     for name in args.sets.split(","):
@@ -119,11 +127,11 @@ def main() -> int:
            "threads": args.threads, "sizes": sizes, "cases": rows, "write_only_vs_full": ratios}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
-    print("\n| case | key | MB/s | wall s (median) | CPU-s/GiB | peak RSS MiB |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print("\n| case | key | MB/s | wall s (median) | CPU-s/GiB | peak RSS MiB | load (median) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for case, r in rows.items():
         name, what, kind = case.split()
-        print(f"| {name} {what} | {kind} | {r['mb_s']} | {r['wall_s']} | {r['cpu_s_per_gib']} | {r['peak_rss_mib']} |")
+        print(f"| {name} {what} | {kind} | {r['mb_s']} | {r['wall_s']} | {r['cpu_s_per_gib']} | {r['peak_rss_mib']} | {r['load_median']} |")
     print("\nwrite-only / full:", json.dumps(ratios))
     return 0
 

@@ -21,7 +21,8 @@ Cases (docs/performance.md, "Browsing, comparing and copying", reports them):
 Wall time around each child process, CPU (user+sys) and peak RSS from ``os.wait4`` (through a mount: the
 reader's CPU plus the mount server's, and the server's peak RSS). The machine is shared, so each case runs in
 rounds: every alternative once per round, the order reversed every other round, medians; the 1-minute load
-average before every run is recorded. The vaults use the default KDF, as a user's would (opening one costs an argon2id run).
+average before every run is recorded. The vaults use the default KDF, as a user's would (opening one costs an
+argon2id run).
 """
 
 from __future__ import annotations

@@ -131,7 +131,8 @@ def main() -> int:
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for case, r in rows.items():
         name, what, kind = case.split()
-        cells = [f"{name} {what}", kind, r["mb_s"], r["wall_s"], r["cpu_s_per_gib"], r["peak_rss_mib"], r["load_median"]]
+        cells = [f"{name} {what}", kind, r["mb_s"], r["wall_s"], r["cpu_s_per_gib"], r["peak_rss_mib"],
+                 r["load_median"]]
         print("| " + " | ".join(str(c) for c in cells) + " |")
     print("\nwrite-only / full:", json.dumps(ratios))
     return 0

@@ -103,6 +103,7 @@ class Witness:
             # A rollback journal that is truncated, not deleted, after each transaction: the witness makes no
             # unlink of its own, so a removal can be pinned to exactly the records' deletions (the kill trials).
             conn.execute("PRAGMA journal_mode = TRUNCATE")
+            conn.execute("PRAGMA temp_store = MEMORY")  # the comparison's table: no temporary file either
             conn.executescript(_SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(removed)")}
             if "replacement" not in columns:  # a file written before replacements were recorded
@@ -116,25 +117,24 @@ class Witness:
     def start(self, current: Iterable[str]) -> Findings:
         """Compare the vault's record ids (authenticated, from the catalog) with what this machine remembers.
         Intents whose records are gone are confirmed; those still there are reported as ``pending``. Never
-        raises."""
-        ids = set(current)
+        raises. The comparison runs in SQL (the ids go into a temporary table), so no set of every id this
+        machine saw or removed is held in Python."""
         try:
             with self._db() as db:
-                seen = {r[0] for r in db.execute("SELECT id FROM seen")}
-                rows = db.execute("SELECT id, state, replacement FROM removed")
-                removed = {i: (state, new) for i, state, new in rows}
+                _take_current(db, current)
                 # An intent to replace a record whose replacement never made it is dropped: the record stays.
-                stillborn = [i for i, (state, new) in removed.items() if state == _INTENT and new and new not in ids]
-                db.executemany("DELETE FROM removed WHERE id = ?", [(i,) for i in stillborn])
-                for i in stillborn:
-                    del removed[i]
+                db.execute("DELETE FROM removed WHERE state = ? AND replacement != '' "
+                           "AND replacement NOT IN (SELECT id FROM temp.cur)", (_INTENT,))
+                in_vault = "SELECT r.id FROM removed r JOIN temp.cur c ON c.id = r.id WHERE r.state = ? ORDER BY r.id"
                 findings = Findings(
-                    replayed=sorted(i for i in ids if removed.get(i, (None,))[0] == _CONFIRMED),
-                    vanished=sorted(i for i in seen - ids if i not in removed),
-                    pending=sorted(i for i in ids if removed.get(i, (None,))[0] == _INTENT),
+                    replayed=[r[0] for r in db.execute(in_vault, (_CONFIRMED,))],
+                    vanished=[r[0] for r in db.execute(
+                        "SELECT s.id FROM seen s WHERE s.id NOT IN (SELECT id FROM temp.cur) "
+                        "AND s.id NOT IN (SELECT id FROM removed) ORDER BY s.id")],
+                    pending=[r[0] for r in db.execute(in_vault, (_INTENT,))],
                 )
-                done = [(i,) for i, (state, _) in removed.items() if state == _INTENT and i not in ids]
-                db.executemany("UPDATE removed SET state = 1 WHERE id = ?", done)
+                db.execute("UPDATE removed SET state = ? WHERE state = ? AND id NOT IN (SELECT id FROM temp.cur)",
+                           (_CONFIRMED, _INTENT))
                 # Reported once; a later return of one of them is a replay.
                 db.executemany("INSERT OR REPLACE INTO removed (id, state, replacement) VALUES (?, 1, '')",
                                [(i,) for i in findings.vanished])
@@ -169,11 +169,26 @@ class Witness:
         if not self._started:
             return
         try:
-            ids = set(current)
             with self._db() as db:
-                known = {r[0] for r in db.execute("SELECT id FROM seen")}
-                known.update(r[0] for r in db.execute("SELECT id FROM removed"))
+                _take_current(db, current)
                 # A replayed id stays in `removed` (and is reported again) until it is removed again.
-                db.executemany("INSERT INTO seen (id) VALUES (?)", [(i,) for i in ids - known])
+                db.execute("INSERT OR IGNORE INTO seen (id) SELECT id FROM temp.cur "
+                           "WHERE id NOT IN (SELECT id FROM removed)")
         except (OSError, sqlite3.Error):
             log.debug("witness: could not update %s", self.path, exc_info=True)
+
+
+_BATCH = 10_000
+
+
+def _take_current(db: sqlite3.Connection, current: Iterable[str]) -> None:
+    """The vault's record ids into the connection's temporary table ``cur``, in batches (a stream is fine)."""
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS cur (id TEXT PRIMARY KEY) WITHOUT ROWID")
+    db.execute("DELETE FROM temp.cur")
+    batch: list[tuple[str]] = []
+    for record_id in current:
+        batch.append((record_id,))
+        if len(batch) >= _BATCH:
+            db.executemany("INSERT OR IGNORE INTO temp.cur (id) VALUES (?)", batch)
+            batch = []
+    db.executemany("INSERT OR IGNORE INTO temp.cur (id) VALUES (?)", batch)

@@ -282,3 +282,27 @@ def test_local_backends_do_not_support_retention(tmp_path: Path) -> None:
 
     assert not supports_retention(MemoryBackend())
     assert not supports_retention(open_backend(str(tmp_path / "v")))
+
+
+def test_a_refusal_under_a_lock_our_clock_thinks_over_is_held_not_an_error(locked_backend: S3Backend) -> None:
+    """S3's clock decides when a lock ends. Where it is behind ours, S3 still refuses the delete of a version
+    whose retain-until date we think has passed: that is the object still held (hidden, purged later), not a
+    storage failure that would stop `rm` or `prune`. (The refusal is made by a stub client: moto's clock is ours.)"""
+    h = Handle(Kind.DATA, "ab" * 32)
+    past = datetime.now(UTC) - timedelta(seconds=5)
+
+    class Refusing:
+        def delete_object(self, **kwargs: Any) -> None:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"},
+                               "ResponseMetadata": {"HTTPStatusCode": 403}}, "DeleteObject")
+
+    from vault.storage import s3_versions
+
+    head = {"VersionId": "v1", "ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": past}
+    real, locked_backend._client = locked_backend._client, Refusing()
+    try:
+        with pytest.raises(RetentionHeldError) as raised:
+            s3_versions.delete_version(locked_backend, h, "data/ab/" + h.name, "v1", head)
+    finally:
+        locked_backend._client = real
+    assert raised.value.held_until is not None and raised.value.held_until >= past

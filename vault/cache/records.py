@@ -254,8 +254,9 @@ class CatalogCache(Held):
             best = latest.get(tag)
             if best is None or key > (best[0], str(best[1][3])):
                 latest[tag] = (key[0], row)
-        if counts:
-            self._check_total(sum(counts.values()), stored_count)
+        if not counts:  # no row came back: the stored count must say so too
+            stored_count = self.db.get_meta("records")
+        self._check_total(sum(counts.values()), stored_count)
         out = []
         for tag, (_, row) in latest.items():
             full = self.db.one(self._select("o.name = ? AND r.record_id = ?", ()), (row[0], row[3]))

@@ -122,9 +122,10 @@ def purge_hidden(repo: Repository) -> tuple[int, Held]:
 
 
 def after_prune(repo: Repository) -> LockReport:
-    """Both, in prune's order: purge first (it only deletes what no listing shows), then the extension round
-    over what the listings show. Call at the end of a prune, under the exclusive lock."""
+    """Both, at the end of a prune, under the exclusive lock: the extension round over what the listings show
+    first (it only touches current versions, and must happen even when the purge fails), then the purge of what
+    no listing shows."""
     report = LockReport()
-    report.purged, report.held = purge_hidden(repo)
     report.extended, report.extended_until = extend_kept(repo)
+    report.purged, report.held = purge_hidden(repo)
     return report

@@ -97,11 +97,14 @@ def delete_version(backend: S3Backend, h: Handle, key: str, version_id: str | No
                 with contextlib.suppress(StorageError):
                     head = backend._head(h, version_id)
             until = lock_until(head) if head is not None else None
-            if (until is not None and until > datetime.now(UTC)) or (head is not None and legal_hold(head)):
-                raise RetentionHeldError(
-                    f"{h} in {backend.location} is held by retention until {until:%Y-%m-%d %H:%M} UTC",
-                    held_until=until,
-                ) from None
+            # Any lock date or a legal hold makes the refusal retention's, even a date our clock has passed: S3's
+            # clock decides, and where it is behind ours the object is held a little longer, not an error.
+            if until is not None or (head is not None and legal_hold(head)):
+                if until is not None:
+                    until = max(until, datetime.now(UTC))
+                when = f"{until:%Y-%m-%d %H:%M} UTC" if until is not None else "its legal hold is lifted"
+                raise RetentionHeldError(f"{h} in {backend.location} is held by retention until {when}",
+                                         held_until=until) from None
         backend._raise(e, "remove", str(h), missing_is_not_found=True)
     except backend._exc.BotoCoreError as e:
         backend._raise(e, "remove", str(h), missing_is_not_found=True)

@@ -71,7 +71,10 @@ def test_sigkill_mid_put_leaves_valid_vault_and_rerun_reuses_data(vault, vault_d
     # neither finish first nor get further than that.
     code, killed = syscall_kill.run_until([*vault.exe, "--threads", "2", "put", str(big_file)], vault.env,
                                           "rename", lambda: _checkpoint_count(vault_dir) >= 4)
-    assert killed and code == -signal.SIGKILL, code
+    # The kill was sent while every thread of the put was stopped by strace, so the put could not go on or exit by
+    # itself. strace relays that death as its own -SIGKILL; in two full parallel runs on a loaded machine it exited
+    # 1 instead after such a kill (its own status, not the put's). What matters is checked below: the vault.
+    assert killed and code in (-signal.SIGKILL, 1), code
 
     check = vault("check", "--read-data")
     assert check.code == 0, check.err

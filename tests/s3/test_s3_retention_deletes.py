@@ -143,11 +143,16 @@ def test_forget_and_prune_under_lock_exit_0_report_held_data_and_a_later_prune_f
 def test_prune_extends_the_locks_of_what_kept_versions_need_and_not_of_what_it_drops(
     s3: Any, tmp_path: Path
 ) -> None:
-    _two_versions(s3, tmp_path)
-    # Two puts of 1 MiB each: a pack each, the older one first.
-    packs = sorted(s3.keys_of("data"), key=lambda k: s3.client.head_object(Bucket=s3.bucket, Key=k)["LastModified"])
-    assert len(packs) == 2
-    old_pack, new_pack = packs
+    # Two puts of 1 MiB each: a pack each. (Which is which is told by what each put added, not by LastModified,
+    # which has one-second steps: two puts within a second would sort either way.)
+    s3.init("--retention", str(DAYS))
+    src = tmp_path / "f.bin"
+    src.write_bytes(random_bytes(1 << 20, seed=11))
+    s3("put", str(src), check=0)
+    (old_pack,) = s3.keys_of("data")
+    src.write_bytes(random_bytes(1 << 20, seed=12))
+    s3("put", str(src), check=0)
+    (new_pack,) = set(s3.keys_of("data")) - {old_pack}
     # As if most of the retention had passed since the puts: every lock ends in a minute.
     soon = (datetime.now(UTC) + timedelta(minutes=1)).replace(microsecond=0)
     for kind in ("config", "keys", "data", "versions"):

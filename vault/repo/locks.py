@@ -66,13 +66,22 @@ class LockInfo:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs. A zombie does not: it has exited and holds nothing, but
+    answers signal 0 until its parent reaps it, and a parent that never does (a killed tracer, a container's pid
+    1 that reaps nothing) would otherwise keep a dead command's lock alive for good."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read(4096)
+    except OSError:
+        return True  # no /proc (not Linux): signal 0 is all there is
+    state = stat.rpartition(b")")[2].split()[:1]  # the field after the command name, which may hold ")"
+    return state not in ([b"Z"], [b"X"])
 
 
 def is_stale(info: LockInfo, now: float | None = None) -> bool:

@@ -144,7 +144,7 @@ def test_a_flipped_byte_anywhere_in_the_cache_never_changes_an_answer(populated:
     db = _db(a)
     pristine = db.read_bytes()
     rng = random.Random(7)
-    for offset in sorted(rng.sample(range(len(pristine)), 6)):
+    for offset in sorted(rng.sample(range(len(pristine)), 4)):
         raw = bytearray(pristine)
         raw[offset] ^= 0x40
         db.write_bytes(bytes(raw))

@@ -102,9 +102,9 @@ class CacheDB:
                     self._conn = _configure(sqlite3.connect("", isolation_level=None, check_same_thread=False))
                     _initialize(self._conn, self._binding)
                 else:
-                    with _opening(self.path.parent):
-                        _remove_db(self.path)
-                        self._conn = _connect(self.path)
+                    with opening(self.path.parent):
+                        remove_db_files(self.path)
+                        self._conn = connect_file(self.path)
                         _initialize(self._conn, self._binding)
             except (OSError, sqlite3.Error) as exc:
                 raise StorageError(f"cannot make a new cache in {self.path}: {exc}",
@@ -124,18 +124,18 @@ class CacheDB:
                 conn = _configure(sqlite3.connect("", isolation_level=None, check_same_thread=False))
                 _initialize(conn, binding)
                 return cls(conn, None, binding)
-            _private_dir(directory)
+            private_dir(directory)
             path = directory / DB_NAME
             # Two commands of this user starting at once on a new (or replaced) cache would otherwise both find
             # it unbound, and one would delete the file the other is initializing: checking, creating and
             # replacing happen one process at a time. Using an open database needs no such lock (SQLite's own).
-            with _opening(directory):
-                conn = _connect(path)
+            with opening(directory):
+                conn = connect_file(path)
                 if not _bound(conn, binding):
                     conn.close()
                     log.info("the cache in %s is not this vault's (or is damaged): starting it afresh", directory)
-                    _remove_db(path)
-                    conn = _connect(path)
+                    remove_db_files(path)
+                    conn = connect_file(path)
                     _initialize(conn, binding)
             return cls(conn, path, binding)
         except (OSError, sqlite3.Error) as exc:
@@ -214,7 +214,7 @@ def _translated() -> Iterator[None]:
         raise CacheDamaged(str(exc)) from exc
 
 
-def _private_dir(directory: Path) -> None:
+def private_dir(directory: Path) -> None:
     """Make the directory (and missing parents) 0700; refuse one that is a link or that another user owns."""
     from vault.oplog import ensure_private_dir
 
@@ -226,7 +226,7 @@ def _private_dir(directory: Path) -> None:
         os.chmod(directory, 0o700)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def connect_file(path: Path) -> sqlite3.Connection:
     # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database file's mode.
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -277,7 +277,7 @@ def _initialize(conn: sqlite3.Connection, binding: bytes) -> None:
 
 
 @contextlib.contextmanager
-def _opening(directory: Path) -> Iterator[None]:
+def opening(directory: Path) -> Iterator[None]:
     """Hold the cache directory's open lock (an exclusive flock, released when the process dies). OSError."""
     fd = os.open(directory / OPEN_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -287,7 +287,7 @@ def _opening(directory: Path) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
-def _remove_db(path: Path) -> None:
+def remove_db_files(path: Path) -> None:
     for suffix in ("", "-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{path}{suffix}")

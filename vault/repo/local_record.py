@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,6 +40,7 @@ import blake3
 import zstandard
 
 from vault import format as fmt
+from vault.cache.db import connect_file, opening, private_dir, remove_db_files
 from vault.crypto.aead import Aead
 from vault.crypto.write_only import WriteOnlyKeyring
 from vault.errors import IntegrityError, StorageError
@@ -86,22 +86,22 @@ class LocalRecord:
                                 key=key.local_key(b"mac")).digest()
         path = None
         try:
-            if root is None:
-                conn = _connect(None)
-            else:
+            if root is not None:
                 directory = root / hashlib.sha256(key.vault_id).hexdigest()[:32]
-                _private_dir(directory)
+                private_dir(directory)
                 path = directory / f"write-only-{key.local_id}.sqlite"
+            # Checked and replaced one process at a time, under the cache directory's open lock (vault.cache.db).
+            with contextlib.nullcontext() if path is None else opening(path.parent):
                 conn = _connect(path)
-            if not _bound(conn, binding):
-                conn.close()
-                if path is not None:
-                    log.info("the local record %s is not this key's (or is damaged): starting it afresh", path)
-                    _remove(path)
-                conn = _connect(path)
-                conn.executescript(_SCHEMA)
-                with _transaction(conn):
-                    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('binding', ?)", (binding,))
+                if not _bound(conn, binding):
+                    conn.close()
+                    if path is not None:
+                        log.info("the local record %s is not this key's (or is damaged): starting it afresh", path)
+                        remove_db_files(path)
+                    conn = _connect(path)
+                    conn.executescript(_SCHEMA)
+                    with _transaction(conn):
+                        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('binding', ?)", (binding,))
             return cls(conn, path, key)
         except (OSError, sqlite3.Error) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -265,38 +265,12 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def _private_dir(directory: Path) -> None:
-    from vault.oplog import ensure_private_dir
-
-    ensure_private_dir(directory)
-    st = os.lstat(directory)
-    if not os.path.isdir(directory) or os.path.islink(directory) or st.st_uid != os.getuid():
-        raise OSError(0, "not a private directory of this user")
-    if st.st_mode & 0o077:
-        os.chmod(directory, 0o700)
-
-
 def _connect(path: Path | None) -> sqlite3.Connection:
     if path is None:
         conn = sqlite3.connect("", isolation_level=None, check_same_thread=False)
         conn.executescript(_SCHEMA)
         return conn
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        if os.fstat(fd).st_uid != os.getuid():
-            raise OSError(0, "the local record belongs to another user")
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=120)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")  # a lost last transaction is a blob stored again; never torn
-        conn.execute("PRAGMA busy_timeout = 120000")
-        return conn
-    except sqlite3.Error:
-        conn.close()
-        raise
+    return connect_file(path)  # 0600, this user's, WAL: as the metadata cache beside it
 
 
 def _bound(conn: sqlite3.Connection, binding: bytes) -> bool:
@@ -305,9 +279,3 @@ def _bound(conn: sqlite3.Connection, binding: bytes) -> bool:
     except sqlite3.Error:
         return False
     return row is not None and isinstance(row[0], bytes) and hmac.compare_digest(row[0], binding)
-
-
-def _remove(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"{path}{suffix}")
